@@ -1,0 +1,224 @@
+"""Datasets: the manifest, LIBSVM files found by name or path, and the bundled synthetic default.
+
+Files are never shipped with the project.  A name is looked up in a data
+directory (``--data-dir``, else ``$CGDBENCH_DATA``, else the user cache
+directory); a path is read as it is.  Files named in the manifest are checked
+against its sha256 and shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+
+SYNTHETIC = "synthetic-a1a"
+SYNTHETIC_ALIASES = ("synthetic", "default")
+ENV_VAR = "CGDBENCH_DATA"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A binary classification dataset: CSR features ``A`` (m×d) and labels ``b`` in {-1, +1}."""
+
+    name: str
+    A: sp.csr_matrix
+    b: np.ndarray
+    source: str           # file path, or "generated"
+    sha256: str | None    # of the file, when read from one
+
+    @property
+    def shape(self):
+        return self.A.shape
+
+    def describe(self) -> dict:
+        m, d = self.A.shape
+        return {"name": self.name, "rows": m, "features": d, "nnz": int(self.A.nnz),
+                "positive": int((self.b > 0).sum()), "source": self.source, "sha256": self.sha256}
+
+
+# --- manifest -------------------------------------------------------------
+@lru_cache(maxsize=1)
+def manifest() -> dict:
+    """The dataset manifest (``datasets/manifest.json``): name -> file, rows, features, sha256."""
+    try:  # installed wheel: copied into the package
+        text = resources.files("cgdbench").joinpath("_datasets/manifest.json").read_text()
+    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        # source checkout / editable install: the file at the top of the repository
+        text = (Path(__file__).resolve().parents[1] / "datasets" / "manifest.json").read_text()
+    return json.loads(text)["datasets"]
+
+
+def names() -> list[str]:
+    return [SYNTHETIC, *manifest()]
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("cgdbench")) / "datasets"
+
+
+def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where a dataset name is looked up, in order."""
+    if data_dir is not None:
+        return [Path(data_dir)]
+    if os.environ.get(ENV_VAR):
+        return [Path(os.environ[ENV_VAR])]
+    return [default_data_dir()]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- reading --------------------------------------------------------------
+_LINE = re.compile(r"^\s*[-+]?[0-9.eE+-]+(\s+[0-9]+:[-+]?[0-9.eE+-]+)*\s*(#.*)?$")
+
+
+def _first_bad_line(path: Path) -> tuple[int, str] | None:
+    """Line number and text of the first line that is not ``label idx:val ...``."""
+    with open(path, "r", errors="replace") as f:
+        for no, line in enumerate(f, 1):
+            s = line.rstrip("\n")
+            if not s.strip() or s.lstrip().startswith("#"):
+                continue
+            if not _LINE.match(s):
+                return no, s[:80]
+            for tok in s.split("#")[0].split()[1:]:
+                i, _, v = tok.partition(":")
+                try:
+                    float(v)
+                except ValueError:
+                    return no, s[:80]
+                if int(i) < 1:
+                    return no, s[:80]
+    return None
+
+
+def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
+    """Read a LIBSVM/svmlight file into ``(A csr float64, y)`` with scikit-learn's reader.
+
+    A malformed file raises :class:`DataError` naming the first bad line.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset file {str(path)!r} does not exist")
+    try:
+        A, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float64)
+    except Exception as exc:  # sklearn raises ValueError/RuntimeError without a line number
+        bad = _first_bad_line(path)
+        where = f" at line {bad[0]}: {bad[1]!r}" if bad else ""
+        raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({exc})") from None
+    if A.shape[0] == 0:
+        raise DataError(f"LIBSVM file {str(path)!r} has no rows")
+    return A.tocsr(), np.asarray(y, dtype=np.float64)
+
+
+def labels_to_pm1(y: np.ndarray, name: str) -> np.ndarray:
+    """Map two label values to -1 (the smaller) and +1 (the larger)."""
+    vals = np.unique(y)
+    if vals.size > 2:
+        raise DataError(f"dataset {name!r} has {vals.size} label values {vals[:5].tolist()}...; "
+                        "binary classification needs two")
+    if vals.size == 2:
+        return np.where(y == vals[1], 1.0, -1.0)
+    return np.where(y > 0, 1.0, -1.0)
+
+
+def _canonical_csr(A: sp.spmatrix) -> sp.csr_matrix:
+    A = sp.csr_matrix(A, dtype=np.float64)
+    A.sum_duplicates()
+    A.sort_indices()
+    A.indptr = A.indptr.astype(np.int64)
+    A.indices = A.indices.astype(np.int64)
+    return A
+
+
+def load(dataset: str | os.PathLike | None = None, data_dir=None,
+         allow_hash_mismatch: bool = False, seed: int = 0) -> Dataset:
+    """A dataset by manifest name, by path, or the bundled synthetic default (``None``)."""
+    if dataset is None or str(dataset) in (SYNTHETIC, *SYNTHETIC_ALIASES):
+        A, b = synthetic_a1a(seed=seed)
+        return Dataset(SYNTHETIC, _canonical_csr(A), b, "generated", None)
+    text = str(dataset)
+    entries = manifest()
+    if text in entries:
+        entry = entries[text]
+        tried = [d / entry["file"] for d in data_dirs(data_dir)]
+        path = next((p for p in tried if p.is_file()), None)
+        if path is None:
+            looked = ", ".join(str(p) for p in tried)
+            raise DataError(
+                f"dataset {text!r} not found (looked for {looked}). Download {entry['file']!r} from "
+                f"the LIBSVM binary collection ({manifest_source()}) into one of those "
+                f"directories, or point --data-dir / ${ENV_VAR} at a directory that holds it")
+        return _load_file(path, text, entry, allow_hash_mismatch)
+    path = Path(text)
+    if path.exists() or os.sep in text or text.startswith("."):
+        if not path.is_file():
+            raise DataError(f"dataset file {text!r} does not exist")
+        entry = entries.get(path.name)
+        return _load_file(path, path.name if entry else path.stem, entry, allow_hash_mismatch)
+    raise DataError(f"unknown dataset {text!r}: not a path and not one of: {', '.join(names())}")
+
+
+def manifest_source() -> str:
+    return "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/binary.html"
+
+
+def _load_file(path: Path, name: str, entry: dict | None, allow_hash_mismatch: bool) -> Dataset:
+    digest = sha256_of(path)
+    if entry is not None and digest != entry["sha256"] and not allow_hash_mismatch:
+        raise DataError(f"sha256 mismatch for {name!r} ({path}): expected {entry['sha256']}, "
+                        f"file has {digest}; pass --allow-hash-mismatch to use your own copy")
+    n_features = entry["features"] if entry else None
+    try:
+        A, y = read_libsvm(path, n_features=n_features)
+    except DataError:
+        raise
+    if entry is not None and A.shape[0] != entry["rows"] and not allow_hash_mismatch:
+        raise DataError(f"dataset {name!r} ({path}) has {A.shape[0]} rows, the manifest says "
+                        f"{entry['rows']}: the file looks truncated")
+    return Dataset(name, _canonical_csr(A), labels_to_pm1(y, name), str(path), digest)
+
+
+# --- bundled default ------------------------------------------------------
+def synthetic_a1a(seed: int = 0, m: int = 1605, d: int = 123, groups: int = 14,
+                  positive_fraction: float = 0.25):
+    """Sparse binary features shaped like a1a: ``groups`` one-hot categorical groups.
+
+    Each row has exactly one active feature per group (``groups`` non-zeros per
+    row, like a1a's ~14), category frequencies are skewed (Dirichlet(0.5)), and
+    labels come from a planted linear score with logistic noise, thresholded so
+    that about ``positive_fraction`` of the rows are positive (a1a: 24.6%).
+    """
+    if groups < 1 or d < 2 * groups:
+        raise DataError(f"synthetic data needs d >= 2*groups, got d={d}, groups={groups}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA1A]))
+    sizes = rng.multinomial(d - 2 * groups, np.full(groups, 1.0 / groups)) + 2
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    cols = np.empty((m, groups), dtype=np.int64)
+    for g in range(groups):
+        p = rng.dirichlet(np.full(sizes[g], 0.5))
+        cols[:, g] = starts[g] + rng.choice(sizes[g], size=m, p=p)
+    indptr = np.arange(0, m * groups + 1, groups, dtype=np.int64)
+    A = sp.csr_matrix((np.ones(m * groups), cols.ravel(), indptr), shape=(m, d))
+    w = rng.normal(0.0, 1.0, d)
+    score = A @ w + rng.logistic(0.0, 1.0, m)
+    b = np.where(score >= np.quantile(score, 1.0 - positive_fraction), 1.0, -1.0)
+    return A, b

@@ -1,0 +1,241 @@
+"""Logistic regression with the non-convex regularizer of the det-CGD experiments.
+
+    f_i(x) = (1/m_i) Σ_{j ∈ client i} log(1 + exp(-b_j a_jᵀ x)) + λ Σ_t x_t² / (1 + x_t²),
+    f(x)   = (1/n) Σ_i f_i(x).
+
+With equal client sizes f is the usual average over all rows.  Smoothness
+matrices (the regularizer's second derivative (2 - 6x²)/(1 + x²)³ is at most 2):
+
+    L_i = (1/(4 m_i)) A_iᵀ A_i + 2λ I,        L = (1/n) Σ_i L_i.
+
+The data stay in CSR form; only L (d×d) is dense, which limits d to
+:data:`MAX_DENSE_D`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._jit import njit
+from ..data import Dataset
+from ..errors import ConfigError
+
+MAX_DENSE_D = 4096
+SPLITS = ("contiguous", "shuffled")
+
+
+@njit
+def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g):
+    """Data part of client gradient into ``g`` (overwritten); returns the data loss (or 0).
+
+    ``g = (1/m_i) Σ_j -b_j σ(-b_j a_jᵀx) a_j`` over rows ``r0 <= j < r1``.
+    """
+    for t in range(g.shape[0]):
+        g[t] = 0.0
+    loss = 0.0
+    for r in range(r0, r1):
+        z = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            z += values[p] * x[indices[p]]
+        t = b[r] * z
+        # stable σ(-t) and log(1 + e^{-t}), one exp either way
+        if t >= 0.0:
+            e = math.exp(-t)
+            s = e / (1.0 + e)
+            if need_loss:
+                loss += math.log1p(e)
+        else:
+            e = math.exp(t)
+            s = 1.0 / (1.0 + e)
+            if need_loss:
+                loss += -t + math.log1p(e)
+        c = -b[r] * s * inv_m
+        for p in range(indptr[r], indptr[r + 1]):
+            g[indices[p]] += c * values[p]
+    return loss * inv_m
+
+
+@njit
+def nonconvex_reg(x, lam, grad_out):
+    """``λ Σ x²/(1+x²)``; its gradient ``2λx/(1+x²)²`` goes into ``grad_out``."""
+    v = 0.0
+    for t in range(x.shape[0]):
+        u = 1.0 + x[t] * x[t]
+        v += x[t] * x[t] / u
+        grad_out[t] = 2.0 * lam * x[t] / (u * u)
+    return lam * v
+
+
+@njit
+def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g, scratch):
+    """``f(x)`` and ``∇f(x)`` (into ``g``), clients summed in order."""
+    n = client_ptr.shape[0] - 1
+    for t in range(g.shape[0]):
+        g[t] = 0.0
+    loss = 0.0
+    for i in range(n):
+        loss += logistic_client_grad(x, indptr, indices, values, b, client_ptr[i],
+                                     client_ptr[i + 1], inv_m[i], True, scratch)
+        for t in range(g.shape[0]):
+            g[t] += scratch[t]
+    reg = nonconvex_reg(x, lam, scratch)
+    for t in range(g.shape[0]):
+        g[t] = g[t] / n + scratch[t]
+    return loss / n + reg
+
+
+def parse_blocks(spec, d: int) -> np.ndarray:
+    """Block partition pointer from ``None`` (one block), a count ``"3"`` or sizes ``"40,40,43"``."""
+    if spec is None or spec == "":
+        return np.array([0, d], dtype=np.int64)
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        sizes = [int(s) for s in spec]
+    else:
+        toks = str(spec).split(",")
+        try:
+            vals = [int(t) for t in toks]
+        except ValueError:
+            raise ConfigError(f"--blocks {spec!r}: give a block count or comma-separated sizes") from None
+        if len(vals) == 1:
+            nb = vals[0]
+            if not 1 <= nb <= d:
+                raise ConfigError(f"--blocks {nb}: the number of blocks must be in [1, d = {d}]")
+            sizes = [len(a) for a in np.array_split(np.arange(d), nb)]
+        else:
+            sizes = vals
+    if any(s < 1 for s in sizes) or sum(sizes) != d:
+        raise ConfigError(f"--blocks {spec!r}: sizes must be >= 1 and sum to d = {d} (they sum to {sum(sizes)})")
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class LogRegNonconvex:
+    """``logreg-nonconvex``: rows of a dataset split over ``n`` clients (see module docstring)."""
+
+    dataset: Dataset
+    lam: float = 0.1
+    clients: int = 1
+    split: str = "contiguous"
+    split_seed: int = 0
+    blocks: object = None
+    # built in __post_init__
+    indptr: np.ndarray = field(init=False, repr=False)
+    indices: np.ndarray = field(init=False, repr=False)
+    values: np.ndarray = field(init=False, repr=False)
+    b: np.ndarray = field(init=False, repr=False)
+    client_ptr: np.ndarray = field(init=False, repr=False)
+    inv_m: np.ndarray = field(init=False, repr=False)
+    block_ptr: np.ndarray = field(init=False, repr=False)
+
+    name = "logreg-nonconvex"
+
+    def __post_init__(self):
+        m, d = self.dataset.A.shape
+        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
+            raise ConfigError(f"--lam {self.lam!r}: λ must be a finite number >= 0")
+        if not isinstance(self.clients, (int, np.integer)) or self.clients < 1:
+            raise ConfigError(f"--clients {self.clients!r}: need at least 1 client")
+        if self.clients > m:
+            raise ConfigError(f"--clients {self.clients}: more clients than rows ({m}) in "
+                              f"{self.dataset.name!r}; every client needs at least one row")
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; choose one of: {', '.join(SPLITS)}")
+        if d > MAX_DENSE_D:
+            raise ConfigError(f"{self.dataset.name!r} has d = {d} features; the dense smoothness "
+                              f"matrix L (d×d) is limited to d <= {MAX_DENSE_D}")
+        A, b = self.dataset.A, self.dataset.b
+        if self.split == "shuffled":
+            perm = np.random.default_rng(np.random.SeedSequence([self.split_seed, 0x5B17])).permutation(m)
+            A, b = A[perm], b[perm]
+        A = sp.csr_matrix(A)
+        sizes = np.array([len(c) for c in np.array_split(np.arange(m), self.clients)])
+        set_ = object.__setattr__
+        set_(self, "indptr", A.indptr.astype(np.int64))
+        set_(self, "indices", A.indices.astype(np.int64))
+        set_(self, "values", A.data.astype(np.float64))
+        set_(self, "b", np.ascontiguousarray(b, dtype=np.float64))
+        set_(self, "client_ptr", np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+        set_(self, "inv_m", 1.0 / sizes.astype(np.float64))
+        set_(self, "block_ptr", parse_blocks(self.blocks, d))
+
+    # --- shape ------------------------------------------------------------
+    @property
+    def d(self) -> int:
+        return self.dataset.A.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.dataset.A.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.clients
+
+    def x0(self, kind: str = "ones-over-sqrt-d") -> np.ndarray:
+        if kind == "ones-over-sqrt-d":
+            return np.full(self.d, 1.0 / math.sqrt(self.d))
+        if kind == "zeros":
+            return np.zeros(self.d)
+        raise ConfigError(f"unknown --x0 {kind!r}; choose one of: ones-over-sqrt-d, zeros")
+
+    # --- oracle -----------------------------------------------------------
+    def kernel_data(self):
+        """Arrays the engine kernels take, in their order."""
+        return (self.indptr, self.indices, self.values, self.b, self.client_ptr, self.inv_m,
+                float(self.lam))
+
+    def _x(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.d,):
+            raise ConfigError(f"x must have shape ({self.d},), got {x.shape}")
+        return x
+
+    def f(self, x) -> float:
+        return self.f_and_grad(x)[0]
+
+    def grad(self, x) -> np.ndarray:
+        return self.f_and_grad(x)[1]
+
+    def f_and_grad(self, x):
+        x = self._x(x)
+        g = np.empty(self.d)
+        v = objective_and_grad(x, self.indptr, self.indices, self.values, self.b, self.client_ptr,
+                               self.inv_m, float(self.lam), g, np.empty(self.d))
+        return v, g
+
+    def client_f_and_grad(self, i: int, x):
+        """``f_i(x)`` and ``∇f_i(x)`` for client ``i``."""
+        if not 0 <= i < self.n:
+            raise ConfigError(f"client {i} out of range [0, {self.n})")
+        x = self._x(x)
+        g, r = np.empty(self.d), np.empty(self.d)
+        v = logistic_client_grad(x, self.indptr, self.indices, self.values, self.b,
+                                 self.client_ptr[i], self.client_ptr[i + 1], self.inv_m[i], True, g)
+        v += nonconvex_reg(x, float(self.lam), r)
+        return v, g + r
+
+    # --- smoothness -------------------------------------------------------
+    def _rows(self, i: int) -> sp.csr_matrix:
+        r0, r1 = self.client_ptr[i], self.client_ptr[i + 1]
+        p0, p1 = self.indptr[r0], self.indptr[r1]
+        return sp.csr_matrix((self.values[p0:p1], self.indices[p0:p1], self.indptr[r0:r1 + 1] - p0),
+                             shape=(r1 - r0, self.d))
+
+    def client_smoothness(self, i: int) -> np.ndarray:
+        """``L_i = A_iᵀA_i/(4 m_i) + 2λI`` (dense d×d)."""
+        Ai = self._rows(i)
+        Li = (Ai.T @ Ai).toarray() * (self.inv_m[i] / 4.0)
+        Li[np.diag_indices(self.d)] += 2.0 * self.lam
+        return Li
+
+    def smoothness(self) -> np.ndarray:
+        """``L = (1/n) Σ L_i`` (dense d×d), from one weighted sparse product."""
+        A = sp.csr_matrix((self.values, self.indices, self.indptr), shape=(self.m, self.d))
+        w = np.repeat(self.inv_m, np.diff(self.client_ptr)) / (4.0 * self.n)
+        L = (A.T @ sp.diags(w) @ A).toarray()
+        L = 0.5 * (L + L.T)
+        L[np.diag_indices(self.d)] += 2.0 * self.lam
+        return L
