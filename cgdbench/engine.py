@@ -148,7 +148,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         *D.kernel_args(), D.det_root(), ranges,
         np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d), dtype=np.int8),
         np.zeros((R, d), dtype=np.int64), np.zeros((R, d)), np.zeros(R), np.zeros(R, dtype=np.int64),
-        np.zeros(d), np.zeros(d),
+        np.zeros(d), np.zeros(d), np.zeros(d), np.zeros((R, p.max_rows)),
         float(config.value_bits), float(sk.index_bits(config.index_mode)), float(down), acc,
         out_arrays["iteration"], out_arrays["loss"], out_arrays["grad_norm_sq"], out_arrays["grad_norm_sq_D"],
         out_arrays["bits_up"], out_arrays["bits_down"])

@@ -29,7 +29,7 @@ from ..stepsizes.kernels import d_apply, d_quad, d_row_dot
 
 DET_CGD1, DET_CGD2 = 0, 1
 RUNNING, DIVERGED = 0, 1
-MAX_RANGES = 64
+MAX_RANGES = 16
 
 
 def client_ranges(n: int) -> np.ndarray:
@@ -47,14 +47,14 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
                   seed,
                   D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, D_det_root,
                   range_ptr, msg_buf, gsum_buf, scratch, mark, idx_buf, scale_buf,
-                  loss_buf, nnz_buf, reg_grad, tmp,
+                  loss_buf, nnz_buf, reg_grad, D_reg, tmp, zbuf,
                   value_bits, index_bits, down_bits,
                   acc, out_iter, out_loss, out_gns, out_gnsD, out_bits_up, out_bits_down):
     """Run iterations ``k0 <= k < k1`` (``k == K`` evaluates the final point only).
 
     ``acc`` carries state between chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃, bits up, bits down, rows written]``.
     Returns ``(status, next k)``; on divergence ``next k`` is the iteration whose
-    metrics were not finite (``x`` is then the last finite iterate's successor).
+    metrics were not finite (``x`` is that iterate).
     """
     n = client_ptr.shape[0] - 1
     n_ranges = range_ptr.shape[0] - 1
@@ -63,6 +63,8 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
         reg = nonconvex_reg(x, lam, reg_grad)
+        if family == DET_CGD2 and send:
+            d_apply(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, reg_grad, D_reg)
         for r in prange(n_ranges):
             msg = msg_buf[r]
             gsum = gsum_buf[r]
@@ -74,21 +76,20 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 lsum += logistic_client_grad(x, indptr, indices, values, b, client_ptr[i],
-                                             client_ptr[i + 1], inv_m[i], log_row, g)
+                                             client_ptr[i + 1], inv_m[i], log_row, g, zbuf[r])
                 for u in range(d):
                     gsum[u] += g[u]
                 if send:
-                    for u in range(d):
-                        g[u] += reg_grad[u]
                     nnz = sample_sketch(sk_kind, sk_d, sk_k, sk_block_ptr, sk_block_k, sk_block_q,
                                         sk_cdf, sk_inv_p, seed, i, k, mark[r], idx_buf[r], scale_buf[r])
                     for q in range(nnz):
                         j = idx_buf[r, q]
+                        # g holds the data part of ∇f_i; the regularizer's part is shared
                         if family == DET_CGD1:
-                            msg[j] += scale_buf[r, q] * g[j]
+                            msg[j] += scale_buf[r, q] * (g[j] + reg_grad[j])
                         else:
-                            msg[j] += scale_buf[r, q] * d_row_dot(D_kind, D_gamma, D_diag, D_mat,
-                                                                  D_block_ptr, D_block_of, j, g)
+                            msg[j] += scale_buf[r, q] * (d_row_dot(D_kind, D_gamma, D_diag, D_mat,
+                                                                   D_block_ptr, D_block_of, j, g) + D_reg[j])
                     cnt += nnz
             loss_buf[r] = lsum
             nnz_buf[r] = cnt

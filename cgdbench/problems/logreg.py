@@ -28,31 +28,48 @@ SPLITS = ("contiguous", "shuffled")
 
 
 @njit
-def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g):
-    """Data part of client gradient into ``g`` (overwritten); returns the data loss (or 0).
+def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
+    """Data part of a client's gradient into ``g`` (overwritten); returns the data loss (or 0).
 
-    ``g = (1/m_i) Σ_j -b_j σ(-b_j a_jᵀx) a_j`` over rows ``r0 <= j < r1``.
+    ``g = (1/m_i) Σ_j -b_j σ(-b_j a_jᵀx) a_j`` over rows ``r0 <= j < r1``;
+    ``zbuf`` (length >= r1 - r0) is scratch.  Three passes (margins, link
+    function, scatter) rather than one: keeping the exp/log1p latency out of
+    the sparse loops makes the whole about 1.5x faster.
     """
     for t in range(g.shape[0]):
         g[t] = 0.0
+    for r in range(r0, r1):
+        # four accumulators break the add-latency chain of the sparse dot product;
+        # the order is fixed in code, so results do not depend on the machine
+        z0 = 0.0
+        z1 = 0.0
+        z2 = 0.0
+        z3 = 0.0
+        p = indptr[r]
+        end = indptr[r + 1]
+        while p + 4 <= end:
+            z0 += values[p] * x[indices[p]]
+            z1 += values[p + 1] * x[indices[p + 1]]
+            z2 += values[p + 2] * x[indices[p + 2]]
+            z3 += values[p + 3] * x[indices[p + 3]]
+            p += 4
+        while p < end:
+            z0 += values[p] * x[indices[p]]
+            p += 1
+        zbuf[r - r0] = b[r] * ((z0 + z1) + (z2 + z3))
     loss = 0.0
     for r in range(r0, r1):
-        z = 0.0
-        for p in range(indptr[r], indptr[r + 1]):
-            z += values[p] * x[indices[p]]
-        t = b[r] * z
-        # stable σ(-t) and log(1 + e^{-t}), one exp either way
-        if t >= 0.0:
-            e = math.exp(-t)
-            s = e / (1.0 + e)
-            if need_loss:
-                loss += math.log1p(e)
-        else:
-            e = math.exp(t)
-            s = 1.0 / (1.0 + e)
-            if need_loss:
-                loss += -t + math.log1p(e)
-        c = -b[r] * s * inv_m
+        # stable σ(-t) and log(1 + e^{-t}) from one exp, without a data-dependent branch
+        t = zbuf[r - r0]
+        a = abs(t)
+        e = math.exp(-a)
+        inv = 1.0 / (1.0 + e)
+        s = e * inv if t >= 0.0 else inv
+        if need_loss:
+            loss += math.log1p(e) + 0.5 * (a - t)
+        zbuf[r - r0] = -b[r] * s * inv_m
+    for r in range(r0, r1):
+        c = zbuf[r - r0]
         for p in range(indptr[r], indptr[r + 1]):
             g[indices[p]] += c * values[p]
     return loss * inv_m
@@ -70,7 +87,7 @@ def nonconvex_reg(x, lam, grad_out):
 
 
 @njit
-def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g, scratch):
+def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g, scratch, zbuf):
     """``f(x)`` and ``∇f(x)`` (into ``g``), clients summed in order."""
     n = client_ptr.shape[0] - 1
     for t in range(g.shape[0]):
@@ -78,7 +95,7 @@ def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g,
     loss = 0.0
     for i in range(n):
         loss += logistic_client_grad(x, indptr, indices, values, b, client_ptr[i],
-                                     client_ptr[i + 1], inv_m[i], True, scratch)
+                                     client_ptr[i + 1], inv_m[i], True, scratch, zbuf)
         for t in range(g.shape[0]):
             g[t] += scratch[t]
     reg = nonconvex_reg(x, lam, scratch)
@@ -174,6 +191,11 @@ class LogRegNonconvex:
     def n(self) -> int:
         return self.clients
 
+    @property
+    def max_rows(self) -> int:
+        """Rows of the largest client."""
+        return int(np.diff(self.client_ptr).max())
+
     def x0(self, kind: str = "ones-over-sqrt-d") -> np.ndarray:
         if kind == "ones-over-sqrt-d":
             return np.full(self.d, 1.0 / math.sqrt(self.d))
@@ -203,7 +225,7 @@ class LogRegNonconvex:
         x = self._x(x)
         g = np.empty(self.d)
         v = objective_and_grad(x, self.indptr, self.indices, self.values, self.b, self.client_ptr,
-                               self.inv_m, float(self.lam), g, np.empty(self.d))
+                               self.inv_m, float(self.lam), g, np.empty(self.d), np.empty(self.max_rows))
         return v, g
 
     def client_f_and_grad(self, i: int, x):
@@ -213,7 +235,8 @@ class LogRegNonconvex:
         x = self._x(x)
         g, r = np.empty(self.d), np.empty(self.d)
         v = logistic_client_grad(x, self.indptr, self.indices, self.values, self.b,
-                                 self.client_ptr[i], self.client_ptr[i + 1], self.inv_m[i], True, g)
+                                 self.client_ptr[i], self.client_ptr[i + 1], self.inv_m[i], True, g,
+                                 np.empty(self.max_rows))
         v += nonconvex_reg(x, float(self.lam), r)
         return v, g + r
 

@@ -1,0 +1,140 @@
+"""The ``cgdbench`` command: parse, build a RunConfig, call the API, print.
+
+Exit codes: 0 completed; 1 diverged; 2 bad input; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from . import __version__, algorithms, compressors, data, problems, stepsizes
+from .config import DOWNLINK, VALUE_BITS, X0_CHOICES, RunConfig
+from .errors import CgdbenchError
+
+LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes")
+
+
+def _choices(pairs) -> str:
+    return ", ".join(name for name, _ in pairs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cgdbench", description="Compressed gradient methods benchmark suite.")
+    ap.add_argument("--version", action="version", version=f"cgdbench {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list registered problems, datasets, algorithms, compressors, stepsizes")
+    ls.add_argument("what", nargs="?", choices=LISTS, help="what to list (default: everything)")
+
+    r = sub.add_parser("run", help="run one method and append the result to an HDF5 file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run one configuration. Example:\n  cgdbench run --algorithm det-cgd1 "
+                                   "--compressor rand-1 --stepsize diag-inv --clients 10 --iters 2000 "
+                                   "--out results.h5")
+    g = r.add_argument_group("problem and data")
+    g.add_argument("--problem", default="logreg-nonconvex", help=f"one of: {_choices(problems.describe())}")
+    g.add_argument("--dataset", default=None,
+                   help=f"manifest name ({', '.join(data.names())}) or a LIBSVM file path; "
+                        f"default: the bundled {data.SYNTHETIC}")
+    g.add_argument("--data-dir", default=None,
+                   help=f"directory holding dataset files (default: ${data.ENV_VAR}, else {data.default_data_dir()})")
+    g.add_argument("--allow-hash-mismatch", action="store_true",
+                   help="accept a file whose sha256 differs from the manifest (your own copy)")
+    g.add_argument("--lam", type=float, default=0.1, help="regularization λ >= 0 (default 0.1)")
+    g.add_argument("--clients", type=int, default=1, help="number of clients n >= 1 (default 1)")
+    g.add_argument("--split", default="contiguous", choices=problems.SPLITS,
+                   help="how rows are split over clients (default contiguous, as in the papers' code)")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the shuffled split")
+    g.add_argument("--blocks", default=None,
+                   help="block (layer) partition: a count ('3') or sizes ('40,40,43'); default one block")
+    g.add_argument("--x0", default="ones-over-sqrt-d", choices=X0_CHOICES, help="starting point (default 1/sqrt(d))")
+    g = r.add_argument_group("method")
+    g.add_argument("--algorithm", default="det-cgd1", help=f"one of: {_choices(algorithms.describe())}")
+    g.add_argument("--compressor", default="rand-1", help=f"one of: {_choices(compressors.describe())}")
+    g.add_argument("--stepsize", default="diag-inv", help=f"one of: {_choices(stepsizes.describe())}")
+    g.add_argument("--iters", type=int, default=1000, help="iterations K >= 1")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sketches' random streams")
+    g = r.add_argument_group("output")
+    g.add_argument("--log-every", type=int, default=1, help="log every N-th iterate (and the last)")
+    g.add_argument("--value-bits", type=int, default=32, choices=VALUE_BITS, help="bits per sent value")
+    g.add_argument("--index-mode", default="explicit", choices=compressors.INDEX_MODES,
+                   help="explicit: ceil(log2 d) bits per index; shared-seed: indices regenerated, 0 bits")
+    g.add_argument("--downlink", default="per-client", choices=DOWNLINK,
+                   help="downlink model: d values to every client (per-client), one broadcast (once), none")
+    g.add_argument("--out", default=None, help="HDF5 file to append the run to (not saved if omitted)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return ap
+
+
+def _list(what: str | None) -> None:
+    sections = {
+        "problems": problems.describe(),
+        "datasets": [(data.SYNTHETIC, "bundled synthetic default shaped like a1a (no file needed)")]
+        + [(k, f"{v['rows']} rows × {v['features']} features — {v['description']}")
+           for k, v in data.manifest().items()],
+        "algorithms": algorithms.describe(),
+        "compressors": compressors.describe(),
+        "stepsizes": stepsizes.describe(),
+    }
+    for name in ([what] if what else LISTS):
+        print(f"{name}:")
+        width = max(len(k) for k, _ in sections[name])
+        for k, doc in sections[name]:
+            print(f"  {k:<{width}}  {doc}")
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _run(ns) -> int:
+    from .engine import run
+    cfg = RunConfig(problem=ns.problem, dataset=ns.dataset, lam=ns.lam, clients=ns.clients, split=ns.split,
+                    split_seed=ns.split_seed, blocks=ns.blocks, x0=ns.x0, algorithm=ns.algorithm,
+                    compressor=ns.compressor, stepsize=ns.stepsize, iters=ns.iters, seed=ns.seed,
+                    log_every=ns.log_every, value_bits=ns.value_bits, index_mode=ns.index_mode,
+                    downlink=ns.downlink)
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        trace = run(cfg, out=ns.out, progress=not ns.quiet and sys.stderr.isatty(), data_dir=ns.data_dir,
+                    allow_hash_mismatch=ns.allow_hash_mismatch)
+    except KeyboardInterrupt as exc:
+        trace = getattr(exc, "trace", None)
+        if trace is None:
+            print("cgdbench: interrupted before the run started; nothing written", file=sys.stderr)
+            return 130
+    if ns.json:
+        print(json.dumps({"status": trace.status, "iterations": trace.iterations, "run_id": trace.run_id,
+                          "final_loss": float(trace.loss[-1]) if trace.loss.size else None,
+                          "grad_norm_sq": float(trace.grad_norm_sq[-1]) if trace.loss.size else None,
+                          "G_KD": trace.G_KD, "bits_up": int(trace.bits_up[-1]) if trace.loss.size else 0,
+                          "bits_down": int(trace.bits_down[-1]) if trace.loss.size else 0, **trace.meta},
+                         default=str))
+    else:
+        print(trace.summary())
+        if ns.out is None:
+            print("(not saved: pass --out FILE.h5 to keep the trace)")
+    return {"completed": 0, "diverged": 1, "interrupted": 130}.get(trace.status, 1)
+
+
+def main(argv=None) -> int:
+    ap = _parser()
+    ns = ap.parse_args(argv)
+    try:
+        if ns.command == "list":
+            _list(ns.what)
+            return 0
+        if ns.command == "run":
+            return _run(ns)
+        ap.print_help()
+        return 2
+    except CgdbenchError as exc:
+        print(f"cgdbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
