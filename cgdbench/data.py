@@ -108,6 +108,16 @@ def _first_bad_line(path: Path) -> tuple[int, str] | None:
     return None
 
 
+def _last_line(path: Path) -> tuple[int, str] | None:
+    """Number and text of the last non-empty line."""
+    last = None
+    with open(path, "rb") as f:
+        for no, line in enumerate(f, 1):
+            if line.strip():
+                last = (no, line.decode(errors="replace").rstrip("\n"))
+    return last
+
+
 def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
     """Read a LIBSVM/svmlight file into ``(A csr float64, y)`` with scikit-learn's reader.
 
@@ -119,11 +129,18 @@ def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
     if not path.is_file():
         raise DataError(f"dataset file {str(path)!r} does not exist")
     try:
-        A, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float64)
+        # zero_based=False: LIBSVM indices start at 1; "auto" would silently shift
+        # every feature of a file that contains a (bad) index 0
+        A, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float64, zero_based=False)
     except Exception as exc:  # sklearn raises ValueError/RuntimeError without a line number
         bad = _first_bad_line(path)
         where = f" at line {bad[0]}: {bad[1]!r}" if bad else ""
         raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({exc})") from None
+    last = _last_line(path)
+    if last is not None and not _LINE.match(last[1]):
+        # a file cut mid-line can still parse ("11:" reads as a value-less token)
+        raise DataError(f"malformed LIBSVM file {str(path)!r} at line {last[0]}: {last[1][:80]!r} "
+                        "(truncated?)")
     if A.shape[0] == 0:
         raise DataError(f"LIBSVM file {str(path)!r} has no rows")
     return A.tocsr(), np.asarray(y, dtype=np.float64)
@@ -187,11 +204,8 @@ def _load_file(path: Path, name: str, entry: dict | None, allow_hash_mismatch: b
         raise DataError(f"sha256 mismatch for {name!r} ({path}): expected {entry['sha256']}, "
                         f"file has {digest}; pass --allow-hash-mismatch to use your own copy")
     n_features = entry["features"] if entry else None
-    try:
-        A, y = read_libsvm(path, n_features=n_features)
-    except DataError:
-        raise
-    if entry is not None and A.shape[0] != entry["rows"] and not allow_hash_mismatch:
+    A, y = read_libsvm(path, n_features=n_features)
+    if entry is not None and A.shape[0] != entry["rows"]:
         raise DataError(f"dataset {name!r} ({path}) has {A.shape[0]} rows, the manifest says "
                         f"{entry['rows']}: the file looks truncated")
     return Dataset(name, _canonical_csr(A), labels_to_pm1(y, name), str(path), digest)

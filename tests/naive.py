@@ -1,0 +1,158 @@
+"""Slow, obviously-right NumPy twins of the jitted kernels."""
+import itertools
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+
+U64 = np.uint64
+GOLDEN, M1, M2 = U64(0x9E3779B97F4A7C15), U64(0xBF58476D1CE4E5B9), U64(0x94D049BB133111EB)
+
+
+def mix64(z):
+    with np.errstate(over="ignore"):
+        z = U64(z)
+        z = (z ^ (z >> U64(30))) * M1
+        z = (z ^ (z >> U64(27))) * M2
+        return z ^ (z >> U64(31))
+
+
+def stream_key(seed, client, iteration):
+    with np.errstate(over="ignore"):
+        h = mix64(U64(seed) + GOLDEN)
+        h = mix64(h ^ (U64(client) * GOLDEN + M1))
+        return mix64(h ^ (U64(iteration) * M2 + GOLDEN))
+
+
+def uniform(key, draw):
+    with np.errstate(over="ignore"):
+        z = mix64(U64(key) + (U64(draw) + U64(1)) * GOLDEN)
+    return float(z >> U64(11)) * 2.0**-53
+
+
+# --- logistic regression ---------------------------------------------------
+def logreg_client(A, b, lam, x):
+    """f_i and ∇f_i from dense-free scipy ops, with the plain formulas."""
+    z = b * (A @ x)
+    loss = np.mean(np.logaddexp(0.0, -z))
+    sig = expit(-z)                        # σ(-z)
+    g = A.T @ (-b * sig) / A.shape[0]
+    reg = lam * np.sum(x**2 / (1 + x**2))
+    greg = lam * 2 * x / (1 + x**2) ** 2
+    return loss + reg, g + greg
+
+
+def client_blocks(problem):
+    A = sp.csr_matrix((problem.values, problem.indices, problem.indptr), shape=(problem.m, problem.d))
+    return [(A[problem.client_ptr[i]:problem.client_ptr[i + 1]], problem.b[problem.client_ptr[i]:problem.client_ptr[i + 1]])
+            for i in range(problem.n)]
+
+
+def logreg(problem, x):
+    parts = [logreg_client(A, b, problem.lam, x) for A, b in client_blocks(problem)]
+    return np.mean([p[0] for p in parts]), np.mean([p[1] for p in parts], axis=0)
+
+
+def smoothness(problem):
+    Ls = []
+    for A, _ in client_blocks(problem):
+        Ad = A.toarray()
+        Ls.append(Ad.T @ Ad / (4 * Ad.shape[0]) + 2 * problem.lam * np.eye(problem.d))
+    return np.mean(Ls, axis=0)
+
+
+# --- sketches: exact distributions for small d ------------------------------
+def enumerate_sketch(sk):
+    """All outcomes ``(probability, diagonal s)`` of a sketch (small d only)."""
+    d, ptr = sk.d, sk.block_ptr
+    name = sk.name
+    if name == "identity":
+        return [(1.0, np.ones(d))]
+    if name == "rand-k":
+        subsets = list(itertools.combinations(range(d), sk.k))
+        out = []
+        for J in subsets:
+            s = np.zeros(d)
+            s[list(J)] = d / sk.k
+            out.append((1.0 / len(subsets), s))
+        return out
+    if name == "importance-rand-1":
+        out = []
+        for j in range(d):
+            s = np.zeros(d)
+            s[j] = 1.0 / sk.p[j]
+            out.append((sk.p[j], s))
+        return out
+    blocks = list(zip(ptr[:-1], ptr[1:]))
+    if name == "block-rand-k":
+        per_block = []
+        for (lo, hi), k in zip(blocks, sk.ks):
+            subs = list(itertools.combinations(range(lo, hi), k))
+            per_block.append([(1.0 / len(subs), J, (hi - lo) / k) for J in subs])
+        out = []
+        for combo in itertools.product(*per_block):
+            s = np.zeros(d)
+            prob = 1.0
+            for pr, J, sc in combo:
+                prob *= pr
+                s[list(J)] = sc
+            out.append((prob, s))
+        return out
+    if name == "bern-q":
+        out = []
+        for eta in itertools.product([0, 1], repeat=len(blocks)):
+            s = np.zeros(d)
+            prob = 1.0
+            for (lo, hi), q, e in zip(blocks, sk.qs, eta):
+                prob *= q if e else 1 - q
+                if e:
+                    s[lo:hi] = 1.0 / q
+            out.append((prob, s))
+        return out
+    raise ValueError(name)
+
+
+def exact_moments(sk, M):
+    """E[S] and E[S M S] by enumeration."""
+    ES = np.zeros((sk.d, sk.d))
+    ESMS = np.zeros((sk.d, sk.d))
+    for prob, s in enumerate_sketch(sk):
+        S = np.diag(s)
+        ES += prob * S
+        ESMS += prob * S @ M @ S
+    return ES, ESMS
+
+
+# --- the algorithms, written the way a researcher would first write them ----
+def det_cgd(problem, sketch, D, family, K, seed, x0):
+    """Python loop over iterations and clients; returns per-iteration metrics and x_K.
+
+    Uses the dense matrices S_i and D; sketches come from ``sketch.sample`` (the
+    sampling kernel is tested on its own against :func:`enumerate_sketch`).
+    """
+    Dd = D.dense()
+    d = problem.d
+    clients = client_blocks(problem)
+    det_root = math.exp(np.linalg.slogdet(Dd)[1] / d)
+    x = x0.copy()
+    rows = {"loss": [], "gns": [], "gnsD": [], "nnz": []}
+    for k in range(K + 1):
+        parts = [logreg_client(A, b, problem.lam, x) for A, b in clients]
+        grad = np.mean([p[1] for p in parts], axis=0)
+        rows["loss"].append(np.mean([p[0] for p in parts]))
+        rows["gns"].append(grad @ grad)
+        rows["gnsD"].append(grad @ Dd @ grad / det_root)
+        if k == K:
+            break
+        msgs, nnz = [], 0
+        for i, (_, g_i) in enumerate(parts):
+            idx, scale = sketch.sample(seed, i, k)
+            S = np.zeros((d, d))
+            S[idx, idx] = scale
+            nnz += idx.size
+            msgs.append(S @ g_i if family == "det-cgd1" else S @ Dd @ g_i)
+        rows["nnz"].append(nnz)
+        agg = np.mean(msgs, axis=0)
+        x = x - (Dd @ agg if family == "det-cgd1" else agg)
+    return {k: np.array(v) for k, v in rows.items()}, x
