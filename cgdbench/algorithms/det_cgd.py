@@ -108,7 +108,8 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
             tmp[t] = tmp[t] / n + reg_grad[t]
             gns += tmp[t] * tmp[t]
         gnsD = d_quad(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, tmp) / D_det_root
-        if not (math.isfinite(gns) and math.isfinite(gnsD)):
+        if not (math.isfinite(gns) and math.isfinite(gnsD) and math.isfinite(reg)
+                and math.isfinite(loss)):
             return DIVERGED, k
         if log_row:
             row = np.int64(acc[3])

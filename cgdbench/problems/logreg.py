@@ -80,8 +80,9 @@ def nonconvex_reg(x, lam, grad_out):
     """``λ Σ x²/(1+x²)``; its gradient ``2λx/(1+x²)²`` goes into ``grad_out``."""
     v = 0.0
     for t in range(x.shape[0]):
-        u = 1.0 + x[t] * x[t]
-        v += x[t] * x[t] / u
+        sq = x[t] * x[t]
+        u = 1.0 + sq
+        v += sq / u if sq < 1e300 else 1.0  # x²/(1+x²) -> 1, not inf/inf
         grad_out[t] = 2.0 * lam * x[t] / (u * u)
     return lam * v
 

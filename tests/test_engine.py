@@ -1,0 +1,151 @@
+"""The jitted det-CGD loop against the Python/NumPy loop, bits, determinism, divergence."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import cgdbench
+from cgdbench import RunConfig, engine
+from cgdbench.errors import ConfigError
+
+from . import naive
+
+CASES = [
+    ("gd", "identity", "scalar", 1),
+    ("gd", "identity", "l-inv", 3),
+    ("det-cgd1", "rand-1", "diag-inv", 1),
+    ("det-cgd1", "rand-k:3", "l-inv", 4),
+    ("det-cgd1", "bern-q:0.5", "identity-w", 3),
+    ("det-cgd1", "importance-rand-1", "l-inv-sqrt", 2),
+    ("det-cgd2", "rand-1", "optimal", 1),
+    ("det-cgd2", "block-rand-k:1", "l-inv", 5),
+    ("det-cgd2", "bern-q:0.3,0.9", "optimal", 3),
+    ("dcgd", "rand-k:2", "scalar", 6),
+]
+
+
+def built_for(small_dataset, **kw):
+    cfg = RunConfig(**{"lam": 0.1, "seed": 3, "iters": 15, **kw})
+    from cgdbench.problems import LogRegNonconvex
+    from cgdbench import compressors, stepsizes
+    p = LogRegNonconvex(small_dataset, lam=cfg.lam, clients=cfg.clients, blocks=cfg.blocks)
+    L = p.smoothness()
+    sk = compressors.make(cfg.compressor, p.d, p.block_ptr, np.diag(L))
+    D, info = stepsizes.build(cfg.stepsize, cfg.family, sk, L, p.block_ptr)
+    return cfg, engine.Built(cfg, p, sk, D, L, info, p.x0(cfg.x0))
+
+
+@pytest.mark.parametrize("algorithm,compressor,stepsize,clients", CASES)
+def test_engine_matches_numpy_loop(small_dataset, algorithm, compressor, stepsize, clients):
+    cfg, b = built_for(small_dataset, algorithm=algorithm, compressor=compressor, stepsize=stepsize,
+                       clients=clients, blocks="4,8" if "block" in compressor or "bern" in compressor else None)
+    tr = engine.run(cfg, built=b)
+    ref, x_ref = naive.det_cgd(b.problem, b.sketch, b.D, cfg.family, cfg.iters, cfg.seed, b.x0)
+    assert tr.status == "completed" and tr.iterations == cfg.iters
+    np.testing.assert_array_equal(tr.iteration, np.arange(cfg.iters + 1))
+    np.testing.assert_allclose(tr.loss, ref["loss"], rtol=1e-12)
+    np.testing.assert_allclose(tr.grad_norm_sq, ref["gns"], rtol=1e-9, atol=1e-18)
+    np.testing.assert_allclose(tr.grad_norm_sq_D, ref["gnsD"], rtol=1e-9, atol=1e-18)
+    np.testing.assert_allclose(tr.x_final, x_ref, rtol=1e-11, atol=1e-13)
+    assert tr.G_KD == pytest.approx(ref["gnsD"][:-1].mean(), rel=1e-10)
+    # bits: exact, cumulative, counted before each step
+    w, ib, n, d = cfg.value_bits, b.sketch.index_bits(cfg.index_mode), clients, b.problem.d
+    expected_up = np.concatenate([[0], np.cumsum(w * ref["nnz"] + n * ib)])
+    np.testing.assert_array_equal(tr.bits_up, expected_up)
+    np.testing.assert_array_equal(tr.bits_down, np.arange(cfg.iters + 1) * n * d * w)
+
+
+def test_bits_conventions(small_dataset):
+    for kw, up, down in [
+        (dict(compressor="rand-k:3"), 15 * 2 * (3 * 32 + 3 * 4), 15 * 2 * 12 * 32),
+        (dict(compressor="rand-k:3", index_mode="shared-seed", value_bits=64, downlink="once"),
+         15 * 2 * 3 * 64, 15 * 12 * 64),
+        (dict(compressor="identity", downlink="none"), 15 * 2 * 12 * 32, 0),
+    ]:
+        cfg, b = built_for(small_dataset, algorithm="det-cgd1", stepsize="scalar", clients=2, **kw)
+        tr = engine.run(cfg, built=b)
+        assert (tr.bits_up[-1], tr.bits_down[-1]) == (up, down), kw
+
+
+def test_log_every_thins_rows_and_keeps_the_last(small_dataset):
+    cfg, b = built_for(small_dataset, compressor="rand-1", log_every=4, iters=10)
+    tr = engine.run(cfg, built=b)
+    np.testing.assert_array_equal(tr.iteration, [0, 4, 8, 10])
+    cfg1, b1 = built_for(small_dataset, compressor="rand-1", iters=10)
+    full = engine.run(cfg1, built=b1)
+    np.testing.assert_array_equal(tr.loss, full.loss[[0, 4, 8, 10]])
+    assert tr.G_KD == full.G_KD  # G_{K,D} uses every iteration, not only logged ones
+    assert np.all(np.diff(tr.wall_time) >= 0)
+
+
+def test_divergence_is_reported_with_the_trace_so_far(small_dataset):
+    # logistic loss and the regularizer have bounded gradients, so only an absurd γ
+    # overflows x to inf (and the margins to NaN)
+    cfg, b = built_for(small_dataset, algorithm="gd", compressor="identity", stepsize="scalar:1e308",
+                       lam=0.5, iters=500, x0="zeros")
+    tr = engine.run(cfg, built=b)
+    assert tr.status == "diverged"
+    assert 0 < tr.iterations < 500
+    assert np.all(np.isfinite(tr.loss)) and tr.iteration[-1] <= tr.iterations
+    assert any("diverged" in w for w in tr.meta["warnings"])
+
+
+def test_a1a_distributed_run(data_dir):
+    """The papers' distributed setting: a1a, λ = 0.1, 100 clients, rand-1, diag⁻¹(L) stepsize."""
+    cfg = RunConfig(dataset="a1a", lam=0.1, clients=100, algorithm="det-cgd1", compressor="rand-1",
+                    stepsize="diag-inv", iters=300)
+    tr = cgdbench.run(cfg, data_dir=data_dir)
+    assert tr.status == "completed"
+    assert tr.loss[-1] < tr.loss[0]
+    assert tr.grad_norm_sq[-1] < 0.2 * tr.grad_norm_sq[0]
+    assert tr.bits_up[-1] == 300 * 100 * (32 + 7)
+
+
+def test_bad_configs():
+    for kw, msg in [
+        (dict(algorithm="sgd2"), "unknown algorithm 'sgd2'.*det-cgd1"),
+        (dict(problem="nope"), "unknown problem"),
+        (dict(compressor="top-k:3"), "unknown compressor"),
+        (dict(stepsize="newton"), "unknown stepsize"),
+        (dict(iters=0), "iters 0"),
+        (dict(clients=0), "clients 0"),
+        (dict(lam=-0.1), "λ must be"),
+        (dict(log_every=0), "log-every"),
+        (dict(value_bits=16), "value width"),
+        (dict(algorithm="gd", compressor="rand-1"), "does not compress"),
+        (dict(algorithm="dcgd", stepsize="diag-inv"), "scalar stepsize"),
+        (dict(split="random"), "unknown split"),
+        (dict(x0="ones"), "unknown x0"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            RunConfig(**kw)
+    with pytest.raises(ConfigError, match="more clients than rows"):
+        cgdbench.run(RunConfig(clients=5000, iters=1))
+
+
+DETERMINISM_SCRIPT = textwrap.dedent("""
+    import json, sys, numpy as np, numba, cgdbench
+    cfg = cgdbench.RunConfig(**json.loads(sys.argv[1]))
+    tr = cgdbench.run(cfg)
+    blob = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D, tr.bits_up.astype(float)])
+    print(json.dumps({"threads": numba.get_num_threads(), "hex": blob.tobytes().hex()}))
+""")
+
+
+@pytest.mark.parametrize("kw", [
+    dict(algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", clients=37),
+    dict(algorithm="det-cgd2", compressor="bern-q:0.5", stepsize="optimal", clients=20, blocks="3"),
+])
+def test_bit_identical_across_thread_counts(kw):
+    out = {}
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        res = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, json.dumps({**kw, "iters": 60, "seed": 9})],
+                             capture_output=True, text=True, env=env, check=True)
+        out[threads] = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["1"]["threads"] == 1 and out["2"]["threads"] == 2
+    assert out["1"]["hex"] == out["2"]["hex"]
