@@ -1,0 +1,108 @@
+"""The command line: list, run, one-line errors, exit codes, the README's commands."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cgdbench import store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "cgdbench.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def test_list_names_everything():
+    r = cli("list")
+    assert r.returncode == 0
+    for name in ("logreg-nonconvex", "a1a", "w8a", "mushrooms", "phishing", "a9a", "synthetic-a1a", "gd",
+                 "det-cgd1", "det-cgd2", "dcgd", "identity", "rand-k:K", "rand-1", "importance-rand-1",
+                 "block-rand-k", "bern-q", "scalar", "diag-inv", "l-inv", "l-inv-sqrt", "identity-w", "optimal"):
+        assert name in r.stdout, name
+    assert cli("list", "compressors").stdout.startswith("compressors:")
+
+
+def test_help_names_the_choices():
+    out = cli("run", "--help").stdout
+    for name in ("det-cgd2", "bern-q", "l-inv-sqrt", "contiguous", "shuffled", "ones-over-sqrt-d", "shared-seed"):
+        assert name in out
+
+
+def test_run_writes_and_summarises(tmp_path, data_dir):
+    r = cli("run", "--dataset", "a1a", "--data-dir", str(data_dir), "--clients", "5", "--iters", "50",
+            "--compressor", "rand-k:4", "--stepsize", "l-inv", "--out", "r.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for key in ("final loss", "‖∇f‖²", "G_{K,D}", "bits sent", "wall time", "saved"):
+        assert key in r.stdout
+    assert len(store.list_runs(tmp_path / "r.h5")) == 1
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--algorithm", "nope"], "unknown algorithm 'nope'; choose one of: gd, det-cgd1, det-cgd2, dcgd"),
+    (["--problem", "nope"], "unknown problem"),
+    (["--compressor", "rand-k:0"], "k = 0 is out of range"),
+    (["--compressor", "rand-k:500"], "need 1 <= k <= d = 123"),
+    (["--compressor", "bern-q:1.5"], "need 0 < q <= 1"),
+    (["--stepsize", "nope"], "unknown stepsize"),
+    (["--lam", "-1"], "λ must be"),
+    (["--clients", "0"], "--clients 0: must be >= 1"),
+    (["--clients", "100000"], "more clients than rows"),
+    (["--iters", "0"], "must be >= 1"),
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "a1a", "--data-dir", "/nonexistent"], "not found (looked for /nonexistent/a1a)"),
+    (["--out", "/nonexistent/dir/r.h5"], "output directory '/nonexistent/dir' does not exist"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, msg):
+    r = cli("run", "--iters", "5", *args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert msg in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_sha_mismatch_from_the_cli(tmp_path, data_dir):
+    (tmp_path / "a1a").write_text((data_dir / "a1a").read_text().replace("+1", "-1", 1))
+    r = cli("run", "--dataset", "a1a", "--data-dir", str(tmp_path), "--iters", "2", cwd=tmp_path)
+    assert r.returncode == 2 and "sha256 mismatch" in r.stderr and "Traceback" not in r.stderr
+    r = cli("run", "--dataset", "a1a", "--data-dir", str(tmp_path), "--iters", "2", "--allow-hash-mismatch",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_diverged_run_exits_nonzero_and_is_stored(tmp_path):
+    r = cli("run", "--algorithm", "gd", "--compressor", "identity", "--stepsize", "scalar:1e308", "--x0", "zeros",
+            "--iters", "100", "--out", "r.h5", cwd=tmp_path)
+    assert r.returncode == 1 and "diverged" in r.stdout and "Traceback" not in r.stderr
+    assert store.read_run(tmp_path / "r.h5")["status"] == "diverged"
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_main_command_runs(tmp_path):
+    cmds = readme_commands()
+    install = cmds[0]
+    assert "pip install" in install and "cgdbench run" in install
+    run_part = install[install.index("cgdbench run"):]
+    args = shlex.split(run_part)[2:]
+    r = cli("run", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = args[args.index("--out") + 1]
+    assert store.read_run(tmp_path / out)["status"] == "completed"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    test_cmd = readme_commands()[1]
+    assert "pytest" in test_cmd
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in ci
