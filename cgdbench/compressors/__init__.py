@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, choices_error
+from .._registry import split_spec
+from ..errors import ConfigError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
 
@@ -47,13 +48,7 @@ ALIASES = {"rand1": "rand-1", "randk": "rand-k", "none": "identity", "bernoulli"
 
 def parse(spec: str) -> tuple[str, str]:
     """Split ``NAME[:PARAMS]`` and check the name; returns ``(canonical name, params)``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty compressor spec {spec!r}; choose one of: {', '.join(REGISTRY)}")
-    name, _, params = spec.strip().partition(":")
-    name = ALIASES.get(name.lower(), name.lower())
-    if name not in REGISTRY:
-        raise choices_error("compressor", spec, [e.name + (":" + e.params if e.params else "")
-                                                 for e in REGISTRY.values()])
+    name, params = split_spec("compressor", spec, REGISTRY, ALIASES)
     entry = REGISTRY[name]
     if entry.params_required and not params:
         raise ConfigError(f"compressor {name!r} needs a parameter: write {name}:{entry.params}")

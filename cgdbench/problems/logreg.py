@@ -131,7 +131,7 @@ def parse_blocks(spec, d: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class LogRegNonconvex:
-    """``logreg-nonconvex``: rows of a dataset split over ``n`` clients (see module docstring)."""
+    """Logistic regression with the non-convex regularizer λΣx²/(1+x²), rows split over n clients."""
 
     dataset: Dataset
     lam: float = 0.1

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg as sla
 
+from .._registry import split_spec
 from ..errors import ConfigError, choices_error
 from .kernels import D_BLOCK, D_DIAG, D_SCALAR, d_apply
 
@@ -184,13 +185,7 @@ ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "iden
 
 
 def parse(spec: str) -> tuple[str, float | None]:
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty stepsize spec {spec!r}; choose one of: {', '.join(REGISTRY)}")
-    name, _, param = spec.strip().partition(":")
-    name = ALIASES.get(name.lower(), name.lower())
-    if name not in REGISTRY:
-        raise choices_error("stepsize", spec, [r.name + (":" + r.params if r.params else "")
-                                               for r in REGISTRY.values()])
+    name, param = split_spec("stepsize", spec, REGISTRY, ALIASES)
     if param and name != "scalar":
         raise ConfigError(f"stepsize {name!r} takes no parameter, got {spec!r}")
     gamma = None
