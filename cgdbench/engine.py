@@ -7,6 +7,7 @@ between chunks ends the run as ``interrupted`` with everything computed so far.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -67,7 +68,6 @@ class Trace:
     path: str | None = None
 
     def record(self) -> dict:
-        import json
         c = self.config
         attrs = {
             "config": c.to_json(), "status": self.status, "package_version": __version__,
