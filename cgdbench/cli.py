@@ -1,6 +1,7 @@
 """The ``cgdbench`` command: parse, build a RunConfig, call the API, print.
 
-Exit codes: 0 completed; 1 diverged; 2 bad input; 130 interrupted.
+Exit codes (run): 0 completed; 1 diverged; 2 bad input; 130 interrupted.
+Exit codes (gate): 0 passed; 1 failed; 2 bad input.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes
 from .config import DOWNLINK, VALUE_BITS, X0_CHOICES, RunConfig
-from .errors import CgdbenchError
+from .errors import CgdbenchError, ConfigError
 
 LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes")
 
@@ -27,6 +28,20 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered problems, datasets, algorithms, compressors, stepsizes")
     ls.add_argument("what", nargs="?", choices=LISTS, help="what to list (default: everything)")
+
+    h = sub.add_parser("history", help="export asv results to an HDF5 table and trend plots")
+    h.add_argument("--results", required=True, help="asv results directory (asv.conf.json results_dir)")
+    h.add_argument("--out", required=True, help="HDF5 file; new rows are appended, existing rows kept")
+    h.add_argument("--plots", default=None, help="directory for one trend PNG per benchmark")
+
+    gt = sub.add_parser("gate", help="CI regression gate: exact metrics and same-run speed ratios vs a baseline")
+    gt.add_argument("--baseline", default=None, help="baseline JSON (default benchmarks/gate_baseline.json)")
+    gt.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
+    gt.add_argument("--data-dir", default=None, help="directory holding a1a (default: $CGDBENCH_DATA)")
+    gt.add_argument("--tolerance", type=float, default=2.0,
+                    help="fail when a speed-up falls below baseline/TOLERANCE (default 2)")
+    gt.add_argument("--skip-timings", action="store_true", help="only the deterministic metrics")
+    gt.add_argument("--repeats", type=int, default=7, help="timing repeats (best is kept)")
 
     r = sub.add_parser("run", help="run one method and append the result to an HDF5 file",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -129,6 +144,18 @@ def main(argv=None) -> int:
             return 0
         if ns.command == "run":
             return _run(ns)
+        if ns.command == "history":
+            from .history import export
+            res = export(ns.results, ns.out, ns.plots)
+            print(f"history: {res['read']} results read, {res['added']} new rows, {res['total']} in {ns.out}"
+                  + (f"; {len(res['plots'])} plots in {ns.plots}" if ns.plots else ""))
+            return 0
+        if ns.command == "gate":
+            from .gate import DEFAULT_BASELINE, run_gate
+            if ns.tolerance < 1:
+                raise ConfigError(f"--tolerance {ns.tolerance:g}: must be >= 1")
+            return run_gate(ns.baseline or DEFAULT_BASELINE, ns.update_baseline, ns.data_dir, ns.tolerance,
+                            ns.skip_timings, ns.repeats)
         ap.print_help()
         return 2
     except CgdbenchError as exc:

@@ -120,3 +120,18 @@ def test_rand_k_closed_form_matches_paper_formula(rng):
     M = rng.normal(size=(d, d))
     paper = (d / k) * (((k - 1) / (d - 1)) * M + ((d - k) / (d - 1)) * np.diag(np.diag(M)))
     np.testing.assert_allclose(sk.second_moment(M), paper, rtol=1e-13)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_batch_message_kernel_matches_single_samples(spec, rng):
+    sk = make(spec)
+    g = rng.normal(size=D)
+    out, nnz = sk.messages(g, seed=4, iterations=50)
+    ref = np.zeros(D)
+    ref_nnz = 0
+    for k in range(50):
+        idx, scale = sk.sample(4, 0, k)
+        ref[idx] += scale * g[idx]
+        ref_nnz += idx.size
+    np.testing.assert_allclose(out, ref, rtol=1e-14)
+    assert nnz == ref_nnz

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._jit import njit
+from .._jit import njit, njit_inline
 from ..errors import ConfigError
 from ..rng import randint, stream_key, uniform
 
@@ -29,12 +29,16 @@ IDENTITY, RAND_K, IMPORTANCE, BLOCK_RAND_K, BERN_Q = 0, 1, 2, 3, 4
 INDEX_MODES = ("explicit", "shared-seed")
 
 
-@njit
+@njit_inline
 def _floyd(key, draw, lo, n, kk, scale, mark, idx_out, scale_out, pos):
     """Write ``kk`` distinct uniform positions of ``[lo, lo+n)`` (Floyd's algorithm).
 
     O(kk) work; ``mark`` (all zero on entry and on exit) flags chosen positions.
     """
+    if kk == 1:  # rand-1: one draw, no bookkeeping
+        idx_out[pos] = lo + randint(key, draw, n)
+        scale_out[pos] = scale
+        return pos + 1, draw + 1
     start = pos
     for j in range(n - kk, n):
         t = randint(key, draw, j + 1)
@@ -50,7 +54,7 @@ def _floyd(key, draw, lo, n, kk, scale, mark, idx_out, scale_out, pos):
     return pos, draw
 
 
-@njit
+@njit_inline
 def sample_sketch(kind, d, k, block_ptr, block_k, block_q, cdf, inv_p,
                   seed, client, iteration, mark, idx_out, scale_out):
     """Draw ``S`` for ``(seed, client, iteration)``; return its number of non-zeros.
@@ -98,6 +102,25 @@ def sample_sketch(kind, d, k, block_ptr, block_k, block_q, cdf, inv_p,
                     nnz += 1
             draw += 1
     return nnz
+
+
+@njit
+def sketch_messages(kind, d, k, block_ptr, block_k, block_q, cdf, inv_p, seed, g, iterations, mark,
+                    idx_buf, scale_buf, out):
+    """Sum of ``S^k g`` over ``k < iterations`` into ``out``; returns the total nnz.
+
+    The sampling-plus-gather work one client does per round; benchmarks time it.
+    """
+    total = 0
+    for t in range(out.shape[0]):
+        out[t] = 0.0
+    for it in range(iterations):
+        nnz = sample_sketch(kind, d, k, block_ptr, block_k, block_q, cdf, inv_p, seed, 0, it,
+                            mark, idx_buf, scale_buf)
+        for p in range(nnz):
+            out[idx_buf[p]] += scale_buf[p] * g[idx_buf[p]]
+        total += nnz
+    return total
 
 
 def _ceil_log2(n: int) -> int:
@@ -186,6 +209,15 @@ class Sketch:
         kind, *rest = self.kernel_args()
         nnz = sample_sketch(kind, *rest, seed, client, iteration, mark, idx, scale)
         return idx[:nnz].copy(), scale[:nnz].copy()
+
+    def messages(self, g, seed: int, iterations: int):
+        """``(Σ_k S^k g, total nnz)`` over ``iterations`` draws of client 0 (one jitted loop)."""
+        g = np.ascontiguousarray(g, dtype=float)
+        out = np.empty(self.d)
+        kind, *rest = self.kernel_args()
+        nnz = sketch_messages(kind, *rest, seed, g, iterations, np.zeros(self.d, np.int8),
+                              np.empty(self.d, np.int64), np.empty(self.d), out)
+        return out, nnz
 
     def sample_diag(self, seed: int, client: int = 0, iteration: int = 0) -> np.ndarray:
         """The diagonal ``s`` of one draw, as a dense vector (tests and small d only)."""

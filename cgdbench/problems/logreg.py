@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .._jit import njit
+from .._jit import njit, njit_inline
 from ..data import Dataset
 from ..errors import ConfigError
 
@@ -75,7 +75,7 @@ def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss
     return loss * inv_m
 
 
-@njit
+@njit_inline
 def nonconvex_reg(x, lam, grad_out):
     """``λ Σ x²/(1+x²)``; its gradient ``2λx/(1+x²)²`` goes into ``grad_out``."""
     v = 0.0

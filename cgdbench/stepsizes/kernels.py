@@ -3,12 +3,12 @@
 A dense D is the one-block case of block-diagonal.  ``mat`` holds the full d×d
 array for block kinds; only entries inside blocks are read.
 """
-from .._jit import njit
+from .._jit import njit, njit_inline
 
 D_SCALAR, D_DIAG, D_BLOCK = 0, 1, 2
 
 
-@njit
+@njit_inline
 def d_apply(kind, gamma, diag, mat, block_ptr, block_of, v, out):
     """``out = D v``: O(d) for scalar/diagonal, O(Σ d_i²) for blocks."""
     d = v.shape[0]
@@ -28,7 +28,7 @@ def d_apply(kind, gamma, diag, mat, block_ptr, block_of, v, out):
                 out[i] = s
 
 
-@njit
+@njit_inline
 def d_row_dot(kind, gamma, diag, mat, block_ptr, block_of, i, v):
     """``(D v)_i``: one row, O(d_i) for a block."""
     if kind == D_SCALAR:
@@ -42,7 +42,7 @@ def d_row_dot(kind, gamma, diag, mat, block_ptr, block_of, i, v):
     return s
 
 
-@njit
+@njit_inline
 def d_quad(kind, gamma, diag, mat, block_ptr, block_of, v):
     """``vᵀ D v``."""
     d = v.shape[0]

@@ -1,0 +1,211 @@
+"""CI regression gate: exact deterministic metrics + same-run speed ratios vs a committed baseline.
+
+    cgdbench gate [--baseline FILE] [--update-baseline] [--data-dir DIR] [--tolerance F]
+
+* **Metrics** (bits and iterations until G_{k,D} <= ε², final G_{K,D}, loss, ‖∇f‖²,
+  bits) of a fixed set of seeded runs must equal the baseline *exactly*: the engine
+  is deterministic, so any difference is a behaviour change.
+* **Timings** are never compared in seconds.  Each jitted kernel is timed against
+  its NumPy reference in the same process (best of several repeats) and the
+  speed-up ratio must stay above ``baseline ratio / tolerance`` (default 2: wide
+  enough for a noisy shared 2-core machine, tight enough to catch a kernel that
+  became 3x slower).
+
+A deliberate change is recorded with ``--update-baseline``, which rewrites the file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import CgdbenchError
+
+DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_baseline.json"
+DEFAULT_TOLERANCE = 2.0
+
+#: (name, config, ε²): the papers' distributed setting plus one cell per algorithm family
+CELLS = [
+    ("a1a.det-cgd1.rand-1.diag-inv.n100", dict(dataset="a1a", clients=100, algorithm="det-cgd1",
+                                               compressor="rand-1", stepsize="diag-inv", iters=2000), 0.03),
+    ("a1a.det-cgd2.rand-1.optimal.n1", dict(dataset="a1a", algorithm="det-cgd2", compressor="rand-1",
+                                            stepsize="optimal", iters=1000), 0.1),
+    ("a1a.gd.identity.scalar.n1", dict(dataset="a1a", algorithm="gd", compressor="identity",
+                                       stepsize="scalar", iters=500), 0.01),
+    ("synthetic.dcgd.rand-k10.scalar.n10", dict(algorithm="dcgd", compressor="rand-k:10", stepsize="scalar",
+                                                clients=10, iters=1000), 0.01),
+    ("synthetic.det-cgd1.bern-q.l-inv.blocks3.n5", dict(algorithm="det-cgd1", compressor="bern-q:0.5",
+                                                        stepsize="l-inv", blocks="3", clients=5, iters=1000),
+     0.002),
+]
+
+
+class GateError(CgdbenchError):
+    pass
+
+
+# --- measuring --------------------------------------------------------------
+def metrics(data_dir=None) -> dict:
+    from . import metrics as M
+    from .engine import run
+    out = {}
+    for name, kw, eps2 in CELLS:
+        tr = run(RunConfig(**kw, seed=0), data_dir=data_dir)
+        if tr.status != "completed":
+            raise GateError(f"gate cell {name} did not complete: {tr.status}")
+        out[name] = M.summary(tr, eps2)
+    return out
+
+
+def _best_pair(fast, slow, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` times of two functions, measured alternately so both see the same machine."""
+    fast(), slow()  # warm-up (compilation, caches)
+    bf = bs = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fast()
+        bf = min(bf, time.perf_counter() - t)
+        t = time.perf_counter()
+        slow()
+        bs = min(bs, time.perf_counter() - t)
+    return bf, bs
+
+
+def timings(data_dir=None, repeats: int = 7) -> dict:
+    """Speed-up of each kernel over its NumPy reference, both timed here and now."""
+    import scipy.sparse as sp
+    from scipy.special import expit
+
+    from . import compressors, data
+    from .engine import build, run
+    from .problems.logreg import LogRegNonconvex, logistic_client_grad
+    from .reference import numpy_reference
+
+    ds = data.load("a1a", data_dir=data_dir)
+    p = LogRegNonconvex(ds, lam=0.1)
+    A = sp.csr_matrix((p.values, p.indices, p.indptr), shape=(p.m, p.d))
+    x = np.random.default_rng(0).normal(size=p.d) * 0.1
+    g, zbuf = np.empty(p.d), np.empty(p.m)
+
+    def kernel_grad():
+        for _ in range(20):
+            logistic_client_grad(x, p.indptr, p.indices, p.values, p.b, 0, p.m, 1.0 / p.m, True, g, zbuf)
+
+    def numpy_grad():
+        for _ in range(20):
+            z = p.b * (A @ x)
+            np.mean(np.logaddexp(0, -z))
+            A.T @ (-p.b * expit(-z)) / p.m
+
+    d = 100_000
+    sk = compressors.make("rand-1", d)
+    gv = np.random.default_rng(1).normal(size=d)
+    n_msg = 200_000
+
+    def kernel_sketch():
+        sk.messages(gv, 3, n_msg)
+
+    def numpy_sketch():
+        idx = np.random.default_rng(3).integers(d, size=n_msg)
+        out = np.zeros(d)
+        np.add.at(out, idx, d * gv[idx])
+
+    cfg = RunConfig(dataset="a1a", clients=100, compressor="rand-1", stepsize="diag-inv", iters=100)
+    b = build(cfg, data_dir=data_dir)
+
+    def kernel_engine():
+        run(cfg, built=b)
+
+    def numpy_engine():
+        numpy_reference(b.problem, b.D.diag, b.D.det_root(), 20, 0)
+
+    out = {}
+    for name, fast, slow, slow_scale in [
+        ("logistic_grad_a1a", kernel_grad, numpy_grad, 1.0),
+        ("rand1_messages_d1e5", kernel_sketch, numpy_sketch, 1.0),
+        ("det_cgd1_iteration_a1a_n100", kernel_engine, numpy_engine, 100 / 20),
+    ]:
+        t_fast, t_slow = _best_pair(fast, slow, repeats)
+        t_slow *= slow_scale
+        out[name] = {"speedup": t_slow / t_fast, "kernel_s": t_fast, "numpy_s": t_slow}
+    return out
+
+
+# --- comparing ----------------------------------------------------------------
+def compare(baseline: dict, current: dict, tolerance: float = DEFAULT_TOLERANCE):
+    """Rows ``(kind, cell, metric, baseline, current, status)`` and whether the gate passes.
+
+    ``status``: ``ok``; ``changed`` (a metric differs); ``missing`` (in the baseline,
+    not measured); ``new`` (measured, not in the baseline); ``slower`` (speed-up below
+    baseline/tolerance).  Everything but ``ok`` fails.
+    """
+    rows = []
+    bm, cm = baseline.get("metrics", {}), current.get("metrics", {})
+    for cell in sorted(set(bm) | set(cm)):
+        if cell not in cm:
+            rows.append(("metric", cell, "*", "present", "absent", "missing"))
+            continue
+        if cell not in bm:
+            rows.append(("metric", cell, "*", "absent", "present", "new"))
+            continue
+        for key in sorted(set(bm[cell]) | set(cm[cell])):
+            b, c = bm[cell].get(key), cm[cell].get(key)
+            status = "ok" if b == c else ("missing" if c is None else "new" if b is None else "changed")
+            rows.append(("metric", cell, key, b, c, status))
+    bt, ct = baseline.get("timings", {}), current.get("timings", {})
+    for name in sorted(set(bt) | set(ct)) if ct else []:
+        if name not in ct:
+            rows.append(("timing", name, "speedup", bt[name]["speedup"], None, "missing"))
+        elif name not in bt:
+            rows.append(("timing", name, "speedup", None, ct[name]["speedup"], "new"))
+        else:
+            b, c = bt[name]["speedup"], ct[name]["speedup"]
+            rows.append(("timing", name, "speedup", b, c, "ok" if c >= b / tolerance else "slower"))
+    return rows, all(r[-1] == "ok" for r in rows)
+
+
+def format_rows(rows, only_failures: bool = False) -> str:
+    def fmt(v):
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+    shown = [r for r in rows if not only_failures or r[-1] != "ok"]
+    if not shown:
+        return ""
+    table = [("kind", "cell", "metric", "baseline", "current", "status")] + [
+        (k, c, m, fmt(b), fmt(v), s) for k, c, m, b, v, s in shown]
+    widths = [max(len(r[i]) for r in table) for i in range(6)]
+    return "\n".join("  ".join(f"{x:<{w}}" for x, w in zip(r, widths)) for r in table)
+
+
+def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None,
+             tolerance: float = DEFAULT_TOLERANCE, skip_timings: bool = False, repeats: int = 7) -> int:
+    t0 = time.perf_counter()
+    current = {"metrics": metrics(data_dir)}
+    if not skip_timings:
+        current["timings"] = timings(data_dir, repeats=repeats)
+    baseline_path = Path(baseline_path)
+    if update:
+        baseline_path.write_text(json.dumps({"version": 1, **current}, indent=1, sort_keys=True) + "\n")
+        print(f"gate: baseline written to {baseline_path} ({len(current['metrics'])} cells"
+              + ("" if skip_timings else f", {len(current['timings'])} timing ratios") + ")")
+        return 0
+    if not baseline_path.is_file():
+        raise GateError(f"no gate baseline at {baseline_path}; create it with `cgdbench gate --update-baseline`")
+    baseline = json.loads(baseline_path.read_text())
+    if skip_timings:
+        baseline = {**baseline, "timings": {}}
+    rows, ok = compare(baseline, current, tolerance)
+    for name, t in current.get("timings", {}).items():
+        print(f"gate: {name}: kernel {1e3 * t['kernel_s']:.2f} ms, numpy {1e3 * t['numpy_s']:.2f} ms, "
+              f"speed-up {t["speedup"]:.3g}x (baseline {baseline.get("timings", {}).get(name, {}).get("speedup", float("nan")):.3g}x)")
+    if ok:
+        print(f"gate: passed ({sum(r[0] == 'metric' for r in rows)} metric values exact, "
+              f"{sum(r[0] == 'timing' for r in rows)} speed ratios within {tolerance:g}x) "
+              f"in {time.perf_counter() - t0:.0f} s")
+        return 0
+    print("gate: FAILED — what changed:\n" + format_rows(rows, only_failures=True))
+    print("If the change is deliberate, record it with: cgdbench gate --update-baseline")
+    return 1
