@@ -199,8 +199,9 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
         baseline = {**baseline, "timings": {}}
     rows, ok = compare(baseline, current, tolerance)
     for name, t in current.get("timings", {}).items():
+        base = baseline.get("timings", {}).get(name, {}).get("speedup", float("nan"))
         print(f"gate: {name}: kernel {1e3 * t['kernel_s']:.2f} ms, numpy {1e3 * t['numpy_s']:.2f} ms, "
-              f"speed-up {t["speedup"]:.3g}x (baseline {baseline.get("timings", {}).get(name, {}).get("speedup", float("nan")):.3g}x)")
+              f"speed-up {t['speedup']:.3g}x (baseline {base:.3g}x)")
     if ok:
         print(f"gate: passed ({sum(r[0] == 'metric' for r in rows)} metric values exact, "
               f"{sum(r[0] == 'timing' for r in rows)} speed ratios within {tolerance:g}x) "
