@@ -1,71 +1,69 @@
-"""asv benchmarks of the core engine (issue 5 extends this suite).
+"""asv: per-iteration cost of every algorithm, memory with many clients, JIT compile time.
 
 Data: a1a when $CGDBENCH_DATA (or ../shared/datasets) holds it, else the bundled
-synthetic default; ``DATASET`` says which.  JIT compilation happens in ``setup``.
+synthetic default; the ``dataset`` parameter records which.  Compilation happens
+in ``setup`` (the kernels are cached on disk), never inside ``time_``.
 """
-import os
-from pathlib import Path
-
 from cgdbench import RunConfig, build, run
 
+from ._common import DATA_DIR, DATASET
 
-def _data_dir():
-    for cand in (os.environ.get("CGDBENCH_DATA"), Path(__file__).resolve().parents[2] / "shared" / "datasets"):
-        if cand and (Path(cand) / "a1a").is_file():
-            return str(cand)
-    return None
-
-
-DATA_DIR = _data_dir()
-DATASET = "a1a" if DATA_DIR else None
+ALGORITHMS = {
+    "gd": dict(compressor="identity", stepsize="scalar"),
+    "det-cgd1": dict(compressor="rand-1", stepsize="diag-inv"),
+    "det-cgd2": dict(compressor="rand-1", stepsize="optimal"),
+    "dcgd": dict(compressor="rand-1", stepsize="scalar"),
+}
 
 
-class DetCGDIteration:
-    """Per-iteration time of each algorithm, 100 clients (papers' distributed setting)."""
+class Iteration:
+    """Seconds per iteration, 100 clients (the papers' distributed setting)."""
 
-    params = (["gd", "det-cgd1", "det-cgd2", "dcgd"],)
-    param_names = ["algorithm"]
+    params = ([DATASET], list(ALGORITHMS), [1, 100])
+    param_names = ["dataset", "algorithm", "clients"]
     timeout = 300
+    iters = 200
 
-    def setup(self, algorithm):
-        comp = "identity" if algorithm == "gd" else "rand-1"
-        step = "scalar" if algorithm == "dcgd" else ("optimal" if algorithm == "det-cgd2" else "diag-inv")
-        self.cfg = RunConfig(dataset=DATASET, lam=0.1, clients=100, algorithm=algorithm, compressor=comp,
-                             stepsize=step, iters=500)
+    def setup(self, dataset, algorithm, clients):
+        self.cfg = RunConfig(dataset=None if dataset == "synthetic-a1a" else dataset, lam=0.1, clients=clients,
+                             algorithm=algorithm, iters=self.iters, **ALGORITHMS[algorithm])
         self.built = build(self.cfg, data_dir=DATA_DIR)
-        run(RunConfig(**{**self.cfg.to_dict(), "iters": 1}), data_dir=DATA_DIR)  # compile
+        run(self.cfg, built=self.built)  # compile / load the cache
 
-    def time_500_iterations(self, algorithm):
+    def time_200_iterations(self, dataset, algorithm, clients):
         run(self.cfg, built=self.built)
 
+    # asv divides nothing: report per-iteration seconds through a track as well
+    def track_seconds_per_iteration(self, dataset, algorithm, clients):
+        return run(self.cfg, built=self.built).meta["run_seconds"] / self.iters
 
-class DistributedMemory:
-    """Peak memory of a 1000-client run: aggregation buffers must not grow like n·d."""
+    track_seconds_per_iteration.unit = "seconds"
 
+
+class Memory:
+    """Peak memory of a 1000-client run: aggregation buffers are O(16·d), not O(n·d)."""
+
+    params = ([DATASET], [10, 1000])
+    param_names = ["dataset", "clients"]
     timeout = 300
 
-    def setup(self):
-        self.cfg = RunConfig(dataset=DATASET, lam=0.1, clients=1000, compressor="rand-1", iters=50)
-        run(RunConfig(**{**self.cfg.to_dict(), "iters": 1}), data_dir=DATA_DIR)
+    def setup(self, dataset, clients):
+        self.cfg = RunConfig(dataset=None if dataset == "synthetic-a1a" else dataset, lam=0.1, clients=clients,
+                             compressor="rand-1", iters=50)
+        run(self.cfg, data_dir=DATA_DIR)
 
-    def peakmem_1000_clients(self):
+    def peakmem_run(self, dataset, clients):
         run(self.cfg, data_dir=DATA_DIR)
 
 
-class Convergence:
-    """Deterministic convergence metrics (fixed seed)."""
+def timeraw_cold_compile():
+    """Import + build + compile with an empty Numba cache, in a fresh interpreter."""
+    return """
+import os, tempfile
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()
+from cgdbench import RunConfig, run
+run(RunConfig(clients=4, iters=1))
+"""
 
-    def setup(self):
-        cfg = RunConfig(dataset=DATASET, lam=0.1, clients=100, compressor="rand-1", stepsize="diag-inv",
-                        iters=2000, seed=0)
-        self.trace = run(cfg, data_dir=DATA_DIR)
 
-    def track_G_KD(self):
-        return self.trace.G_KD
-
-    track_G_KD.unit = "G_{K,D}"
-
-    def track_bits_up(self):
-        return int(self.trace.bits_up[-1])
-
-    track_bits_up.unit = "bits"
+timeraw_cold_compile.timeout = 300

@@ -1,0 +1,57 @@
+"""pytest-benchmark suite for the kernels (not part of the default `pytest` run).
+
+    pytest benchmarks/test_kernels.py --benchmark-autosave                 # record
+    pytest benchmarks/test_kernels.py --benchmark-compare --benchmark-compare-fail=min:50%
+
+Each kernel is timed next to its NumPy reference so a saved run also holds the ratio.
+"""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit
+
+from cgdbench import RunConfig, build, compressors, data, run
+from cgdbench.problems.logreg import LogRegNonconvex, logistic_client_grad
+
+from ._common import DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def a1a():
+    p = LogRegNonconvex(data.load("a1a" if DATA_DIR else None, data_dir=DATA_DIR), lam=0.1)
+    A = sp.csr_matrix((p.values, p.indices, p.indptr), shape=(p.m, p.d))
+    x = np.random.default_rng(0).normal(size=p.d) * 0.1
+    return p, A, x
+
+
+def test_logistic_grad_kernel(benchmark, a1a):
+    p, _, x = a1a
+    g, z = np.empty(p.d), np.empty(p.m)
+    benchmark(logistic_client_grad, x, p.indptr, p.indices, p.values, p.b, 0, p.m, 1.0 / p.m, True, g, z)
+
+
+def test_logistic_grad_numpy(benchmark, a1a):
+    p, A, x = a1a
+
+    def ref():
+        z = p.b * (A @ x)
+        return np.mean(np.logaddexp(0, -z)), A.T @ (-p.b * expit(-z)) / p.m
+
+    benchmark(ref)
+
+
+@pytest.mark.parametrize("spec", ["rand-1", "rand-k:0.01", "bern-q:0.1"])
+@pytest.mark.parametrize("d", [1_000, 100_000])
+def test_sketch_messages(benchmark, spec, d):
+    sk = compressors.make(spec, d, np.linspace(0, d, 11).astype(np.int64))
+    g = np.random.default_rng(0).normal(size=d)
+    sk.messages(g, 0, 2)
+    benchmark(sk.messages, g, 0, 1000)
+
+
+def test_engine_100_iterations_100_clients(benchmark):
+    cfg = RunConfig(dataset="a1a" if DATA_DIR else None, clients=100, compressor="rand-1",
+                    stepsize="diag-inv", iters=100)
+    b = build(cfg, data_dir=DATA_DIR)
+    run(cfg, built=b)
+    benchmark(run, cfg, built=b)
