@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_pytest_benchmark_suite_runs(data_dir):
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
-                        str(ROOT / "benchmarks" / "test_kernels.py")], capture_output=True, text=True, cwd=ROOT,
+                        str(ROOT / "benchmarks" / "pytest_suite")], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "CGDBENCH_DATA": str(data_dir)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "9 passed" in r.stdout
