@@ -178,8 +178,10 @@ REGISTRY = {
     "diag-inv": Rule("diag-inv", "", "W = diag(L)^-1, γ_i from Theorem 2."),
     "l-inv": Rule("l-inv", "", "W = L_i^-1 per block, γ_i from Theorem 2."),
     "l-inv-sqrt": Rule("l-inv-sqrt", "", "W = L_i^-1/2 per block, γ_i from Theorem 2."),
-    "optimal": Rule("optimal", "", "det-CGD2: D = (E[TLT])^-1 (eq. 12). det-CGD1: only for S = I "
-                                   "(D = L^-1); the convex program (13) is not implemented yet."),
+    "optimal": Rule("optimal", "", "det-CGD2: D = (E[TLT])^-1 (eq. 12); det-CGD1: the convex program (13) "
+                                   "via cvxpy (rand-k, importance-rand-1, one-block bern-q; d <= 64)."),
+    "optimal-diag": Rule("optimal-diag", "", "the best diagonal D for (7)/(8): max Σlog δ s.t. "
+                                             "A^1/2 Diag(δ) A^1/2 ⪯ I, A = E[SLS] (barrier-Newton, any d)."),
 }
 ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "identity": "identity-w"}
 
@@ -250,9 +252,21 @@ def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None):
             _require_pd(L, "optimal")
             D = StepsizeMatrix.blocks(np.linalg.inv(sketch.second_moment(L)), [0, d])
         else:
-            raise ConfigError("stepsize 'optimal' for det-cgd1 with a compressing sketch needs the "
-                              "convex program (13), which is not implemented yet; use det-cgd2, or "
-                              "one of: scalar, identity-w, diag-inv, l-inv, l-inv-sqrt")
+            from .optimal import optimal_det_cgd1
+            Dd, sinfo = optimal_det_cgd1(sketch, L)
+            info["solver"] = sinfo
+            if Dd is None:
+                D, fallback = build("l-inv", family, sketch, L, block_ptr)
+                fallback["warnings"].insert(0, "det-CGD1 optimal D: all solvers failed "
+                                               f"({'; '.join(sinfo['errors'])}); using l-inv (Theorem 2)")
+                return D, {**fallback, "solver": sinfo}
+            D = StepsizeMatrix.blocks(Dd, [0, d])
+    elif name == "optimal-diag":
+        from .optimal import optimal_diag
+        A = sketch.second_moment(L)
+        if np.any(np.diag(A) <= 0):
+            raise ConfigError("optimal-diag needs diag(E[SLS]) > 0; use --lam > 0")
+        D = StepsizeMatrix.diagonal(optimal_diag(A))
     else:
         W = _w_matrix(name, L, block_ptr)
         # Theorem 2 per block, on the block-diagonal part of L
