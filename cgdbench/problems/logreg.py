@@ -149,6 +149,8 @@ class LogRegNonconvex:
     block_ptr: np.ndarray = field(init=False, repr=False)
 
     name = "logreg-nonconvex"
+    #: a lower bound on f (loss and regularizer are non-negative), for Theorem 1's bound
+    f_lower = 0.0
 
     def __post_init__(self):
         m, d = self.dataset.A.shape
