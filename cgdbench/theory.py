@@ -236,3 +236,16 @@ def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None) -> lis
                         "compressor": spec, "stepsize": rule, "K": K, "seeds": len(seeds),
                         "G_KD_mean": mean, "G_KD_stderr": se, "bound": float(bound), "verdict": verdict})
     return out
+
+
+def lambda_D(D: np.ndarray, sketch, L: np.ndarray, client_L) -> float:
+    """Theorem 3's λ_D for Algorithm 1 (distributed det-CGD1):
+
+        λ_D = max_i λ_max(E[L_i^{1/2} (S_i − I) D L D (S_i − I) L_i^{1/2}]).
+
+    For a diagonal unbiased sketch E[(S − I) M (S − I)] = E[S M S] − M = (P − 1) ∘ M.
+    """
+    D = np.asarray(D, dtype=float)
+    M = D @ L @ D
+    V = sketch.second_moment(M) - M
+    return max(_lmax(_sqrtm(Li) @ V @ _sqrtm(Li)) for Li in client_L)

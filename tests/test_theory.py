@@ -90,3 +90,30 @@ def test_theory_cli_table_with_blocks(data_dir):
                         str(data_dir), "--blocks", "3", "--compressor", "bern-q:0.5"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "not block diagonal" in r.stdout and "MISMATCH" in r.stdout and "row 11" in r.stdout
+
+
+def test_lambda_D_against_enumeration():
+    from . import naive
+    rng = np.random.default_rng(7)
+    d = 6
+    Ls = []
+    for _ in range(3):
+        B = rng.normal(size=(d, d))
+        Ls.append(B @ B.T / d + 0.1 * np.eye(d))
+    L = np.mean(Ls, axis=0)
+    for spec in ("rand-1", "rand-k:2", "bern-q:0.5"):
+        sk = compressors.make(spec, d, [0, 2, 6])
+        D, _ = stepsizes.build("diag-inv", "det-cgd1", sk, L, [0, 2, 6])
+        Dd = D.dense()
+        ref = 0.0
+        for Li in Ls:
+            w, V = np.linalg.eigh(Li)
+            R = (V * np.sqrt(w)) @ V.T
+            E = sum(p * R @ (np.diag(s) - np.eye(d)) @ Dd @ L @ Dd @ (np.diag(s) - np.eye(d)) @ R
+                    for p, s in naive.enumerate_sketch(sk))
+            ref = max(ref, np.linalg.eigvalsh(E)[-1])
+        assert theory.lambda_D(Dd, sk, L, Ls) == pytest.approx(ref, rel=1e-10)
+    # identity sketch: no compression noise
+    assert theory.lambda_D(Dd, compressors.make("identity", d), L, Ls) == pytest.approx(0.0, abs=1e-12)
+    # λ_{αD} = α² λ_D (Section 5)
+    assert theory.lambda_D(0.5 * Dd, sk, L, Ls) == pytest.approx(0.25 * theory.lambda_D(Dd, sk, L, Ls), rel=1e-10)
