@@ -58,6 +58,11 @@ class Row:
     note: str = ""
 
 
+def _rand_k_spec(layer, ks):
+    """rand-k_i per block (layer column) or rand-k with k = Σk_i (general column)."""
+    return ("block-rand-k:" + ",".join(map(str, ks))) if layer else f"rand-k:{sum(ks)}"
+
+
 def _d(L):
     return L.shape[0]
 
@@ -107,8 +112,7 @@ ROWS = [
         * math.exp(np.mean(np.log(np.diag(L)))),
         lambda L, k, q: _d(L) * math.exp(np.mean(np.log(np.diag(L))))),
     Row(8, "det-cgd1", "rand-k_i", "γ diag^{-1}(L_i)",
-        lambda layer, ks, qs: ("det-cgd1", ("block-rand-k:" + ",".join(map(str, ks))) if layer
-                               else f"rand-k:{sum(ks)}", "diag-inv"),
+        lambda layer, ks, qs: ("det-cgd1", _rand_k_spec(layer, ks), "diag-inv"),
         lambda L, ptr, ks, qs: sum(ks) * _gm([B.shape[0] / k for B, k in zip(_blocks(L, ptr), ks)], np.diff(ptr))
         * math.exp(np.mean(np.log(np.diag(L)))),
         lambda L, k, q: _d(L) * math.exp(np.mean(np.log(np.diag(L)))),
@@ -124,8 +128,7 @@ ROWS = [
         * math.exp(np.mean(np.log(np.diag(L)))),
         lambda L, k, q: _d(L) * math.exp(np.mean(np.log(np.diag(L))))),
     Row(11, "det-cgd2", "rand-k_i", "(k_i/d_i) L̃_{i,k_i}^{-1}",
-        lambda layer, ks, qs: ("det-cgd2", ("block-rand-k:" + ",".join(map(str, ks))) if layer
-                               else f"rand-k:{sum(ks)}", "optimal"),
+        lambda layer, ks, qs: ("det-cgd2", _rand_k_spec(layer, ks), "optimal"),
         lambda L, ptr, ks, qs: sum(ks) * _gm([B.shape[0] / k for B, k in zip(_blocks(L, ptr), ks)], np.diff(ptr))
         * math.exp(sum(_logdet(_Ltilde(B, k)) for B, k in zip(_blocks(L, ptr), ks)) / _d(L)),
         lambda L, k, q: _d(L) * math.exp(_logdet(_Ltilde(L, k))),
@@ -211,12 +214,12 @@ def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None) -> lis
     from .config import RunConfig
     from .engine import build, run
     out = []
+    problem = build(base_config, data_dir=data_dir).problem  # once: only its shape is needed
     for row in rows or ROWS:
         for layer in ((False, True) if base_config.blocks else (False,)):
             if layer and row.layer is None:
                 continue
-            first = build(base_config, data_dir=data_dir)
-            sizes = np.diff(first.problem.block_ptr) if layer else [first.problem.d]
+            sizes = np.diff(problem.block_ptr) if layer else [problem.d]
             ks = [max(1, int(math.ceil(s / 4))) for s in sizes]
             family, spec, rule = row.spec(layer, ks, [0.5] * len(sizes))
             algo = "gd" if row.method == "gd" else family

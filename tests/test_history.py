@@ -8,6 +8,7 @@ import pytest
 from cgdbench import history
 from cgdbench.history import HistoryError
 
+EXPECTED_UNITS = {"seconds", "bits"}  # benchmark units, not a timing
 COLUMNS = ["result", "params", "version", "started_at", "duration"]
 
 
@@ -41,8 +42,7 @@ def test_round_trip_and_append_without_duplicates(tmp_path):
     assert params == [{"algorithm": "gd", "clients": 1}, {"algorithm": "gd", "clients": 100},
                       {"algorithm": "det-cgd1", "clients": 1}, {"algorithm": "det-cgd1", "clients": 100}]
     np.testing.assert_array_equal(t["value"][sel], [1.5, 3.0, np.nan, 6.0])
-    units = set(t["unit"])
-    assert units == {"seconds", "bits"}
+    assert set(t["unit"]) == EXPECTED_UNITS
     assert t["date"][0].startswith("2023-11-14")
     # a new commit appears: only its rows are appended, the old ones stay as they were
     fake_results(res, [("a" * 40, 1.0), ("b" * 40, 1.5), ("c" * 40, 2.0)])
