@@ -3,10 +3,42 @@
 Fastmath: only flags that keep NaN/inf semantics (divergence must stay detectable)
 and do not reassociate sums (reassociation lets the vectorizer change summation
 order, and the same seed must give bit-identical results everywhere).
+
+On-disk cache: Numba invalidates a cached kernel only when *its own* source file
+changes, not when a kernel it calls from another file does — a stale engine
+kernel would silently run old code.  So the cache lives in a directory keyed by
+a hash of every source file of the package (and the Numba version): any edit
+starts a fresh cache.  ``$NUMBA_CACHE_DIR`` still wins when set; the default is
+``$CGDBENCH_CACHE/numba/<hash>``, else the user cache directory.
 """
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract"})
+
+
+def source_hash() -> str:
+    """Hash of the package's Python sources and the Numba version."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    from platformdirs import user_cache_dir
+    return Path(os.environ.get("CGDBENCH_CACHE") or user_cache_dir("cgdbench")) / "numba" / source_hash()
+
+
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    numba.config.CACHE_DIR = str(cache_dir())
 
 #: serial kernels
 njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)

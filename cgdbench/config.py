@@ -14,10 +14,21 @@ from dataclasses import dataclass
 from . import algorithms, compressors, problems, stepsizes
 from .errors import ConfigError, choices_error
 
-X0_CHOICES = ("ones-over-sqrt-d", "zeros")
+X0_CHOICES = ("ones-over-sqrt-d", "zeros", "saddle", "random")
 VALUE_BITS = (32, 64)
 DOWNLINK = ("per-client", "once", "none")
 MAX_SEED = 2**63 - 1
+
+
+def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} {value!r}: must be a number") from None
+    if math.isnan(v) or (math.isinf(v) and not allow_inf) or v < lo or (strict and v == lo):
+        raise ConfigError(f"--{name} {value!r}: must be a {'finite ' if not allow_inf else ''}number "
+                          f"{'>' if strict else '>='} {lo:g}")
+    return v
 
 
 def _int(name: str, value, lo: int, hi: int | None = None) -> int:
@@ -42,33 +53,61 @@ class RunConfig:
     """
 
     problem: str = "logreg-nonconvex"
-    dataset: str | None = None          # manifest name, path, or None for the synthetic default
-    lam: float = 0.1
+    dataset: str | None = None          # manifest name, path, or None for the problem's default data
+    lam: float | None = None            # None: the problem's default (logreg 0.1, quartic 1, autoencoders 0)
     clients: int = 1
     split: str = "contiguous"
     split_seed: int = 0
     blocks: str | None = None           # None: one block; "3": three equal blocks; "40,40,43": sizes
-    x0: str = "ones-over-sqrt-d"
+    x0: str | None = None               # None: the problem's default starting point
     algorithm: str = "det-cgd1"
-    compressor: str = "rand-1"
-    stepsize: str = "diag-inv"
+    compressor: str | None = None       # None: rand-1 for det-CGD methods, identity for sgd/ef-sgd
+    stepsize: str | None = None         # None: diag-inv for det-CGD methods; sgd/ef-sgd: scalar:LR
     iters: int = 1000
     seed: int = 0
     log_every: int = 1
     value_bits: int = 32
     index_mode: str = "explicit"
     downlink: str = "per-client"
+    # --- compressed SGD (sgd, ef-sgd) and the saddle problems -------------------
+    lr: float = 0.1                     # η
+    batch_size: int = 64                # B, rows per worker and iteration (capped by the problem's rows)
+    noise: float = 0.0                  # r: ξ ~ N(0, r² I)
+    reset_iters: int = 100              # I
+    escape_radius: float | None = None  # R (None: no radius test)
+    reset: bool = True                  # False: plain EF-SGD (no reset)
+    sosp_every: int = 0                 # λ_min(∇²f) every N iterations (0: only at the end)
+    eps: float = 1e-3                   # ε of the ε-SOSP verdict
+    rho: float = 1.0                    # ρ (Hessian Lipschitz constant) of the ε-SOSP verdict
+    hidden: str | None = None           # autoencoder hidden widths, e.g. "32,8,32"
+    dim: int | None = None              # saddle-quartic dimension
 
     def __post_init__(self):
         s = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
         s("problem", problems.canonical(self.problem))
         algo = algorithms.get(self.algorithm)
         s("algorithm", algo.name)
+        if problems.FAMILY[self.problem] != algo.kind:
+            fitting = [a.name for a in algorithms.REGISTRY.values() if a.kind == problems.FAMILY[self.problem]]
+            raise ConfigError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
+                              f"use one of: {', '.join(fitting)}")
+        sgd = algo.kind == "sgd"
+        self._check_family_options(algo)
+        s("lr", _float("lr", self.lr, 0.0, strict=True))
+        if self.compressor is None:
+            s("compressor", "identity" if sgd else "rand-1")
         name, params = compressors.parse(self.compressor)
         s("compressor", name + (":" + params if params else ""))
+        if self.stepsize is None:
+            s("stepsize", f"scalar:{self.lr!r}" if sgd else "diag-inv")
         sname, gamma = stepsizes.parse(self.stepsize)
         s("stepsize", sname + (":" + self.stepsize.partition(":")[2] if gamma is not None else ""))
+        if sgd and (sname != "scalar" or (gamma is not None and gamma != self.lr)):
+            raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr (η = {self.lr:g}); "
+                              f"drop --stepsize {self.stepsize!r}")
         algo.check(self.compressor, self.stepsize)
+        if self.lam is None:
+            s("lam", problems.DEFAULT_LAM[self.problem])
         try:
             lam = float(self.lam)
         except (TypeError, ValueError):
@@ -76,6 +115,23 @@ class RunConfig:
         if not math.isfinite(lam) or lam < 0:
             raise ConfigError(f"--lam {self.lam!r}: λ must be a finite number >= 0")
         s("lam", lam)
+        s("batch_size", _int("batch-size", self.batch_size, 1))
+        s("noise", _float("noise", self.noise, 0.0))
+        s("reset_iters", _int("reset-iters", self.reset_iters, 1))
+        if self.escape_radius is not None:
+            s("escape_radius", _float("escape-radius", self.escape_radius, 0.0, strict=True, allow_inf=True))
+        s("reset", bool(self.reset))
+        s("sosp_every", _int("sosp-every", self.sosp_every, 0))
+        s("eps", _float("eps", self.eps, 0.0, strict=True))
+        s("rho", _float("rho", self.rho, 0.0, strict=True))
+        if self.dim is not None:
+            s("dim", _int("dim", self.dim, 2))
+        if self.hidden is not None:
+            s("hidden", str(self.hidden))
+        if self.x0 is None:
+            s("x0", problems.DEFAULT_X0[self.problem])
+        if self.x0 not in problems.X0_CHOICES[self.problem]:
+            raise choices_error(f"--x0/--init for {self.problem}", self.x0, problems.X0_CHOICES[self.problem])
         s("clients", _int("clients", self.clients, 1))
         s("iters", _int("iters", self.iters, 1))
         s("seed", _int("seed", self.seed, 0, MAX_SEED))
@@ -83,8 +139,6 @@ class RunConfig:
         s("log_every", _int("log-every", self.log_every, 1))
         if self.split not in problems.SPLITS:
             raise choices_error("split", self.split, problems.SPLITS)
-        if self.x0 not in X0_CHOICES:
-            raise choices_error("x0", self.x0, X0_CHOICES)
         if self.value_bits not in VALUE_BITS:
             raise choices_error("value width (--value-bits)", self.value_bits, VALUE_BITS)
         if self.index_mode not in compressors.INDEX_MODES:
@@ -95,6 +149,28 @@ class RunConfig:
             s("dataset", str(self.dataset))
         if self.blocks is not None:
             s("blocks", str(self.blocks))
+
+    def _check_family_options(self, algo) -> None:
+        """Options of one family given to the other are mistakes: name them."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        sgd_only = ("lr", "batch_size", "noise", "reset_iters", "escape_radius", "reset", "sosp_every", "eps",
+                    "rho", "hidden", "dim")
+        ef_only = ("reset_iters", "escape_radius", "reset")
+        if algo.kind == "det-cgd":
+            bad = [k for k in sgd_only if getattr(self, k) != defaults[k]]
+            where = "sgd/ef-sgd"
+        else:
+            bad = [k for k in ("blocks",) if getattr(self, k) != defaults[k]]
+            where = "det-CGD methods (the saddle problems bring their own layer blocks)"
+            if not algo.use_ef:
+                extra = [k for k in ef_only if getattr(self, k) != defaults[k]]
+                if extra:
+                    bad += extra
+                    where = "ef-sgd (or det-CGD methods)"
+        if bad:
+            opts = ", ".join("--" + k.replace("_", "-") for k in bad)
+            raise ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
+                              f"{algo.name!r}; only to {where}")
 
     @property
     def family(self) -> str:

@@ -37,6 +37,8 @@ class Built:
 
 def build(config: RunConfig, data_dir=None, allow_hash_mismatch: bool = False) -> Built:
     """Load data and build problem, sketch and stepsize; raises on any bad input."""
+    if config.family == "ef":
+        return _build_sgd(config, data_dir, allow_hash_mismatch)
     ds = data.load(config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
     problem = problems.get(config.problem)(ds, lam=config.lam, clients=config.clients, split=config.split,
                                           split_seed=config.split_seed, blocks=config.blocks)
@@ -44,6 +46,25 @@ def build(config: RunConfig, data_dir=None, allow_hash_mismatch: bool = False) -
     sketch = compressors.make(config.compressor, problem.d, problem.block_ptr, np.diag(L))
     D, info = stepsizes.build(config.stepsize, config.family, sketch, L, problem.block_ptr)
     return Built(config, problem, sketch, D, L, info, problem.x0(config.x0))
+
+
+def _build_sgd(config: RunConfig, data_dir, allow_hash_mismatch) -> Built:
+    """Compressed SGD: a saddle problem, a vector compressor (contractive form under EF), η."""
+    algo = algorithms.get(config.algorithm)
+    problem = problems.get(config.problem).create(
+        dataset=config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch, hidden=config.hidden,
+        dim=config.dim, lam=config.lam, clients=config.clients, split=config.split, split_seed=config.split_seed)
+    comp = compressors.make_vector(config.compressor, problem.d)
+    if algo.use_ef:
+        comp = comp.contractive()
+    smallest = int(np.diff(problem.worker_ptr).min())
+    if config.batch_size > smallest:
+        raise CgdbenchError(f"--batch-size {config.batch_size} is larger than the data: the smallest worker has "
+                            f"{smallest} rows ({problem.m} rows over {problem.n} worker(s)); use at most {smallest}")
+    info = {"rule": "scalar", "gamma": config.lr, "compressor": comp.spec(), "compressor_note": comp.note,
+            "mu_theory": comp.mu, "omega_theory": comp.omega, "warnings": []}
+    D = stepsizes.StepsizeMatrix.scalar(config.lr, problem.d)
+    return Built(config, problem, comp, D, None, info, problem.x0(config.x0, seed=config.seed))
 
 
 @dataclass
@@ -64,6 +85,7 @@ class Trace:
     G_KD: float                 # (1/K) Σ_{k<K} ‖∇f(x^k)‖²_{D/det(D)^{1/d}} over completed steps
     iterations: int             # completed steps
     meta: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)   # family-specific arrays (sgd: stoch_grad_norm_sq, lambda_min, ...)
     run_id: str | None = None
     path: str | None = None
 
@@ -77,12 +99,16 @@ class Trace:
         }
         arrays = {k: getattr(self, k) for k in store.PER_ITERATION}
         arrays["x_final"] = self.x_final
-        arrays["D"] = store.stepsize_array(self.D)
+        # compressed SGD: D = ηI, stored as the scalar (d×d would be η on a diagonal)
+        arrays["D"] = np.float64(self.D.gamma) if c.family == "ef" else store.stepsize_array(self.D)
+        arrays.update(self.extras)
         slug = f"{c.algorithm}.{c.compressor}.{c.stepsize}.n{c.clients}.s{c.seed}".replace("/", "_")
         return {"attrs": attrs, "arrays": arrays, "slug": slug}
 
     def summary(self) -> str:
         c = self.config
+        if c.family == "ef":
+            return self._summary_sgd()
         rows = [
             ("run", f"{c.algorithm} | {c.compressor} | stepsize {c.stepsize} ({self.D.kind}) | "
                     f"{c.clients} client(s) | seed {c.seed}"),
@@ -98,12 +124,52 @@ class Trace:
                           f"{self.meta.get('compile_seconds', float('nan')):.2f} s compile/load "
                           f"({1e6 * self.meta.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"),
         ]
+        return self._format(rows)
+
+    def _format(self, rows) -> str:
         for w in self.meta.get("warnings", []):
             rows.append(("warning", w))
         if self.run_id:
             rows.append(("saved", f"{self.path} : /runs/{self.run_id}"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:>{width}}  {v}" for k, v in rows)
+
+    def _summary_sgd(self) -> str:
+        c, m = self.config, self.meta
+        ds = m.get("dataset", {})
+        last = self.loss.size > 0
+        flags = [f"η={c.lr:g}", f"B={c.batch_size}", f"r={c.noise:g}"]
+        if algorithms.get(c.algorithm).use_ef:
+            flags.append(f"reset I={c.reset_iters}, R={c.escape_radius if c.escape_radius else '∞'}"
+                         if c.reset else "no reset")
+        rows = [
+            ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
+                    f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}"),
+            ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={self.x_final.size})"
+                        + (f", λ={c.lam:g}" if c.lam else "")),
+            ("status", f"{self.status} after {self.iterations} of {c.iters} iterations"),
+            ("final loss", (f"{self.loss[-1]:.10g}" if last else "n/a")
+             + (f"   (f* = {m['f_star']:.10g}, gap {self.loss[-1] - m['f_star']:.3e})"
+                if last and m.get("f_star") is not None else "")),
+            ("‖∇f‖²", f"{self.grad_norm_sq[-1]:.6e}" if last else "n/a"),
+        ]
+        if m.get("stepsize", {}).get("compressor_note"):
+            rows.append(("compressor", m["stepsize"]["compressor_note"]))
+        if "resets" in self.extras and self.extras["resets"].size:
+            rows.append(("resets", f"{int(self.extras['resets'][-1])}"))
+        v = m.get("sosp")
+        if v:
+            rows.append(("ε-SOSP", f"{'yes' if v['is_sosp'] else 'no'}: ‖∇f‖ = {v['grad_norm']:.3e} "
+                                  f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; λ_min = {v['lambda_min']:.4e} "
+                                  f"{'>=' if v['second_order'] else '<'} −√(ρε) = {v['lambda_threshold']:.4e} "
+                                  f"(ρ = {v['rho']:g}, {m.get('lambda_min_method', '?')})"))
+        rows += [
+            ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, down {_bits(self.bits_down[-1] if last else 0)}"),
+            ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + {m.get('compile_seconds', float('nan')):.2f} s "
+                          f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
+                          + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
+        ]
+        return self._format(rows)
 
 
     def _theorem1(self) -> str:
@@ -141,53 +207,43 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         store.check_writable(out)
     t_build = time.perf_counter()
     b = built or build(config, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
-    p, sk, D = b.problem, b.sketch, b.D
-    K, d, n = config.iters, p.d, p.n
-    algo = algorithms.get(config.algorithm)
-
-    ranges = client_ranges(n)
-    R = ranges.size - 1
-    x = b.x0.copy()
-    rows = _rows(K, config.log_every)
-    out_arrays = {k: np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64)
-                  for k in store.PER_ITERATION if k != "wall_time"}
-    acc = np.zeros(4)
-    down = {"per-client": n * d, "once": d, "none": 0}[config.downlink] * config.value_bits
-    args_static = (
-        config.log_every, algo.family_code, x, *p.kernel_data(), *sk.kernel_args(), np.uint64(config.seed),
-        *D.kernel_args(), D.det_root(), ranges,
-        np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d), dtype=np.int8),
-        np.zeros((R, d), dtype=np.int64), np.zeros((R, d)), np.zeros(R), np.zeros(R, dtype=np.int64),
-        np.zeros(d), np.zeros(d), np.zeros(d), np.zeros((R, p.max_rows)),
-        float(config.value_bits), float(sk.index_bits(config.index_mode)), float(down), acc,
-        out_arrays["iteration"], out_arrays["loss"], out_arrays["grad_norm_sq"], out_arrays["grad_norm_sq_D"],
-        out_arrays["bits_up"], out_arrays["bits_down"])
-
-    def call(k0, k1):
-        return det_cgd_chunk(k0, k1, K, *args_static)
-
-    call(0, 0)  # compile (or load from cache) outside the timed loop
+    job = _EfJob(b) if config.family == "ef" else _DetCgdJob(b)
+    job.call(0, 0)  # compile (or load from cache) outside the timed loop
     compile_seconds = time.perf_counter() - t_build
 
+    K = config.iters
     chunk = max(1, math.ceil((K + 1) / MAX_CHUNKS))
+    stops = job.stops()  # iterations where Python must look at the state (second-order checkpoints)
     status, k = "completed", 0
-    marks = [(0, 0.0)]  # (iteration reached, seconds)
+    marks = [(0, 0.0)]  # (iteration reached, seconds of iterating)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=K, unit="it", desc=config.algorithm, leave=False, dynamic_ncols=True)
     interrupted = None
     t0 = time.perf_counter()
+    paused = 0.0
     try:
+        if 0 in stops:
+            job.checkpoint(0)
+            paused = time.perf_counter() - t0
         while k <= K:
-            code, k_next = call(k, min(k + chunk, K + 1))
-            marks.append((k_next, time.perf_counter() - t0))
+            k_end = min(k + chunk, K + 1)
+            nxt = next((q for q in stops if k < q < k_end), None)
+            if nxt is not None:
+                k_end = nxt
+            code, k_next = job.call(k, k_end)
+            marks.append((k_next, time.perf_counter() - t0 - paused))
             if bar is not None:
                 bar.update(min(k_next, K) - min(k, K))
             k = k_next
             if code == DIVERGED:
                 status = "diverged"
                 break
+            if k in stops and k <= K:
+                tp = time.perf_counter()
+                job.checkpoint(k)
+                paused += time.perf_counter() - tp
     except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", exc
     except Exception as exc:  # a bug: keep what was computed, mark the run failed, re-raise
@@ -195,29 +251,30 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     finally:
         if bar is not None:
             bar.close()
-    run_seconds = time.perf_counter() - t0
+    run_seconds = time.perf_counter() - t0 - paused
 
-    n_rows = int(acc[3])
     completed = min(k, K) if status != "completed" else K
-    tr = {name: arr[:n_rows].copy() for name, arr in out_arrays.items()}
+    final = job.final(status)
+    tr, extras, G_KD = job.collect(completed)
     it_marks = np.array([m[0] for m in marks], dtype=float)
     t_marks = np.array([m[1] for m in marks])
     wall = np.interp(tr["iteration"].astype(float), it_marks, t_marks)
     meta = {
-        "dataset": p.dataset.describe(), "det_root": D.det_root(), "logdet_D": D.logdet(),
-        "f_lower": getattr(p, "f_lower", None),
+        "dataset": b.problem.dataset.describe() if hasattr(b.problem, "dataset") else b.problem.dataset_info,
+        "det_root": b.D.det_root(), "logdet_D": b.D.logdet(),
+        "f_lower": getattr(b.problem, "f_lower", None),
         "stepsize": b.stepsize_info, "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-        "seconds_per_iter": run_seconds / max(completed, 1), "index_bits_per_message": sk.index_bits(config.index_mode),
-        "expected_nnz_per_message": sk.expected_nnz(), "ranges": R, "threads": _threads(),
-        "warnings": list(b.stepsize_info.get("warnings", [])),
+        "seconds_per_iter": run_seconds / max(completed, 1), "threads": _threads(),
+        "warnings": list(b.stepsize_info.get("warnings", [])), **job.meta(),
     }
     if status == "failed":
         meta["error"] = f"{type(interrupted).__name__}: {interrupted}"
     if status == "diverged":
         meta["warnings"].append(f"non-finite gradient at iteration {k}: the run diverged")
+    meta.update(final)
     trace = Trace(config, status, tr["iteration"], tr["loss"], tr["grad_norm_sq"], tr["grad_norm_sq_D"],
-                  tr["bits_up"].astype(np.int64), tr["bits_down"].astype(np.int64), wall, x.copy(), D,
-                  float(acc[0] / completed) if completed else float("nan"), completed, meta)
+                  tr["bits_up"].astype(np.int64), tr["bits_down"].astype(np.int64), wall, job.x.copy(), b.D,
+                  G_KD, completed, meta, extras)
     if out is not None:
         trace.run_id = store.write_run(out, trace.record())
         trace.path = str(out)
@@ -226,6 +283,138 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         raise interrupted
     return trace
 
+
+class _DetCgdJob:
+    """det-CGD family: arrays for :func:`det_cgd_chunk` and what a run reports."""
+
+    def __init__(self, b: Built):
+        c, p, sk, D = b.config, b.problem, b.sketch, b.D
+        K, d, n = c.iters, p.d, p.n
+        self.b = b
+        ranges = client_ranges(n)
+        R = ranges.size - 1
+        self.x = b.x0.copy()
+        rows = _rows(K, c.log_every)
+        self.out = {k: np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64)
+                    for k in store.PER_ITERATION if k != "wall_time"}
+        self.acc = np.zeros(4)
+        down = {"per-client": n * d, "once": d, "none": 0}[c.downlink] * c.value_bits
+        o = self.out
+        self.args = (
+            c.log_every, algorithms.get(c.algorithm).family_code, self.x, *p.kernel_data(), *sk.kernel_args(),
+            np.uint64(c.seed), *D.kernel_args(), D.det_root(), ranges,
+            np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d), dtype=np.int8),
+            np.zeros((R, d), dtype=np.int64), np.zeros((R, d)), np.zeros(R), np.zeros(R, dtype=np.int64),
+            np.zeros(d), np.zeros(d), np.zeros(d), np.zeros((R, p.max_rows)),
+            float(c.value_bits), float(sk.index_bits(c.index_mode)), float(down), self.acc,
+            o["iteration"], o["loss"], o["grad_norm_sq"], o["grad_norm_sq_D"], o["bits_up"], o["bits_down"])
+        self.ranges = R
+
+    def call(self, k0, k1):
+        return det_cgd_chunk(k0, k1, self.b.config.iters, *self.args)
+
+    def stops(self):
+        return ()
+
+    def checkpoint(self, k):
+        pass
+
+    def collect(self, completed):
+        n_rows = int(self.acc[3])
+        tr = {name: arr[:n_rows].copy() for name, arr in self.out.items()}
+        return tr, {}, float(self.acc[0] / completed) if completed else float("nan")
+
+    def meta(self):
+        sk, c = self.b.sketch, self.b.config
+        return {"index_bits_per_message": sk.index_bits(c.index_mode), "expected_nnz_per_message": sk.expected_nnz(),
+                "ranges": self.ranges}
+
+    def final(self, status):
+        return {}
+
+
+class _EfJob:
+    """Compressed SGD family: arrays for :func:`ef_sgd_chunk`, second-order checkpoints."""
+
+    def __init__(self, b: Built):
+        from .algorithms.ef_sgd import A_F_ANCHOR, ef_sgd_chunk
+        c, p, comp = b.config, b.problem, b.sketch
+        K, d, W = c.iters, p.d, p.n
+        algo = algorithms.get(c.algorithm)
+        self.b, self.kernel = b, ef_sgd_chunk
+        ranges = client_ranges(W)
+        R = ranges.size - 1
+        self.x = b.x0.copy()
+        self.xt = b.x0.copy()
+        self.xa = b.x0.copy()
+        rows = _rows(K, c.log_every)
+        names = ("iteration", "loss", "grad_norm_sq", "bits_up", "bits_down", "stoch_grad_norm_sq", "resets")
+        self.out = {k: np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64) for k in names}
+        self.acc = np.zeros(8)
+        self.acc[A_F_ANCHOR] = p.f(self.x) if algo.use_ef and c.reset else 0.0
+        down = {"per-client": W * d, "once": d, "none": 0}[c.downlink] * c.value_bits + W * comp.bits_down_extra()
+        up = W * comp.bits_up(c.value_bits, c.index_mode)
+        bufs = [np.stack([a] * R) for a in comp.buffers()]
+        ss = p.scratch_size()
+        o = self.out
+        self.args = (
+            c.log_every, algo.use_ef, algo.use_ef and c.reset, float(c.reset_iters),
+            float(c.escape_radius) if c.escape_radius else math.inf, float(c.lr), float(c.noise), c.batch_size,
+            self.x, self.xt, self.xa, *p.kernel_data(), p.worker_ptr, np.arange(p.m, dtype=np.int64),
+            *comp.kernel_args(), np.uint64(c.seed), ranges,
+            np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
+            np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64), np.zeros((R, c.batch_size)),
+            np.zeros(p.m, np.int8), *bufs, np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
+            o["iteration"], o["loss"], o["grad_norm_sq"], o["bits_up"], o["bits_down"], o["stoch_grad_norm_sq"],
+            o["resets"])
+        self.ranges = R
+        self.lam_min, self.lam_iter = [], []
+        self.lam_method = None
+        self.sosp_seconds = 0.0
+
+    def call(self, k0, k1):
+        return self.kernel(k0, k1, self.b.config.iters, *self.args)
+
+    def stops(self):
+        every, K = self.b.config.sosp_every, self.b.config.iters
+        return set(range(0, K, every)) if every else set()
+
+    def checkpoint(self, k):
+        from .second_order import lambda_min
+        t = time.perf_counter()
+        lam, self.lam_method = lambda_min(self.b.problem, self.x)
+        self.sosp_seconds += time.perf_counter() - t
+        self.lam_min.append(lam)
+        self.lam_iter.append(k)
+
+    def collect(self, completed):
+        n_rows = int(self.acc[0])
+        tr = {name: arr[:n_rows].copy() for name, arr in self.out.items()}
+        tr["grad_norm_sq_D"] = tr["grad_norm_sq"]  # D/det(D)^(1/d) = I for D = ηI
+        extras = {"stoch_grad_norm_sq": tr.pop("stoch_grad_norm_sq"), "resets": tr.pop("resets").astype(np.int64)}
+        if self.lam_iter:
+            extras["lambda_min"] = np.array(self.lam_min)
+            extras["lambda_min_iter"] = np.array(self.lam_iter, dtype=np.int64)
+        G = float(np.mean(tr["grad_norm_sq"][tr["iteration"] < completed])) if n_rows else float("nan")
+        return tr, extras, G
+
+    def meta(self):
+        c, comp, p = self.b.config, self.b.sketch, self.b.problem
+        return {"bits_per_message": comp.bits_up(c.value_bits, c.index_mode), "ranges": self.ranges,
+                "f_star": p.f_star, "G_KD_note": "mean ‖∇f‖² over logged iterates (D = ηI)"}
+
+    def final(self, status):
+        """λ_min at the final point and the ε-SOSP verdict (when the run finished)."""
+        from .second_order import sosp
+        c = self.b.config
+        if status != "completed":
+            return {}
+        if not self.lam_iter or self.lam_iter[-1] != c.iters:
+            self.checkpoint(c.iters)
+        n_rows = int(self.acc[0])
+        gn = math.sqrt(self.out["grad_norm_sq"][n_rows - 1])
+        return {"sosp": sosp(gn, self.lam_min[-1], c.eps, c.rho), "lambda_min_method": self.lam_method,
+                "sosp_seconds": self.sosp_seconds}
 
 def _threads() -> int:
     import numba

@@ -156,3 +156,96 @@ def det_cgd(problem, sketch, D, family, K, seed, x0):
         agg = np.mean(msgs, axis=0)
         x = x - (Dd @ agg if family == "det-cgd1" else agg)
     return {k: np.array(v) for k, v in rows.items()}, x
+
+
+# --- vector compressors (saddle paper) ------------------------------------
+def u32_pair(key, i):
+    """The 32-bit uniform the kernels use for coordinate i (two per 64-bit draw)."""
+    with np.errstate(over="ignore"):
+        z = mix64(U64(key) + (U64(i >> 1) + U64(1)) * GOLDEN)
+    return int(z >> U64(32)) if i & 1 else int(z & U64(0xFFFFFFFF))
+
+
+def top_k(v, k):
+    """k largest |v_j|, ties to the smaller index, by a full stable sort."""
+    order = np.lexsort((np.arange(v.size), -np.abs(v)))
+    J = np.sort(order[:k])
+    out = np.zeros_like(v)
+    out[J] = v[J]
+    return out
+
+
+def scaled_sign(v):
+    return np.abs(v).sum() / v.size * np.where(v < 0, -1.0, 1.0)
+
+
+def qsgd(v, s, key):
+    norm = np.linalg.norm(v)
+    if norm == 0:
+        return np.zeros_like(v)
+    out = np.empty_like(v)
+    for i, x in enumerate(v):
+        a = abs(x) * s / norm
+        lv = math.floor(a)
+        lev = lv + (1 if u32_pair(key, i) < (a - lv) * 2.0**32 else 0)
+        out[i] = math.copysign(lev, x) if lev else 0.0
+    return out * norm / s
+
+
+def natural(v, key):
+    out = np.zeros_like(v)
+    for i, x in enumerate(v):
+        if x == 0 or abs(x) < np.finfo(float).tiny:
+            continue
+        m, e = math.frexp(abs(x))           # |x| = m 2^e, m in [0.5, 1)
+        lo = 2.0 ** (e - 1)
+        frac_bits = int(np.float64(abs(x)).view(np.uint64)) & ((1 << 52) - 1)
+        up = u32_pair(key, i) < (frac_bits >> 20)
+        out[i] = math.copysign(lo * (2.0 if up else 1.0), x)
+    return out
+
+
+# --- Algorithm 1 of the saddle paper ---------------------------------------
+def ef_sgd(problem, comp, x0, iters, seed, lr, batch, noise=0.0, use_ef=True, use_reset=False, reset_iters=100,
+           escape_radius=math.inf):
+    """Algorithm 1 line by line; returns (x_K, losses f(x_t) for t=0..K, number of resets).
+
+    Minibatch rows and the noise come from the same streams as the engine
+    (``RandK(m_i, B).sample`` is Floyd's algorithm on the worker's rows), so the
+    two must agree to rounding.
+    """
+    from cgdbench.algorithms.ef_sgd import gaussian_vector
+    from cgdbench.compressors import RandK
+    W, d = problem.n, problem.d
+    x = x0.copy()
+    e = np.zeros((W, d))
+    x_anchor, f_anchor, t_anchor = x.copy(), problem.f(x), 0
+    resets, losses = 0, []
+    for t in range(iters + 1):
+        if use_reset and t > 0:
+            x_tilde = x - lr * e.mean(axis=0)
+            if t - t_anchor > reset_iters or np.linalg.norm(x_anchor - x_tilde) > escape_radius:
+                f_tilde = problem.f(x_tilde)
+                if f_tilde < f_anchor:
+                    x, f_anchor = x_tilde, f_tilde
+                else:
+                    x = x_anchor.copy()
+                x_anchor, t_anchor, resets = x.copy(), t, resets + 1
+                e[:] = 0.0
+        losses.append(problem.f(x))
+        if t == iters:
+            break
+        xi = np.zeros(d)
+        if noise > 0:
+            gaussian_vector(np.uint64(seed), t, noise, xi)
+        g = np.zeros(d)
+        for i in range(W):
+            lo, hi = problem.worker_ptr[i], problem.worker_ptr[i + 1]
+            rows = lo + RandK(int(hi - lo), np.array([0, hi - lo]), batch).sample(seed, i, t)[0]
+            v = problem.batch_f_and_grad(x, rows)[1] + xi + (e[i] if use_ef else 0.0)
+            c = comp(v, seed=seed, iteration=t)
+            if use_ef:
+                e[i] = v - c
+            g += c
+        x = x - lr * g / W
+    return x, np.array(losses), resets

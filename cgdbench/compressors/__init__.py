@@ -1,9 +1,15 @@
-"""Registry of sketches/compressors: ``NAME[:PARAMS]`` -> bound object.
+"""Registry of sketches and compressors: ``NAME[:PARAMS]`` -> bound object.
+
+Two kinds share one namespace.  *Sketches* (``sketches.py``) are the random
+diagonal matrices S with E[S] = I that det-CGD and DCGD multiply gradients by;
+*vector compressors* (``vector.py``) are the maps C(x) compressed SGD and error
+feedback send.  identity and rand-k are both; ``Entry.uses`` says which
+algorithms take each name.
 
 ``parse`` checks the name and the syntax of the parameters (no data needed);
-``make`` binds a spec to a problem's dimension, block partition and smoothness
-diagonal (for importance sampling), which is when range errors such as
-``k > d`` are raised.
+``make`` / ``make_vector`` bind a spec to a problem's dimension (and, for
+sketches, block partition and smoothness diagonal), which is when range errors
+such as ``k > d`` are raised.
 """
 from __future__ import annotations
 
@@ -16,9 +22,13 @@ from .._registry import split_spec
 from ..errors import ConfigError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
+from .vector import Compressor, measure, parse_k
+from .vector import make_vector as _make_vector
 
-__all__ = ["Sketch", "Identity", "RandK", "ImportanceRand1", "BlockRandK", "BernQ",
-           "REGISTRY", "INDEX_MODES", "parse", "make", "describe", "sample_sketch"]
+__all__ = ["Sketch", "Identity", "RandK", "ImportanceRand1", "BlockRandK", "BernQ", "Compressor",
+           "REGISTRY", "INDEX_MODES", "parse", "make", "make_vector", "measure", "describe", "sample_sketch"]
+
+SKETCH, VECTOR = "sketch", "vector"
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,16 @@ class Entry:
     params: str          # how parameters are written, "" when there are none
     params_required: bool
     doc: str
+    uses: tuple = (SKETCH,)   # SKETCH: det-CGD/DCGD/GD; VECTOR: sgd/ef-sgd
 
 
 REGISTRY = {
-    "identity": Entry("identity", "", False, "S = I (no compression)."),
+    "identity": Entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR)),
     "rand-k": Entry("rand-k", "K", True,
-                    "K uniform coordinates scaled by d/K; K an integer in [1, d] or a fraction in (0, 1)."),
-    "rand-1": Entry("rand-1", "", False, "rand-k with K = 1."),
+                    "unbiased: K uniform coordinates scaled by d/K (ω = d/K − 1); K an integer in [1, d] or "
+                    "a fraction in (0, 1] such as 0.001. Error feedback applies it as C/(1+ω) = unscaled RandomK.",
+                    (SKETCH, VECTOR)),
+    "rand-1": Entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR)),
     "importance-rand-1": Entry("importance-rand-1", "[FILE]", False,
                                "one coordinate j with probability p_j, scaled 1/p_j; p ∝ diag(L) "
                                "unless FILE (.npy or text, d probabilities) is given."),
@@ -41,9 +54,26 @@ REGISTRY = {
                           "rand-K inside every block of the partition (one K, or one per block)."),
     "bern-q": Entry("bern-q", "Q[,Q2,...]", True,
                     "each block kept with probability Q (one, or one per block) and scaled 1/Q."),
+    "rand-k-unscaled": Entry("rand-k-unscaled", "K", True,
+                             "contractive (biased): K uniform coordinates, unscaled — the paper's RandomK, "
+                             "μ = K/d exactly.", (VECTOR,)),
+    "top-k": Entry("top-k", "K", True,
+                   "contractive (biased): the K largest |x_j| (ties to the lower index), μ >= K/d; O(d) selection.",
+                   (VECTOR,)),
+    "sign": Entry("sign", "", False, "contractive (biased): (‖x‖₁/d)·sign(x), μ = ‖x‖₁²/(d‖x‖²) >= 1/d; d bits + "
+                                     "one scale.", (VECTOR,)),
+    "qsgd": Entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).",
+                  (VECTOR,)),
+    "natural": Entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Horváth et al. 2019), "
+                                           "ω <= 1/8; sign + exponent per coordinate.", (VECTOR,)),
+    "sketch-top-k": Entry("sketch-top-k", "K[,ROWS,COLS]", True,
+                          "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K candidates, whose exact "
+                          "values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,)),
 }
 ALIASES = {"rand1": "rand-1", "randk": "rand-k", "none": "identity", "bernoulli": "bern-q",
-           "importance": "importance-rand-1"}
+           "importance": "importance-rand-1", "topk": "top-k", "randomk": "rand-k-unscaled",
+           "rand-k-contractive": "rand-k-unscaled", "rand-k-unbiased": "rand-k", "scaled-sign": "sign",
+           "count-sketch": "sketch-top-k", "sketched-top-k": "sketch-top-k"}
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -55,9 +85,25 @@ def parse(spec: str) -> tuple[str, str]:
     if not entry.params and params:
         raise ConfigError(f"compressor {name!r} takes no parameter, got {spec!r}")
     # syntax check now, range check in make()
-    if name in ("rand-k", "block-rand-k", "bern-q"):
+    if name in ("rand-k", "block-rand-k", "bern-q", "rand-k-unscaled", "top-k", "qsgd", "sketch-top-k"):
         _numbers(name, params)
     return name, params
+
+
+def check_use(spec: str, use: str, algorithm: str) -> None:
+    """Reject a compressor the algorithm cannot use, listing the ones it can."""
+    name, _ = parse(spec)
+    if use not in REGISTRY[name].uses:
+        allowed = [e.name for e in REGISTRY.values() if use in e.uses]
+        kind = "an unbiased diagonal sketch S" if use == SKETCH else "a vector compressor C(x)"
+        raise ConfigError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
+                          f"Choose one of: {', '.join(allowed)}")
+
+
+def make_vector(spec: str, d: int) -> Compressor:
+    """Bind ``spec`` to dimension ``d`` as a vector compressor C(x)."""
+    name, params = parse(spec)
+    return _make_vector(name, params, d)
 
 
 def _numbers(name: str, params: str) -> list[float]:
@@ -70,23 +116,15 @@ def _numbers(name: str, params: str) -> list[float]:
     return out
 
 
-def _count(name: str, value: float, d: int) -> int:
-    """An integer count, or a fraction of ``d`` in (0, 1)."""
-    if 0 < value < 1:
-        return max(1, int(round(value * d)))
-    if value != int(value):
-        raise ConfigError(f"{name}: k = {value:g} must be an integer in [1, {d}] or a fraction in (0, 1)")
-    return int(value)
-
-
 def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
     """Bind ``spec`` to dimension ``d`` and partition ``block_ptr`` (default: one block)."""
     name, params = parse(spec)
+    check_use(spec, SKETCH, "det-cgd1/det-cgd2/dcgd")
     block_ptr = np.asarray([0, d] if block_ptr is None else block_ptr, dtype=np.int64)
     if name == "identity":
         return Identity(d, block_ptr)
     if name in ("rand-k", "rand-1"):
-        k = 1 if name == "rand-1" else _count("rand-k", _numbers(name, params)[0], d)
+        k = 1 if name == "rand-1" else parse_k("rand-k", params.split(",")[0].strip(), d)
         if len(params.split(",")) > 1:
             raise ConfigError(f"rand-k takes one value of k, got {params!r}")
         return RandK(d, block_ptr, k)
@@ -107,8 +145,8 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
         return ImportanceRand1(d, block_ptr, p)
     if name == "block-rand-k":
         sizes = np.diff(block_ptr)
-        vals = _numbers(name, params)
-        ks = [_count("block-rand-k", v, int(sizes[min(i, len(sizes) - 1)])) for i, v in enumerate(vals)]
+        toks = [t.strip() for t in params.split(",")]
+        ks = [parse_k("block-rand-k", t, int(sizes[min(i, len(sizes) - 1)])) for i, t in enumerate(toks)]
         return BlockRandK(d, block_ptr, tuple(ks))
     if name == "bern-q":
         return BernQ(d, block_ptr, tuple(_numbers(name, params)))
@@ -116,4 +154,6 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
 
 
 def describe() -> list[tuple[str, str]]:
-    return [(e.name + (":" + e.params if e.params else ""), e.doc) for e in REGISTRY.values()]
+    return [(e.name + (":" + e.params if e.params else ""),
+             f"[{'/'.join('det-cgd' if u == SKETCH else 'ef-sgd' for u in e.uses)}] {e.doc}")
+            for e in REGISTRY.values()]

@@ -1,0 +1,503 @@
+"""Vector compressors C(x) for compressed SGD (Avdiukhin & Yaroslavtsev, Section 2).
+
+A *μ-compressor* satisfies E‖x − C(x)‖² ≤ (1 − μ)‖x‖² (Definition 2.1); an
+*unbiased* compressor satisfies E[C(x)] = x and E‖C(x) − x‖² ≤ ω‖x‖².  An
+unbiased compressor becomes a 1/(1+ω)-compressor when scaled by 1/(1+ω)
+(e.g. rand-k scaled by d/k turns into the unscaled RandomK of the paper, μ = k/d),
+which is how error feedback uses it (:meth:`Compressor.contractive`).
+
+Each compressor writes its *message* — what a worker would send — and a second
+kernel decodes a message into ``out += α C(x)``:
+
+=================  ==========================================  =======================
+kind               message                                     decoded C(x)
+=================  ==========================================  =======================
+identity           ``val[:d]``                                 x
+rand-k             ``idx[:k]``, ``val[:k]`` (uniform, Floyd)   scale · x_J
+top-k              ``idx[:k]``, ``val[:k]`` (O(d) selection)   x_J, J the k largest |x_j|
+sign               packed sign bits, one scale                 (‖x‖₁/d) sign(x)
+qsgd               one norm, signed levels in [−s, s]          ‖x‖ sign(x_j) ℓ_j / s
+natural            sign and exponent per coordinate            ±2^⌊log₂|x_j|⌋ or ±2^⌈…⌉
+sketch-top-k       count sketch (r×c), then 2k exact values    x_J, J from the sketch
+=================  ==========================================  =======================
+
+Randomness comes from one key per ``(seed, iteration)`` that all workers share
+(θ̃ in Algorithm 1 "can be shared between machines"): rand-k then picks the same
+coordinates on every worker, so the averaged message is still k-sparse.
+Stochastic rounding (qsgd, natural) resolves probabilities to 2⁻³²: two 32-bit
+uniforms come out of each 64-bit draw.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .._jit import njit, njit_inline
+from ..errors import ConfigError
+from ..rng import mix64, randint, stream_key
+from .sketches import _floyd
+
+C_IDENTITY, C_RAND_K, C_TOP_K, C_SIGN, C_QSGD, C_NATURAL, C_SKETCH_TOP_K = range(7)
+#: kinds whose message is one value per coordinate (``idx`` unused)
+DENSE_KINDS = (C_IDENTITY, C_SIGN, C_QSGD, C_NATURAL)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_S52 = np.uint64(52)
+_S63 = np.uint64(63)
+_S20 = np.uint64(20)
+_EXP = np.uint64(0x7FF)
+_MANT = np.uint64((1 << 52) - 1)
+_TWO32 = 4294967296.0
+#: sample size of the threshold estimate in :func:`top_k_select`
+TOP_K_SAMPLE = 4096
+
+
+@njit_inline
+def _draw64(key, j):
+    """64 random bits number ``j`` of stream ``key`` (two 32-bit uniforms)."""
+    return mix64(np.uint64(key) + (np.uint64(j) + np.uint64(1)) * _GOLDEN)
+
+
+@njit
+def top_k_select(v, k, idx, work):
+    """Indices of the ``k`` largest ``|v_j|`` into ``idx[:k]`` (increasing order); returns k.
+
+    Ties at the threshold go to the smallest indices, so the result is a function
+    of ``v`` alone.  O(d): a strided sample of ``|v|`` gives a threshold that
+    about ``k + 3√k`` coordinates pass (Floyd–Rivest style); one pass collects
+    them into ``idx``/``work``; a selection among those candidates finds the
+    k-th largest value.  If the sample underestimates (fewer than ``k``
+    candidates), every coordinate is a candidate — slower, still exact.
+    """
+    d = v.shape[0]
+    if k >= d:
+        for i in range(d):
+            idx[i] = i
+        return d
+    ns = min(d, TOP_K_SAMPLE)
+    samp = np.empty(ns)
+    for j in range(ns):
+        samp[j] = abs(v[(j * d) // ns])
+    samp.sort()
+    expect = ns * k / d
+    above = int(expect + 3.0 * math.sqrt(expect) + 2.0)
+    t = 0.0 if above >= ns else samp[ns - 1 - above]
+    c = 0
+    for i in range(d):
+        a = abs(v[i])
+        if a >= t:
+            idx[c] = i
+            work[c] = a
+            c += 1
+    if c < k:
+        c = 0
+        for i in range(d):
+            idx[c] = i
+            work[c] = abs(v[i])
+            c += 1
+    thr = np.partition(work[:c], c - k)[c - k]
+    n_gt = 0
+    for p in range(c):
+        if work[p] > thr:
+            n_gt += 1
+    ties = k - n_gt
+    out = 0
+    for p in range(c):
+        a = work[p]
+        if a > thr:
+            idx[out] = idx[p]
+            out += 1
+        elif a == thr and ties > 0:
+            ties -= 1
+            idx[out] = idx[p]
+            out += 1
+    return out
+
+
+@njit_inline
+def _median_small(buf, r):
+    """Median of ``buf[:r]`` (insertion sort; r is a handful of sketch rows)."""
+    for i in range(1, r):
+        x = buf[i]
+        j = i - 1
+        while j >= 0 and buf[j] > x:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = x
+    if r % 2 == 1:
+        return buf[r // 2]
+    return 0.5 * (buf[r // 2 - 1] + buf[r // 2])
+
+
+@njit_inline
+def _cs_hash(key, row, i, c):
+    """Bucket in [0, c) and sign ±1 of coordinate ``i`` in count-sketch row ``row``."""
+    z = mix64((np.uint64(key) ^ (np.uint64(row + 1) * np.uint64(0xD6E8FEB86659FD93)))
+              + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
+    b = np.int64(((z & _LOW32) * np.uint64(c)) >> _S32)
+    s = 1.0 if (z >> _S63) == 0 else -1.0
+    return b, s
+
+
+@njit
+def encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work, mark):
+    """Write the message of ``C(v)``; returns ``(nnz, msg_scale)``.
+
+    ``msg_scale`` is the one real number a dense message carries (sign: ‖v‖₁/d
+    times ``scale``; qsgd: ‖v‖/s times ``scale``; natural: ``scale``).
+    """
+    if kind == C_IDENTITY:
+        for i in range(d):
+            val[i] = v[i]
+        return d, 1.0
+    if kind == C_RAND_K:
+        nnz, _ = _floyd(key, 0, 0, d, k, scale, mark, idx, val, 0)
+        for p in range(nnz):
+            val[p] = scale * v[idx[p]]
+        return nnz, scale
+    if kind == C_TOP_K:
+        nnz = top_k_select(v, k, idx, work)
+        for p in range(nnz):
+            val[p] = scale * v[idx[p]]
+        return nnz, scale
+    if kind == C_SIGN:
+        # eight accumulators: no serial dependency chain, and a fixed summation order
+        acc = np.zeros(8)
+        nb = d // 8
+        for b in range(nb):
+            byte = 0
+            for j in range(8):
+                x = v[8 * b + j]
+                acc[j] += abs(x)
+                byte |= (1 if x < 0.0 else 0) << j
+            bits[b] = byte
+        if d % 8:
+            byte = 0
+            for j in range(d - 8 * nb):
+                x = v[8 * nb + j]
+                acc[j] += abs(x)
+                byte |= (1 if x < 0.0 else 0) << j
+            bits[nb] = byte
+        return d, scale * acc.sum() / d
+    if kind == C_QSGD:
+        acc = np.zeros(8)
+        nb = d // 8
+        for b in range(nb):
+            for j in range(8):
+                x = v[8 * b + j]
+                acc[j] += x * x
+        for j in range(d - 8 * nb):
+            x = v[8 * nb + j]
+            acc[j] += x * x
+        norm = math.sqrt(acc.sum())
+        if norm == 0.0:
+            for i in range(d):
+                code[i] = 0
+            return d, 0.0
+        f = s / norm
+        for i in range(d):
+            z = _draw64(key, i >> 1)
+            u = np.float64((z >> _S32) if (i & 1) else (z & _LOW32))
+            a = abs(v[i]) * f
+            lv = math.floor(a)
+            lev = np.int32(lv) + (np.int32(1) if u < (a - lv) * _TWO32 else np.int32(0))
+            code[i] = -lev if v[i] < 0.0 else lev
+        return d, scale * norm / s
+    if kind == C_NATURAL:
+        vb = v.view(np.uint64)
+        for i in range(d):
+            b = vb[i]
+            e = (b >> _S52) & _EXP
+            if e == 0:  # zero or subnormal: sent as 0
+                code[i] = 0
+                continue
+            z = _draw64(key, i >> 1)
+            u = (z >> _S32) if (i & 1) else (z & _LOW32)
+            up = np.uint64(1) if u < ((b & _MANT) >> _S20) else np.uint64(0)
+            code[i] = np.int32(((b >> _S63) << np.uint64(11)) | (e + up))
+        return d, scale
+    # C_SKETCH_TOP_K: a count sketch of v (r rows × c columns), heavy hitters
+    # estimated from it, then the exact values of the k recovered coordinates
+    for p in range(r * c):
+        table[p] = 0.0
+    for row in range(r):
+        for i in range(d):
+            bkt, sg = _cs_hash(key, row, i, c)
+            table[row * c + bkt] += sg * v[i]
+    est = np.empty(r)
+    for i in range(d):
+        for row in range(r):
+            bkt, sg = _cs_hash(key, row, i, c)
+            est[row] = sg * table[row * c + bkt]
+        work[i] = abs(_median_small(est, r))
+    # second round: the 2k best-estimated coordinates are fetched exactly, the k
+    # largest of those are kept (false positives of the sketch drop out here)
+    nc = top_k_select(work[:d], min(2 * k, d), idx, val)
+    for p in range(nc):
+        work[p] = abs(v[idx[p]])
+    pos = np.empty(nc, dtype=np.int64)
+    nnz = top_k_select(work[:nc], min(k, nc), pos, val)
+    for p in range(nnz):
+        idx[p] = idx[pos[p]]          # pos is increasing and pos[p] >= p: in-place compaction is safe
+        val[p] = scale * v[idx[p]]
+    return nnz, scale
+
+
+@njit
+def decode_add(kind, d, nnz, msg_scale, alpha, idx, val, code, bits, out):
+    """``out += alpha · C(v)`` from the message :func:`encode` wrote."""
+    if kind == C_IDENTITY:
+        for i in range(d):
+            out[i] += alpha * val[i]
+    elif kind == C_RAND_K or kind == C_TOP_K or kind == C_SKETCH_TOP_K:
+        for p in range(nnz):
+            out[idx[p]] += alpha * val[p]
+    elif kind == C_SIGN:
+        a = alpha * msg_scale
+        for i in range(d):
+            neg = (bits[i >> 3] >> (i & 7)) & 1
+            out[i] += -a if neg else a
+    elif kind == C_QSGD:
+        a = alpha * msg_scale
+        for i in range(d):
+            out[i] += a * code[i]
+    else:  # C_NATURAL
+        a = alpha * msg_scale
+        for i in range(d):
+            cd = code[i]
+            e = cd & 0x7FF
+            if e == 0:
+                continue
+            x = math.ldexp(1.0, e - 1023)
+            out[i] += -a * x if (cd >> 11) & 1 else a * x
+
+
+@njit
+def compress_dense(kind, d, k, s, r, c, scale, seed, iteration, v, out, idx, val, code, bits, table, work,
+                   mark):
+    """``out = C(v)`` for the stream ``(seed, iteration)``; returns nnz (tests, measurements)."""
+    key = stream_key(seed, SHARED_COMPRESSOR, iteration)
+    nnz, ms = encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work, mark)
+    for i in range(d):
+        out[i] = 0.0
+    decode_add(kind, d, nnz, ms, 1.0, idx, val, code, bits, out)
+    return nnz
+
+
+@njit
+def encode_loop(kind, d, k, s, r, c, scale, seed, v, repeats, idx, val, code, bits, table, work, mark):
+    """Encode ``v`` ``repeats`` times (iterations 0..repeats-1); the throughput benchmark's unit."""
+    total = 0.0
+    for t in range(repeats):
+        key = stream_key(seed, SHARED_COMPRESSOR, t)
+        nnz, ms = encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work, mark)
+        total += nnz + ms
+    return total
+
+
+#: stream "client" ids reserved for randomness shared by all workers
+SHARED_COMPRESSOR = np.uint64(2**62 + 1)
+SHARED_NOISE = np.uint64(2**62 + 2)
+
+
+def _ceil_log2(n: int) -> int:
+    return 0 if n <= 1 else int(math.ceil(math.log2(n)))
+
+
+@dataclass(frozen=True)
+class Compressor:
+    """A compressor bound to dimension ``d``; ``scale`` multiplies every decoded value."""
+
+    name: str
+    kind: int
+    d: int
+    k: int = 0
+    s: int = 0
+    r: int = 0
+    c: int = 0
+    scale: float = 1.0
+    unbiased: bool = False
+    omega: float | None = None        # variance bound of an unbiased compressor
+    mu: float | None = None           # contraction guaranteed by theory (None: none / data dependent)
+    note: str = ""
+
+    # --- bits (docs/bits.md) -------------------------------------------------
+    def bits_up(self, value_bits: int = 32, index_mode: str = "explicit") -> int:
+        """Uplink bits of one message (both rounds for sketch-top-k)."""
+        d, ib = self.d, _ceil_log2(self.d)
+        if self.kind == C_IDENTITY:
+            return d * value_bits
+        if self.kind == C_RAND_K:
+            return self.k * value_bits + (0 if index_mode == "shared-seed" else self.k * ib)
+        if self.kind == C_TOP_K:
+            return self.k * (value_bits + ib)        # data-dependent positions: always explicit
+        if self.kind == C_SIGN:
+            return d + value_bits
+        if self.kind == C_QSGD:
+            return value_bits + d * (1 + _ceil_log2(self.s + 1))
+        if self.kind == C_NATURAL:
+            return d * (1 + (8 if value_bits == 32 else 11))
+        return (self.r * self.c + self._candidates()) * value_bits
+
+    def _candidates(self) -> int:
+        return min(2 * self.k, self.d)
+
+    def bits_down_extra(self) -> int:
+        """Downlink bits one worker receives besides the model (sketch-top-k: the 2k requested indices)."""
+        return self._candidates() * _ceil_log2(self.d) if self.kind == C_SKETCH_TOP_K else 0
+
+    @property
+    def mu_relation(self) -> str:
+        """How μ relates to :attr:`mu`: ``=`` (exact in expectation) or ``>=`` (a worst-case bound)."""
+        return "=" if self.kind in (C_RAND_K, C_IDENTITY) and not self.unbiased else ">="
+
+    @property
+    def dense(self) -> bool:
+        return self.kind in DENSE_KINDS
+
+    def spec(self) -> str:
+        if self.kind in (C_RAND_K, C_TOP_K):
+            return f"{self.name}:{self.k}"
+        if self.kind == C_QSGD:
+            return f"qsgd:{self.s}"
+        if self.kind == C_SKETCH_TOP_K:
+            return f"sketch-top-k:{self.k},{self.r},{self.c}"
+        return self.name
+
+    def contractive(self) -> "Compressor":
+        """The μ-compressor error feedback uses: an unbiased C with variance ω becomes C/(1+ω)."""
+        if not self.unbiased or not self.omega:
+            return self
+        f = 1.0 / (1.0 + self.omega)
+        return replace(self, scale=self.scale * f, unbiased=False, mu=f,
+                       note=f"{self.spec()} applied as C/(1+ω) with ω = {self.omega:.6g}: a {f:.6g}-compressor"
+                            + (" (the unscaled RandomK of the paper)" if self.kind == C_RAND_K else ""))
+
+    # --- kernels ------------------------------------------------------------
+    def kernel_args(self):
+        """Arguments of :func:`encode` before ``key``."""
+        return (self.kind, self.d, self.k, self.s, self.r, self.c, float(self.scale))
+
+    def buffers(self):
+        """Message and scratch arrays for one caller: ``(idx, val, code, bits, table, work, mark)``."""
+        d = self.d
+        return (np.zeros(d, np.int64), np.zeros(d), np.zeros(d, np.int32), np.zeros((d + 7) // 8, np.uint8),
+                np.zeros(max(1, self.r * self.c)), np.zeros(d), np.zeros(d, np.int8))
+
+    def __call__(self, v, seed: int = 0, iteration: int = 0) -> np.ndarray:
+        """``C(v)`` as a dense vector (Python convenience; engines call the kernels)."""
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        if v.shape != (self.d,):
+            raise ConfigError(f"{self.spec()}: expected a vector of length {self.d}, got shape {v.shape}")
+        out = np.empty(self.d)
+        compress_dense(*self.kernel_args(), np.uint64(seed), iteration, v, out, *self.buffers())
+        return out
+
+
+def parse_k(name: str, token: str, d: int) -> int:
+    """K written as an integer count in [1, d] ("10") or a fraction of d in (0, 1] ("0.001", "1.0")."""
+    try:
+        value = float(token)
+    except ValueError:
+        raise ConfigError(f"{name}: k = {token!r} is not a number; give an integer in [1, {d}] "
+                          "or a fraction in (0, 1]") from None
+    if any(ch in token.lower() for ch in ".e"):
+        if not (0.0 < value <= 1.0):
+            raise ConfigError(f"{name}: fraction {token} is out of range; need 0 < fraction <= 1 "
+                              f"(or an integer count in [1, {d}])")
+        return max(1, int(round(value * d)))
+    if value != int(value) or not 1 <= value <= d:
+        raise ConfigError(f"{name}: k = {token} is out of range; need an integer 1 <= k <= d = {d} "
+                          "(or a fraction in (0, 1])")
+    return int(value)
+
+
+def make_vector(name: str, params: str, d: int) -> Compressor:
+    """Build the compressor ``name[:params]`` for dimension ``d`` (names already canonical)."""
+    toks = [t.strip() for t in params.split(",")] if params else []
+    vals = []
+    for tok in toks:
+        try:
+            vals.append(float(tok))
+        except ValueError:
+            raise ConfigError(f"compressor {name!r}: parameter {tok!r} is not a number") from None
+    if name == "identity":
+        return Compressor("identity", C_IDENTITY, d, unbiased=True, omega=0.0, mu=1.0)
+    if name in ("rand-k", "rand-1", "rand-k-unscaled"):
+        k = 1 if name == "rand-1" else parse_k(name, toks[0], d)
+        if name == "rand-k-unscaled":
+            return Compressor(name, C_RAND_K, d, k=k, scale=1.0, mu=k / d)
+        return Compressor("rand-k", C_RAND_K, d, k=k, scale=d / k, unbiased=True, omega=d / k - 1.0)
+    if name == "top-k":
+        k = parse_k(name, toks[0], d)
+        return Compressor(name, C_TOP_K, d, k=k, mu=k / d)
+    if name == "sign":
+        return Compressor(name, C_SIGN, d, mu=1.0 / d)
+    if name == "qsgd":
+        s = vals[0]
+        if s != int(s) or s < 1 or s > 2**30:
+            raise ConfigError(f"qsgd: s = {s:g} levels is out of range; need an integer s >= 1")
+        s = int(s)
+        return Compressor(name, C_QSGD, d, s=s, unbiased=True, omega=min(d / s**2, math.sqrt(d) / s))
+    if name == "natural":
+        return Compressor(name, C_NATURAL, d, unbiased=True, omega=0.125)
+    if name == "sketch-top-k":
+        k = parse_k(name, toks[0], d)
+        r = int(vals[1]) if len(vals) > 1 else 5
+        c = int(vals[2]) if len(vals) > 2 else min(d, max(10 * k, 64))
+        if len(vals) > 3:
+            raise ConfigError(f"sketch-top-k takes K[,ROWS,COLS], got {params!r}")
+        if r < 1 or (len(vals) > 1 and vals[1] != r):
+            raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer >= 1")
+        if c < 2 * k:
+            raise ConfigError(f"sketch-top-k: a count sketch with {c} columns cannot recover k = {k} heavy "
+                              f"hitters; need at least 2k = {2 * k} columns (write sketch-top-k:{k},{r},{10 * k})")
+        if c > d:
+            raise ConfigError(f"sketch-top-k: {c} columns exceed d = {d}; a sketch wider than the vector "
+                              "saves nothing")
+        return Compressor(name, C_SKETCH_TOP_K, d, k=k, r=r, c=c)
+    raise ConfigError(f"{name!r} is a det-CGD sketch, not a vector compressor; compressed SGD takes: "
+                      + ", ".join(VECTOR_NAMES))
+
+
+VECTOR_NAMES = ("identity", "rand-k", "rand-1", "rand-k-unscaled", "top-k", "sign", "qsgd", "natural",
+                "sketch-top-k")
+
+
+def measure(comp: Compressor, samples: int = 200, seed: int = 0, dist: str = "gaussian") -> dict:
+    """Monte Carlo estimates of μ (and ω, bias for unbiased ones) on random vectors.
+
+    ``1 − μ̂ = mean ‖x − C(x)‖² / ‖x‖²`` over ``samples`` draws of x (Gaussian, or
+    ``heavy``: Student-t with 2 degrees of freedom, where top-k shines), each
+    compressed with its own iteration's randomness.
+    """
+    if samples < 2:
+        raise ConfigError(f"samples = {samples}: need at least 2")
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(samples)
+    bufs = comp.buffers()
+    out = np.empty(comp.d)
+    bias = np.zeros(comp.d)
+    x_fixed = rng.standard_normal(comp.d)
+    var = np.empty(samples)
+    for t in range(samples):
+        x = rng.standard_normal(comp.d) if dist == "gaussian" else rng.standard_t(2, comp.d)
+        compress_dense(*comp.kernel_args(), np.uint64(seed), t, x, out, *bufs)
+        ratios[t] = np.sum((x - out) ** 2) / np.sum(x**2)
+        compress_dense(*comp.kernel_args(), np.uint64(seed + 1), t, x_fixed, out, *bufs)
+        bias += out
+        var[t] = np.sum((out - x_fixed) ** 2) / np.sum(x_fixed**2)
+    bias = bias / samples - x_fixed
+    # E‖mean − x‖² = E‖C(x) − x‖²/n when C is unbiased, so this ratio is ≈ 1 for an
+    # unbiased compressor and grows like n for a biased one
+    bias_ratio = samples * float(np.sum(bias**2)) / max(float(var.mean()) * float(np.sum(x_fixed**2)), 1e-300)
+    return {"compressor": comp.spec(), "d": comp.d, "samples": samples, "dist": dist,
+            "mu_measured": float(1.0 - ratios.mean()), "mu_stderr": float(ratios.std(ddof=1) / math.sqrt(samples)),
+            "mu_theory": comp.mu, "unbiased": comp.unbiased, "omega_theory": comp.omega,
+            "omega_measured": float(var.mean()),
+            "mu_relation": comp.mu_relation, "bias_ratio": bias_ratio,
+            "bits_per_message": comp.bits_up(32), "bits_uncompressed": 32 * comp.d}

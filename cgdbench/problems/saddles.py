@@ -1,0 +1,581 @@
+"""Problems with strict saddles for compressed SGD (Avdiukhin & Yaroslavtsev, Section 4).
+
+All three are finite sums f(x) = (1/m) Σ_j F(x, j) over m samples ("rows"),
+split over W workers in contiguous or shuffled row ranges; a minibatch θ is a
+set of rows of one worker.  Gradients are hand-written jitted kernels, checked
+against finite differences in the tests.
+
+* ``saddle-quartic``: F(x, j) = ½xᵀHx + ½Σ_t a_{jt} x_t² + (λ/4)‖x‖⁴ with
+  H = Q Diag(−1, linspace(½, 2, d−1)) Qᵀ (Q a seeded rotation) and Σ_j a_j = 0.
+  The origin is a strict saddle (λ_min = −1); the minima are ±v₁/√λ with
+  f* = −1/(4λ).  Minibatch noise (a_B ∘ x) vanishes at the saddle.
+* ``linear-autoencoder``: F(W₁, W₂; j) = ½‖x_j − W₂W₁x_j‖² (+ weight decay),
+  W₁ ∈ ℝ^{h×p}, W₂ ∈ ℝ^{p×h}.  The origin is a strict saddle with
+  λ_min = −λ₁(Σ), Σ = XᵀX/m; without weight decay f* = ½Σ_{i>h} λ_i(Σ) (PCA).
+* ``mlp-autoencoder``: p-h₁-…-h_k-…-p with tanh hidden layers and a linear
+  output, ½‖x_j − g(x_j)‖².  "saddle" is all weights 0 and the output bias at
+  the data mean: every weight gradient is exactly 0 there, so noiseless SGD
+  never leaves it; with ≥ 2 hidden layers the saddle is degenerate (λ_min = 0).
+
+Data for the autoencoders: scikit-learn's bundled 8×8 digits (default, offline),
+MNIST IDX image files (``--dataset path/train-images-idx3-ubyte[.gz]``), or the
+dense features of any LIBSVM dataset.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._jit import njit
+from ..errors import ConfigError, DataError
+
+P_QUARTIC, P_LINEAR_AE, P_MLP_AE = 0, 1, 2
+X0_KINDS = ("saddle", "random", "zeros")
+MAX_EXACT_HESSIAN_D = 1500
+
+
+# --- kernels ----------------------------------------------------------------
+@njit
+def batch_loss_grad(kind, F, G, V, Iv, x, rows, nb, g, scratch):
+    """Mean of F(x, j) over ``j in rows[:nb]``; its gradient into ``g`` (overwritten).
+
+    ``F``, ``G``, ``V``, ``Iv`` are the problem's arrays (:meth:`kernel_data`).
+    ``scratch`` holds at least :meth:`scratch_size` doubles.
+    """
+    d = x.shape[0]
+    for t in range(d):
+        g[t] = 0.0
+    inv = 1.0 / nb
+    loss = 0.0
+    if kind == P_QUARTIC:
+        # F rows: a_j; G: H; V[0]: λ
+        abar = scratch[:d]
+        for t in range(d):
+            abar[t] = 0.0
+        for q in range(nb):
+            j = rows[q]
+            for t in range(d):
+                abar[t] += F[j, t]
+        sq = 0.0
+        for t in range(d):
+            abar[t] *= inv
+            sq += x[t] * x[t]
+        lam = V[0]
+        for a in range(d):
+            hx = 0.0
+            for b in range(d):
+                hx += G[a, b] * x[b]
+            loss += 0.5 * x[a] * hx + 0.5 * abar[a] * x[a] * x[a]
+            g[a] = hx + abar[a] * x[a] + lam * sq * x[a]
+        return loss + 0.25 * lam * sq * sq
+    if kind == P_LINEAR_AE:
+        p, h = Iv[0], Iv[1]
+        z = scratch[:h]
+        u = scratch[h:2 * h]
+        r = scratch[2 * h:2 * h + p]
+        o2 = h * p  # W2 starts here
+        for q in range(nb):
+            j = rows[q]
+            for b in range(h):
+                s = 0.0
+                for c in range(p):
+                    s += x[b * p + c] * F[j, c]
+                z[b] = s
+            for b in range(h):
+                u[b] = 0.0
+            for a in range(p):
+                s = 0.0
+                for b in range(h):
+                    s += x[o2 + a * h + b] * z[b]
+                ra = s - F[j, a]
+                r[a] = ra
+                loss += 0.5 * ra * ra
+                for b in range(h):
+                    g[o2 + a * h + b] += ra * z[b]
+                    u[b] += x[o2 + a * h + b] * ra
+            for b in range(h):
+                for c in range(p):
+                    g[b * p + c] += u[b] * F[j, c]
+        loss *= inv
+        for t in range(d):
+            g[t] *= inv
+    else:  # P_MLP_AE
+        loss = _mlp_loss_grad(F, Iv, x, rows, nb, g, scratch) * inv
+        for t in range(d):
+            g[t] *= inv
+    wd = V[0]
+    if wd != 0.0:
+        sq = 0.0
+        for t in range(d):
+            sq += x[t] * x[t]
+            g[t] += wd * x[t]
+        loss += 0.5 * wd * sq
+    return loss
+
+
+#: samples per block of the MLP kernel: activations are kept feature-major
+#: (width × MLP_CHUNK) so every inner loop is an axpy over the block, which
+#: vectorizes without reassociating any sum (the order stays fixed)
+MLP_CHUNK = 32
+
+
+@njit
+def _mlp_loss_grad(F, Iv, x, rows, nb, g, scratch):
+    """Σ-free MLP autoencoder: mean ½‖x_j − g(x_j)‖² over ``rows[:nb]``, gradient added into ``g``, /nb.
+
+    ``Iv = [L, n_0, ..., n_L]``; layer l has W_l (n_l × n_{l−1}, row-major) then b_l.
+    """
+    nl = Iv[0]
+    width = Iv[1:]
+    CH = MLP_CHUNK
+    act_off = np.empty(nl + 1, dtype=np.int64)
+    off = 0
+    wmax = 0
+    for l in range(nl + 1):
+        act_off[l] = off
+        off += width[l] * CH
+        wmax = max(wmax, width[l])
+    delta = scratch[off:off + wmax * CH]
+    delta2 = scratch[off + wmax * CH:off + 2 * wmax * CH]
+    at = scratch[off + 2 * wmax * CH:off + 3 * wmax * CH]
+    p = width[0]
+    loss = 0.0
+    for q0 in range(0, nb, CH):
+        cb = min(CH, nb - q0)
+        for c in range(p):
+            for b in range(cb):
+                scratch[c * CH + b] = F[rows[q0 + b], c]
+        po = 0
+        for l in range(1, nl + 1):
+            nin, nout = width[l - 1], width[l]
+            ai, ao = act_off[l - 1], act_off[l]
+            bo = po + nout * nin
+            for a in range(nout):
+                z = scratch[ao + a * CH:ao + a * CH + cb]
+                ba = x[bo + a]
+                for b in range(cb):
+                    z[b] = ba
+                for c in range(nin):
+                    w = x[po + a * nin + c]
+                    src = scratch[ai + c * CH:ai + c * CH + cb]
+                    for b in range(cb):
+                        z[b] += w * src[b]
+                if l < nl:
+                    for b in range(cb):
+                        z[b] = math.tanh(z[b])
+            po = bo + nout
+        ao = act_off[nl]
+        for a in range(p):
+            for b in range(cb):
+                ra = scratch[ao + a * CH + b] - F[rows[q0 + b], a]
+                loss += 0.5 * ra * ra
+                delta[a * CH + b] = ra
+        for l in range(nl, 0, -1):
+            nin, nout = width[l - 1], width[l]
+            ai = act_off[l - 1]
+            po -= nout * nin + nout
+            bo = po + nout * nin
+            for c in range(nin):           # A_{l-1} transposed: sample-major rows for the gW axpys
+                for b in range(cb):
+                    at[b * nin + c] = scratch[ai + c * CH + b]
+            for a in range(nout):
+                s = 0.0
+                for b in range(cb):
+                    da = delta[a * CH + b]
+                    s += da
+                    gw = g[po + a * nin:po + (a + 1) * nin]
+                    src = at[b * nin:(b + 1) * nin]
+                    for c in range(nin):
+                        gw[c] += da * src[c]
+                g[bo + a] += s
+            if l > 1:
+                for t in range(nin * CH):
+                    delta2[t] = 0.0
+                for a in range(nout):
+                    da = delta[a * CH:a * CH + cb]
+                    for c in range(nin):
+                        w = x[po + a * nin + c]
+                        dst = delta2[c * CH:c * CH + cb]
+                        for b in range(cb):
+                            dst[b] += w * da[b]
+                for c in range(nin):
+                    for b in range(cb):
+                        act = scratch[ai + c * CH + b]
+                        delta[c * CH + b] = delta2[c * CH + b] * (1.0 - act * act)
+    return loss
+
+
+@njit
+def linear_ae_full(x, Sigma, p, h, wd, g, want_hvp, v, hv):
+    """Full-data f of the linear autoencoder via Σ = XᵀX/m (O(p²h + p³), not O(m p h)).
+
+    f = ½ tr((M − I) Σ (M − I)ᵀ), M = W₂W₁; ∇_{W₂} f = (M − I)ΣW₁ᵀ, ∇_{W₁} f = W₂ᵀ(M − I)Σ.
+    With ``want_hvp`` also the exact Hessian-vector product along ``v`` = (V₁, V₂):
+    d∇_{W₂} = (dM)ΣW₁ᵀ + (M − I)ΣV₁ᵀ, d∇_{W₁} = V₂ᵀ(M − I)Σ + W₂ᵀ(dM)Σ, dM = V₂W₁ + W₂V₁.
+    """
+    W1 = x[:h * p].reshape(h, p)
+    W2 = x[h * p:].reshape(p, h)
+    E = W2 @ W1
+    for a in range(p):
+        E[a, a] -= 1.0
+    ES = E @ Sigma                         # (M − I)Σ
+    f = 0.5 * np.sum(ES * E)
+    g[:h * p] = (W2.T @ ES).ravel()
+    g[h * p:] = (ES @ W1.T).ravel()
+    if wd != 0.0:
+        f += 0.5 * wd * np.sum(x * x)
+        for t in range(x.shape[0]):
+            g[t] += wd * x[t]
+    if want_hvp:
+        V1 = v[:h * p].reshape(h, p)
+        V2 = v[h * p:].reshape(p, h)
+        dMS = (V2 @ W1 + W2 @ V1) @ Sigma
+        hv[:h * p] = (V2.T @ ES + W2.T @ dMS).ravel()
+        hv[h * p:] = (dMS @ W1.T + ES @ V1.T).ravel()
+        if wd != 0.0:
+            for t in range(x.shape[0]):
+                hv[t] += wd * v[t]
+    return f
+
+
+# --- data -------------------------------------------------------------------
+def load_matrix(dataset, data_dir=None, allow_hash_mismatch: bool = False) -> tuple[str, np.ndarray, str]:
+    """Dense samples (m×p) for the autoencoders: digits, MNIST IDX, or LIBSVM features."""
+    if dataset is None or str(dataset).lower() in ("digits", "default", "synthetic"):
+        from sklearn.datasets import load_digits
+        X = load_digits().data / 16.0
+        return "digits", np.ascontiguousarray(X, dtype=np.float64), "scikit-learn load_digits (8×8, /16)"
+    path = Path(str(dataset))
+    if path.is_file() and ("idx3" in path.name or path.name.endswith((".idx", ".idx.gz"))):
+        return path.name, read_idx_images(path), str(path)
+    from .. import data
+    ds = data.load(dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
+    if ds.A.shape[1] > 4096:
+        raise DataError(f"dataset {ds.name!r} has {ds.A.shape[1]} features; autoencoders here take at most 4096")
+    return ds.name, np.ascontiguousarray(ds.A.toarray(), dtype=np.float64), ds.source
+
+
+def read_idx_images(path) -> np.ndarray:
+    """MNIST-style IDX3 image file (optionally gzipped) -> (m, rows·cols) floats in [0, 1]."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
+        raise DataError(f"{str(path)!r} is not an IDX3 image file (magic number 2051 expected, "
+                        f"got {int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else 'nothing'})")
+    m, r, c = (int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
+    if len(raw) != 16 + m * r * c:
+        raise DataError(f"{str(path)!r}: header says {m}×{r}×{c} images ({16 + m * r * c} bytes), "
+                        f"file has {len(raw)} bytes: truncated?")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(m, r * c).astype(np.float64) / 255.0
+
+
+def _split(m: int, workers: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order and worker pointers (contiguous or shuffled ranges)."""
+    if workers > m:
+        raise ConfigError(f"--clients {workers}: more workers than samples ({m})")
+    order = np.arange(m)
+    if split == "shuffled":
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17])).permutation(m)
+    sizes = np.array([len(c) for c in np.array_split(order, workers)])
+    return order, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _no_dim(dim) -> None:
+    if dim is not None:
+        raise ConfigError(f"--dim {dim}: the autoencoders take their size from the data and --hidden")
+
+
+def _hidden(spec, default: tuple) -> tuple:
+    if spec is None or spec == "":
+        return default
+    try:
+        sizes = tuple(int(t) for t in str(spec).split(","))
+    except ValueError:
+        raise ConfigError(f"--hidden {spec!r}: give layer widths as integers, e.g. 32,8,32") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise ConfigError(f"--hidden {spec!r}: every width must be >= 1")
+    return sizes
+
+
+# --- problems ---------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SaddleProblem:
+    """Common interface of the compressed-SGD problems (finite sums over rows)."""
+
+    F: np.ndarray = field(repr=False)
+    G: np.ndarray = field(repr=False)
+    V: np.ndarray = field(repr=False)
+    Iv: np.ndarray = field(repr=False)
+    worker_ptr: np.ndarray = field(repr=False)
+    block_ptr: np.ndarray = field(repr=False)
+    dataset_info: dict = field(default_factory=dict)
+    f_star: float | None = None          # exact minimum where known
+    kind = -1
+    name = "saddle"
+    default_x0 = "random"
+
+    @property
+    def m(self) -> int:
+        return self.F.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.worker_ptr.size - 1
+
+    @property
+    def d(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def max_rows(self) -> int:
+        return int(np.diff(self.worker_ptr).max())
+
+    def scratch_size(self) -> int:
+        return max(1, self.d)
+
+    def kernel_data(self):
+        return (self.kind, self.F, self.G, self.V, self.Iv)
+
+    # --- oracle (Python convenience; the engine calls the kernels) ------------
+    def _x(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.d,):
+            raise ConfigError(f"{self.name}: x must have shape ({self.d},), got {x.shape}")
+        return x
+
+    def batch_f_and_grad(self, x, rows) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        g = np.empty(self.d)
+        f = batch_loss_grad(*self.kernel_data(), x, rows, rows.size, g, np.empty(self.scratch_size()))
+        return float(f), g
+
+    def f_and_grad(self, x) -> tuple[float, np.ndarray]:
+        return self.batch_f_and_grad(x, np.arange(self.m))
+
+    def f(self, x) -> float:
+        return self.f_and_grad(x)[0]
+
+    def grad(self, x) -> np.ndarray:
+        return self.f_and_grad(x)[1]
+
+    def hvp(self, x, v) -> np.ndarray:
+        """∇²f(x)·v by a central difference of gradients (exact for subclasses that override)."""
+        x, v = self._x(x), self._x(v)
+        nv = np.linalg.norm(v)
+        if nv == 0:
+            return np.zeros(self.d)
+        eps = 1e-5 * max(1.0, np.linalg.norm(x)) / nv
+        return (self.grad(x + eps * v) - self.grad(x - eps * v)) / (2 * eps)
+
+    exact_hvp = False
+
+    def hessian(self, x) -> np.ndarray:
+        """Dense ∇²f(x) from d Hessian-vector products, symmetrised (small d only)."""
+        if self.d > MAX_EXACT_HESSIAN_D:
+            raise ConfigError(f"{self.name}: d = {self.d} is too large for a dense Hessian "
+                              f"(limit {MAX_EXACT_HESSIAN_D}); use lambda_min (Lanczos)")
+        x = self._x(x)
+        H = np.empty((self.d, self.d))
+        e = np.zeros(self.d)
+        for i in range(self.d):
+            e[i] = 1.0
+            H[:, i] = self.hvp(x, e)
+            e[i] = 0.0
+        return 0.5 * (H + H.T)
+
+    def saddle(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def x0(self, kind: str | None = None, seed: int = 0) -> np.ndarray:
+        kind = kind or self.default_x0
+        if kind == "saddle":
+            return self.saddle()
+        if kind == "zeros":
+            return np.zeros(self.d)
+        if kind == "random":
+            return self._random_init(np.random.default_rng(np.random.SeedSequence([seed, 0x1417])))
+        raise ConfigError(f"unknown --x0 {kind!r} for {self.name}; choose one of: {', '.join(X0_KINDS)}")
+
+    def _random_init(self, rng) -> np.ndarray:
+        return rng.normal(0.0, 1.0 / math.sqrt(self.d), self.d)
+
+
+@dataclass(frozen=True, eq=False)
+class SaddleQuartic(SaddleProblem):
+    """½xᵀHx + (λ/4)‖x‖⁴, H indefinite (λ_min = −1): strict saddle at 0, exact f* and Hessian."""
+
+    name = "saddle-quartic"
+    kind = P_QUARTIC
+    exact_hvp = True
+
+    @classmethod
+    def create(cls, dim: int | None = None, lam: float = 1.0, samples: int = 64, clients: int = 1,
+               split: str = "contiguous", split_seed: int = 0, noise_scale: float = 0.2, dataset=None, hidden=None, **_):
+        if hidden is not None:
+            raise ConfigError(f"--hidden {hidden!r}: saddle-quartic has no layers (use --dim)")
+        if dataset is not None:
+            raise ConfigError(f"saddle-quartic generates its own data; --dataset {dataset!r} does not apply "
+                              "(use --dim)")
+        d = 20 if dim is None else int(dim)
+        if d < 2:
+            raise ConfigError(f"--dim {d}: saddle-quartic needs d >= 2")
+        if not lam > 0:
+            raise ConfigError(f"--lam {lam!r}: saddle-quartic needs a quartic coefficient λ > 0")
+        rng = np.random.default_rng(np.random.SeedSequence([d, 0x5ADD1E]))
+        Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        eig = np.concatenate([[-1.0], np.linspace(0.5, 2.0, d - 1)])
+        H = (Q * eig) @ Q.T
+        H = 0.5 * (H + H.T)
+        A = rng.normal(0.0, noise_scale, (samples, d))
+        A -= A.mean(axis=0)                   # Σ_j a_j = 0: the a_j only perturb minibatches
+        order, ptr = _split(samples, clients, split, split_seed)
+        A = np.ascontiguousarray(A[order])
+        info = {"name": f"quartic-d{d}", "rows": samples, "features": d, "source": "generated"}
+        return cls(A, np.ascontiguousarray(H), np.array([float(lam)]), np.array([d], dtype=np.int64), ptr,
+                   np.array([0, d], dtype=np.int64), info, f_star=-1.0 / (4.0 * lam))
+
+    @property
+    def d(self) -> int:
+        return int(self.Iv[0])
+
+    @property
+    def lam(self) -> float:
+        return float(self.V[0])
+
+    def saddle(self):
+        return np.zeros(self.d)
+
+    def minimizer(self) -> np.ndarray:
+        w, U = np.linalg.eigh(self.G)
+        return U[:, 0] / math.sqrt(self.lam)
+
+    def hvp(self, x, v):
+        x, v = self._x(x), self._x(v)
+        abar = self.F.mean(axis=0)
+        return self.G @ v + abar * v + self.lam * (np.dot(x, x) * v + 2.0 * x * np.dot(x, v))
+
+    def hessian(self, x):
+        x = self._x(x)
+        H = self.G + np.diag(self.F.mean(axis=0)) + self.lam * (np.dot(x, x) * np.eye(self.d) + 2.0 * np.outer(x, x))
+        return 0.5 * (H + H.T)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearAutoencoder(SaddleProblem):
+    """(1/2m)‖X − W₂W₁X‖²_F: strict saddle at the origin, f* from PCA."""
+
+    name = "linear-autoencoder"
+    kind = P_LINEAR_AE
+    exact_hvp = True
+
+    @classmethod
+    def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
+               clients: int = 1, split: str = "contiguous", split_seed: int = 0, dim=None, **_):
+        _no_dim(dim)
+        (h,) = _hidden(hidden, (8,)) if hidden is None or "," not in str(hidden) else (None,)
+        if h is None:
+            raise ConfigError(f"--hidden {hidden!r}: the linear autoencoder has one hidden width, e.g. 8")
+        name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
+        m, p = X.shape
+        if h > p:
+            raise ConfigError(f"--hidden {h}: wider than the data (p = {p}); the saddle needs h <= p")
+        order, ptr = _split(m, clients, split, split_seed)
+        X = np.ascontiguousarray(X[order])
+        Sigma = X.T @ X / m
+        ev = np.linalg.eigvalsh(Sigma)[::-1]
+        f_star = 0.5 * float(ev[h:].sum()) if lam == 0 else None
+        info = {"name": name, "rows": m, "features": p, "source": source, "hidden": h,
+                "sigma_top_eigenvalue": float(ev[0])}
+        return cls(X, np.ascontiguousarray(Sigma), np.array([float(lam)]), np.array([p, h], dtype=np.int64),
+                   ptr, np.array([0, h * p, 2 * h * p], dtype=np.int64), info, f_star=f_star)
+
+    @property
+    def d(self) -> int:
+        return int(2 * self.Iv[0] * self.Iv[1])
+
+    def scratch_size(self) -> int:
+        return int(2 * self.Iv[1] + self.Iv[0])
+
+    def saddle(self):
+        return np.zeros(self.d)
+
+    def _random_init(self, rng):
+        p, h = int(self.Iv[0]), int(self.Iv[1])
+        return rng.uniform(-1, 1, self.d) * math.sqrt(3.0 / (p + h))  # Glorot-like scale
+
+    def _full(self, x, v=None):
+        g, hv = np.empty(self.d), np.empty(self.d)
+        f = linear_ae_full(self._x(x), self.G, int(self.Iv[0]), int(self.Iv[1]), float(self.V[0]), g,
+                           v is not None, self._x(v) if v is not None else g, hv)
+        return f, g, hv
+
+    def f_and_grad(self, x):
+        f, g, _ = self._full(x)
+        return float(f), g
+
+    def hvp(self, x, v):
+        return self._full(x, v)[2]
+
+
+@dataclass(frozen=True, eq=False)
+class MLPAutoencoder(SaddleProblem):
+    """p-h₁-…-p tanh autoencoder (default 64-32-8-32-64 on digits), per-layer blocks."""
+
+    name = "mlp-autoencoder"
+    kind = P_MLP_AE
+    default_x0 = "random"
+
+    @classmethod
+    def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
+               clients: int = 1, split: str = "contiguous", split_seed: int = 0, dim=None, **_):
+        _no_dim(dim)
+        sizes = _hidden(hidden, (32, 8, 32))
+        name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
+        m, p = X.shape
+        widths = (p, *sizes, p)
+        order, ptr = _split(m, clients, split, split_seed)
+        X = np.ascontiguousarray(X[order])
+        blocks = [0]
+        for nin, nout in zip(widths[:-1], widths[1:]):
+            blocks.append(blocks[-1] + nout * nin + nout)
+        info = {"name": name, "rows": m, "features": p, "source": source,
+                "architecture": "-".join(map(str, widths)), "activation": "tanh (hidden), linear (output)"}
+        return cls(X, np.zeros((1, 1)), np.array([float(lam)]),
+                   np.array([len(widths) - 1, *widths], dtype=np.int64), ptr, np.array(blocks, dtype=np.int64),
+                   info, f_star=None)
+
+    @property
+    def widths(self) -> tuple:
+        return tuple(int(w) for w in self.Iv[1:])
+
+    @property
+    def d(self) -> int:
+        return int(self.block_ptr[-1])
+
+    def scratch_size(self) -> int:
+        return int((sum(self.widths) + 3 * max(self.widths)) * MLP_CHUNK)
+
+    def saddle(self):
+        """Zero weights, zero hidden biases, output bias = mean sample: a stationary point."""
+        x = np.zeros(self.d)
+        x[self.d - self.widths[-1]:] = self.F.mean(axis=0)
+        return x
+
+    def _random_init(self, rng):
+        x = np.zeros(self.d)
+        po = 0
+        for nin, nout in zip(self.widths[:-1], self.widths[1:]):
+            x[po:po + nin * nout] = rng.uniform(-1, 1, nin * nout) * math.sqrt(6.0 / (nin + nout))
+            po += nin * nout + nout
+        return x
+
+
+REGISTRY = {"saddle-quartic": SaddleQuartic, "linear-autoencoder": LinearAutoencoder,
+            "mlp-autoencoder": MLPAutoencoder}
