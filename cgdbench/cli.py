@@ -45,11 +45,48 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--skip-timings", action="store_true", help="only the deterministic metrics")
     gt.add_argument("--repeats", type=int, default=7, help="timing repeats (best is kept)")
 
+    cm = sub.add_parser("compressors", help="measure μ (and ω, bias) of vector compressors on random vectors")
+    cm.add_argument("specs", nargs="*", help="compressor specs (default: one of each, K = 1%% of d)")
+    cm.add_argument("--d", type=int, default=1000, help="dimension (default 1000)")
+    cm.add_argument("--samples", type=int, default=200, help="random vectors (default 200)")
+    cm.add_argument("--dist", default="gaussian", choices=("gaussian", "heavy"), help="vector distribution")
+    cm.add_argument("--seed", type=int, default=0)
+    cm.add_argument("--json", action="store_true")
+
+    pl = sub.add_parser("plot", help="plot runs of an HDF5 file: mean over seeds with quantile bands")
+    pl.add_argument("file", help="HDF5 results file")
+    pl.add_argument("-o", "--out", required=True, help="PNG (or PDF/SVG) to write")
+    pl.add_argument("--x", default="iteration", choices=("iteration", "bits_up", "wall_time"))
+    pl.add_argument("--y", default="loss", help="per-iteration dataset(s), comma separated (default loss)")
+    pl.add_argument("--band", default="10,90", help="quantile band in percent (default 10,90)")
+    pl.add_argument("--log-y", action="store_true")
+
+    es = sub.add_parser("escape", help="saddle-escape experiment (the saddle paper's Fig. 2, in spirit): "
+                                       "noise vs none × compressors × seeds from the saddle")
+    es.add_argument("--problem", default="mlp-autoencoder", help="saddle problem (default mlp-autoencoder)")
+    es.add_argument("--dataset", default=None)
+    es.add_argument("--data-dir", default=None)
+    es.add_argument("--hidden", default="32",
+                    help="mlp-autoencoder widths (default 32: one hidden layer, a strict saddle; 32,8,32 is degenerate)")
+    es.add_argument("--dim", type=int, default=None)
+    es.add_argument("--compressors", default="identity,top-k:0.001,rand-k:0.001",
+                    help="comma-separated, ';' between specs with commas (default identity,top-k:0.001,rand-k:0.001)")
+    es.add_argument("--noise", type=float, default=0.01, help="r of the noisy runs (default 0.01)")
+    es.add_argument("--lr", default="0.1",
+                    help="η, one value or one per compressor (comma separated; default 0.1)")
+    es.add_argument("--batch-size", type=int, default=64)
+    es.add_argument("--iters", type=int, default=3000)
+    es.add_argument("--log-every", type=int, default=25)
+    es.add_argument("--reset-iters", type=int, default=100)
+    es.add_argument("--seeds", type=int, default=10)
+    es.add_argument("--out", required=True, help="HDF5 file (runs already there are not redone)")
+    es.add_argument("--plot", default=None, help="figure to write (default: OUT with .png)")
+
     th = sub.add_parser("theory", help="det-CGD Table 1 for a problem's L: printed formulas vs computed values")
     th.add_argument("--problem", default="logreg-nonconvex", help=f"one of: {_choices(problems.describe())}")
     th.add_argument("--dataset", default=None, help="manifest name or LIBSVM path (default: synthetic-a1a)")
     th.add_argument("--data-dir", default=None)
-    th.add_argument("--lam", type=float, default=0.1)
+    th.add_argument("--lam", type=float, default=None)
     th.add_argument("--clients", type=int, default=1, help="clients (L is the mean of the client L_i)")
     th.add_argument("--blocks", default=None, help="block partition for the layer column: count or sizes")
     th.add_argument("--compressor", default=None,
@@ -74,20 +111,41 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"directory holding dataset files (default: ${data.ENV_VAR}, else {data.default_data_dir()})")
     g.add_argument("--allow-hash-mismatch", action="store_true",
                    help="accept a file whose sha256 differs from the manifest (your own copy)")
-    g.add_argument("--lam", type=float, default=0.1, help="regularization λ >= 0 (default 0.1)")
+    g.add_argument("--lam", type=float, default=None,
+                   help="logreg: regularization λ (default 0.1); saddle-quartic: quartic coefficient (default 1); "
+                        "autoencoders: weight decay (default 0)")
     g.add_argument("--clients", type=int, default=1, help="number of clients n >= 1 (default 1)")
     g.add_argument("--split", default="contiguous", choices=problems.SPLITS,
                    help="how rows are split over clients (default contiguous, as in the papers' code)")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the shuffled split")
     g.add_argument("--blocks", default=None,
                    help="block (layer) partition: a count ('3') or sizes ('40,40,43'); default one block")
-    g.add_argument("--x0", default="ones-over-sqrt-d", choices=X0_CHOICES, help="starting point (default 1/sqrt(d))")
+    g.add_argument("--x0", "--init", dest="x0", default=None, choices=X0_CHOICES,
+                   help="starting point: logreg ones-over-sqrt-d (default) or zeros; saddle problems random "
+                        "(default), saddle (the problem's known saddle) or zeros")
+    g.add_argument("--hidden", default=None,
+                   help="autoencoder hidden widths: linear-autoencoder H (default 8), mlp-autoencoder e.g. 32,8,32")
+    g.add_argument("--dim", type=int, default=None, help="saddle-quartic dimension (default 20)")
     g = r.add_argument_group("method")
     g.add_argument("--algorithm", default="det-cgd1", help=f"one of: {_choices(algorithms.describe())}")
-    g.add_argument("--compressor", default="rand-1", help=f"one of: {_choices(compressors.describe())}")
-    g.add_argument("--stepsize", default="diag-inv", help=f"one of: {_choices(stepsizes.describe())}")
+    g.add_argument("--compressor", default=None,
+                   help=f"one of: {_choices(compressors.describe())} (default rand-1; sgd/ef-sgd: identity)")
+    g.add_argument("--stepsize", default=None,
+                   help=f"det-CGD methods: one of {_choices(stepsizes.describe())} (default diag-inv)")
     g.add_argument("--iters", type=int, default=1000, help="iterations K >= 1")
     g.add_argument("--seed", type=int, default=0, help="seed of the sketches' random streams")
+    g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")
+    g.add_argument("--lr", type=float, default=0.1, help="stepsize η (default 0.1)")
+    g.add_argument("--batch-size", type=int, default=64, help="minibatch rows per worker and iteration (default 64)")
+    g.add_argument("--noise", type=float, default=0.0, help="perturbation ξ ~ N(0, r²I): r (default 0)")
+    g.add_argument("--reset-iters", type=int, default=100, help="ef-sgd: reset the error after I iterations")
+    g.add_argument("--escape-radius", type=float, default=None,
+                   help="ef-sgd: also reset when the corrected iterate moved farther than R (default: never)")
+    g.add_argument("--no-reset", action="store_true", help="ef-sgd: plain error feedback, no reset")
+    g.add_argument("--sosp-every", type=int, default=0,
+                   help="record λ_min(∇²f) every N iterations (always at the end)")
+    g.add_argument("--eps", type=float, default=1e-3, help="ε of the ε-SOSP verdict (default 1e-3)")
+    g.add_argument("--rho", type=float, default=1.0, help="Hessian-Lipschitz ρ of the ε-SOSP verdict (default 1)")
     g = r.add_argument_group("output")
     g.add_argument("--log-every", type=int, default=1, help="log every N-th iterate (and the last)")
     g.add_argument("--value-bits", type=int, default=32, choices=VALUE_BITS, help="bits per sent value")
@@ -128,7 +186,9 @@ def _run(ns) -> int:
                     split_seed=ns.split_seed, blocks=ns.blocks, x0=ns.x0, algorithm=ns.algorithm,
                     compressor=ns.compressor, stepsize=ns.stepsize, iters=ns.iters, seed=ns.seed,
                     log_every=ns.log_every, value_bits=ns.value_bits, index_mode=ns.index_mode,
-                    downlink=ns.downlink)
+                    downlink=ns.downlink, lr=ns.lr, batch_size=ns.batch_size, noise=ns.noise,
+                    reset_iters=ns.reset_iters, escape_radius=ns.escape_radius, reset=not ns.no_reset,
+                    sosp_every=ns.sosp_every, eps=ns.eps, rho=ns.rho, hidden=ns.hidden, dim=ns.dim)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         trace = run(cfg, out=ns.out, progress=not ns.quiet and sys.stderr.isatty(), data_dir=ns.data_dir,
@@ -193,6 +253,42 @@ def _theory(ns) -> int:
     return 0
 
 
+def _band(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--band {text!r}: give two percentiles, e.g. 10,90") from None
+    if not 0 <= lo < hi <= 100:
+        raise ConfigError(f"--band {text!r}: need 0 <= low < high <= 100")
+    return lo, hi
+
+
+def _compressors(ns) -> int:
+    from .compressors.vector import VECTOR_NAMES
+    if ns.d < 2:
+        raise ConfigError(f"--d {ns.d}: need d >= 2")
+    k = max(1, ns.d // 100)
+    specs = ns.specs or [n if n in ("identity", "rand-1", "sign", "natural") else
+                         {"qsgd": "qsgd:4", "sketch-top-k": f"sketch-top-k:{k}"}.get(n, f"{n}:{k}")
+                         for n in VECTOR_NAMES]
+    rows = [compressors.measure(compressors.make_vector(s, ns.d), ns.samples, ns.seed, ns.dist) for s in specs]
+    if ns.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"d = {ns.d}, {ns.samples} {ns.dist} vectors; μ: E‖x − C(x)‖² = (1 − μ)‖x‖²; "
+          "bias ratio ≈ 1 for unbiased compressors, ≈ samples for biased ones")
+    print(f"  {'compressor':<22} {'μ measured':>18} {'μ theory':>12} {'ω measured':>11} {'ω theory':>10} "
+          f"{'bias ratio':>11} {'bits/msg':>9} {'vs 32d':>7}")
+    for r in rows:
+        th = f"{r['mu_relation']} {r['mu_theory']:.4g}" if r["mu_theory"] is not None else "—"
+        om = f"{r['omega_theory']:.4g}" if r["omega_theory"] is not None else "—"
+        om_m = f"{r['omega_measured']:.4g}" if r["unbiased"] else "—"
+        print(f"  {r['compressor']:<22} {r['mu_measured']:>10.4f} ± {r['mu_stderr']:.4f} {th:>12} "
+              f"{om_m:>11} {om:>10} {r['bias_ratio']:>11.3g} {r['bits_per_message']:>9} "
+              f"{r['bits_per_message'] / r['bits_uncompressed']:>7.3f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = _parser()
     ns = ap.parse_args(argv)
@@ -204,6 +300,16 @@ def main(argv=None) -> int:
             return _run(ns)
         if ns.command == "theory":
             return _theory(ns)
+        if ns.command == "compressors":
+            return _compressors(ns)
+        if ns.command == "plot":
+            from .plot import plot_file
+            fig = plot_file(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band), log_y=ns.log_y)
+            print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {ns.out}")
+            return 0
+        if ns.command == "escape":
+            from .plot import escape_experiment
+            return escape_experiment(ns)
         if ns.command == "history":
             from .history import export
             res = export(ns.results, ns.out, ns.plots)

@@ -47,7 +47,7 @@ def test_run_writes_and_summarises(tmp_path, data_dir):
     (["--algorithm", "nope"], "unknown algorithm 'nope'; choose one of: gd, det-cgd1, det-cgd2, dcgd"),
     (["--problem", "nope"], "unknown problem"),
     (["--compressor", "rand-k:0"], "k = 0 is out of range"),
-    (["--compressor", "rand-k:500"], "need 1 <= k <= d = 123"),
+    (["--compressor", "rand-k:500"], "need an integer 1 <= k <= d = 123"),
     (["--compressor", "bern-q:1.5"], "need 0 < q <= 1"),
     (["--stepsize", "nope"], "unknown stepsize"),
     (["--lam", "-1"], "λ must be"),
@@ -106,3 +106,35 @@ def test_readme_test_command_is_what_ci_runs():
     assert "pytest" in test_cmd
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest" in ci
+
+
+def test_saddle_cli_commands(tmp_path, capsys):
+    from cgdbench.cli import main
+    out = tmp_path / "s.h5"
+    rc = main(["run", "--problem", "saddle-quartic", "--dim", "6", "--algorithm", "ef-sgd", "--compressor",
+               "top-k:2", "--noise", "0.05", "--init", "saddle", "--iters", "60", "--batch-size", "8",
+               "--sosp-every", "20", "--eps", "0.1", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "ε-SOSP" in text and "f* = -0.25" in text
+    assert main(["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--noise", "-1"]) == 2
+    assert "--noise -1.0: must be a finite number >= 0" in capsys.readouterr().err
+    assert main(["run", "--problem", "mlp-autoencoder", "--algorithm", "det-cgd1"]) == 2
+    assert "not defined for algorithm 'det-cgd1'" in capsys.readouterr().err
+    assert main(["compressors", "top-k:5", "qsgd:2", "--d", "100", "--samples", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "top-k:5" in text and ">= 0.05" in text
+    fig = tmp_path / "f.png"
+    assert main(["plot", str(out), "-o", str(fig), "--y", "loss,stoch_grad_norm_sq"]) == 0 and fig.stat().st_size
+    assert main(["plot", str(out), "-o", str(fig), "--band", "90,10"]) == 2
+
+
+def test_escape_experiment_resumes(tmp_path, capsys):
+    from cgdbench.cli import main
+    args = ["escape", "--problem", "saddle-quartic", "--dim", "5", "--compressors", "identity,top-k:1",
+            "--seeds", "2", "--iters", "40", "--log-every", "5", "--batch-size", "8", "--out", str(tmp_path / "e.h5")]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "8 to run" in first.err and (tmp_path / "e.png").stat().st_size
+    assert main(args) == 0
+    assert "8 already in" in capsys.readouterr().err        # nothing redone
+    assert main(args[:-2] + ["--lr", "0.1,0.2,0.3", "--out", str(tmp_path / "x.h5")]) == 2

@@ -73,7 +73,7 @@ def test_no_reset_and_no_noise_baselines():
 
 def test_saddle_escape_linear_autoencoder():
     """GD from exactly 0 stays at 0; Algorithm 1 with noise leaves and reaches λ_min > −√(ρε)."""
-    base = dict(problem="linear-autoencoder", hidden="2", x0="saddle", iters=1500, log_every=50, lr=0.05,
+    base = dict(problem="linear-autoencoder", hidden="2", x0="saddle", iters=3000, log_every=50, lr=0.05,
                 eps=1e-2, rho=1.0)
     gd = engine.run(RunConfig(algorithm="sgd", compressor="identity", batch_size=1797, **base))
     assert np.all(gd.x_final == 0) and np.all(gd.grad_norm_sq == 0)

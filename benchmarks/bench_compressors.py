@@ -1,0 +1,41 @@
+"""asv: vector compressors (one message from a Gaussian vector) at two sizes, and their μ."""
+import numpy as np
+
+from cgdbench import compressors
+from cgdbench.compressors.vector import encode_loop
+
+SPECS = ["top-k:0.001", "rand-k:0.001", "sign", "qsgd:4", "natural", "sketch-top-k:0.001"]
+
+
+class CompressorEncode:
+    """Seconds for 10 messages (the worker's side: selection, quantisation, sketching)."""
+
+    params = (SPECS, [100_000, 1_000_000])
+    param_names = ["compressor", "d"]
+
+    def setup(self, spec, d):
+        self.comp = compressors.make_vector(spec, d)
+        self.v = np.random.default_rng(0).standard_normal(d)
+        self.bufs = self.comp.buffers()
+        encode_loop(*self.comp.kernel_args(), np.uint64(0), self.v, 1, *self.bufs)  # compile
+
+    def time_encode(self, spec, d):
+        encode_loop(*self.comp.kernel_args(), np.uint64(0), self.v, 10, *self.bufs)
+
+
+class CompressorQuality:
+    """Measured contraction μ on Gaussian vectors (deterministic for a seed)."""
+
+    params = (SPECS + ["rand-k-unscaled:0.001"],)
+    param_names = ["compressor"]
+
+    def track_mu(self, spec):
+        return compressors.measure(compressors.make_vector(spec, 10_000), samples=50, seed=0)["mu_measured"]
+
+    track_mu.unit = "mu"
+
+    def track_bits_fraction(self, spec):
+        c = compressors.make_vector(spec, 10_000)
+        return c.bits_up(32) / (32 * c.d)
+
+    track_bits_fraction.unit = "fraction of 32d"
