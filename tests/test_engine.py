@@ -109,7 +109,8 @@ def test_bad_configs():
     for kw, msg in [
         (dict(algorithm="sgd2"), "unknown algorithm 'sgd2'.*det-cgd1"),
         (dict(problem="nope"), "unknown problem"),
-        (dict(compressor="top-k:3"), "unknown compressor"),
+        (dict(compressor="top-q:3"), "unknown compressor"),
+        (dict(compressor="top-k:3"), "needs an unbiased diagonal sketch"),
         (dict(stepsize="newton"), "unknown stepsize"),
         (dict(iters=0), "iters 0"),
         (dict(clients=0), "clients 0"),
@@ -119,7 +120,7 @@ def test_bad_configs():
         (dict(algorithm="gd", compressor="rand-1"), "does not compress"),
         (dict(algorithm="dcgd", stepsize="diag-inv"), "scalar stepsize"),
         (dict(split="random"), "unknown split"),
-        (dict(x0="ones"), "unknown x0"),
+        (dict(x0="ones"), "unknown --x0/--init"),
     ]:
         with pytest.raises(ConfigError, match=msg):
             RunConfig(**kw)

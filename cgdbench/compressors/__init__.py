@@ -146,7 +146,8 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
     if name == "block-rand-k":
         sizes = np.diff(block_ptr)
         toks = [t.strip() for t in params.split(",")]
-        ks = [parse_k("block-rand-k", t, int(sizes[min(i, len(sizes) - 1)])) for i, t in enumerate(toks)]
+        ks = [parse_k(f"block-rand-k (block {i} of size {sizes[min(i, len(sizes) - 1)]})", t,
+                      int(sizes[min(i, len(sizes) - 1)])) for i, t in enumerate(toks)]
         return BlockRandK(d, block_ptr, tuple(ks))
     if name == "bern-q":
         return BernQ(d, block_ptr, tuple(_numbers(name, params)))
