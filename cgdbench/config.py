@@ -87,8 +87,9 @@ class RunConfig:
         s("problem", problems.canonical(self.problem))
         algo = algorithms.get(self.algorithm)
         s("algorithm", algo.name)
-        if problems.FAMILY[self.problem] != algo.kind:
-            fitting = [a.name for a in algorithms.REGISTRY.values() if a.kind == problems.FAMILY[self.problem]]
+        prob = problems.get(self.problem)
+        if prob.family != algo.kind:
+            fitting = [a.name for a in algorithms.REGISTRY.values() if a.kind == prob.family]
             raise ConfigError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
                               f"use one of: {', '.join(fitting)}")
         sgd = algo.kind == "sgd"
@@ -107,7 +108,7 @@ class RunConfig:
                               f"drop --stepsize {self.stepsize!r}")
         algo.check(self.compressor, self.stepsize)
         if self.lam is None:
-            s("lam", problems.DEFAULT_LAM[self.problem])
+            s("lam", prob.default_lam)
         try:
             lam = float(self.lam)
         except (TypeError, ValueError):
@@ -129,9 +130,9 @@ class RunConfig:
         if self.hidden is not None:
             s("hidden", str(self.hidden))
         if self.x0 is None:
-            s("x0", problems.DEFAULT_X0[self.problem])
-        if self.x0 not in problems.X0_CHOICES[self.problem]:
-            raise choices_error(f"--x0/--init for {self.problem}", self.x0, problems.X0_CHOICES[self.problem])
+            s("x0", prob.default_x0)
+        if self.x0 not in prob.x0_choices:
+            raise choices_error(f"--x0/--init for {self.problem}", self.x0, prob.x0_choices)
         s("clients", _int("clients", self.clients, 1))
         s("iters", _int("iters", self.iters, 1))
         s("seed", _int("seed", self.seed, 0, MAX_SEED))

@@ -118,15 +118,18 @@ class Trace:
             ("final loss", f"{self.loss[-1]:.10g}" if self.loss.size else "n/a"),
             ("‖∇f‖²", f"{self.grad_norm_sq[-1]:.6e}" if self.loss.size else "n/a"),
             ("G_{K,D}", f"{self.G_KD:.6e}   {self._theorem1()}"),
-            ("bits sent", f"up {_bits(self.bits_up[-1] if self.loss.size else 0)}, "
-                          f"down {_bits(self.bits_down[-1] if self.loss.size else 0)}"),
-            ("wall time", f"{self.meta.get('run_seconds', float('nan')):.3f} s run + "
-                          f"{self.meta.get('compile_seconds', float('nan')):.2f} s compile/load "
-                          f"({1e6 * self.meta.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"),
         ]
         return self._format(rows)
 
     def _format(self, rows) -> str:
+        """The method-specific ``rows``, then what every run reports: bits, time, warnings, where saved."""
+        m, last = self.meta, self.loss.size > 0
+        rows = rows + [
+            ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, down {_bits(self.bits_down[-1] if last else 0)}"),
+            ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + {m.get('compile_seconds', float('nan')):.2f} s "
+                          f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
+                          + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
+        ]
         for w in self.meta.get("warnings", []):
             rows.append(("warning", w))
         if self.run_id:
@@ -163,12 +166,6 @@ class Trace:
                                   f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; λ_min = {v['lambda_min']:.4e} "
                                   f"{'>=' if v['second_order'] else '<'} −√(ρε) = {v['lambda_threshold']:.4e} "
                                   f"(ρ = {v['rho']:g}, {m.get('lambda_min_method', '?')})"))
-        rows += [
-            ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, down {_bits(self.bits_down[-1] if last else 0)}"),
-            ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + {m.get('compile_seconds', float('nan')):.2f} s "
-                          f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
-                          + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
-        ]
         return self._format(rows)
 
 
@@ -260,7 +257,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     t_marks = np.array([m[1] for m in marks])
     wall = np.interp(tr["iteration"].astype(float), it_marks, t_marks)
     meta = {
-        "dataset": b.problem.dataset.describe() if hasattr(b.problem, "dataset") else b.problem.dataset_info,
+        "dataset": b.problem.dataset_info,
         "det_root": b.D.det_root(), "logdet_D": b.D.logdet(),
         "f_lower": getattr(b.problem, "f_lower", None),
         "stepsize": b.stepsize_info, "compile_seconds": compile_seconds, "run_seconds": run_seconds,

@@ -37,10 +37,15 @@ def stream_key(seed, client, iteration):
 
 
 @njit
+def bits64(key, draw):
+    """Draw number ``draw`` of stream ``key``: 64 random bits."""
+    return mix64(np.uint64(key) + (np.uint64(draw) + np.uint64(1)) * _GOLDEN)
+
+
+@njit
 def uniform(key, draw):
     """Draw number ``draw`` of stream ``key``: a double in [0, 1) with 53 random bits."""
-    z = mix64(np.uint64(key) + (np.uint64(draw) + np.uint64(1)) * _GOLDEN)
-    return np.float64(z >> _S11) * _INV53
+    return np.float64(bits64(key, draw) >> _S11) * _INV53
 
 
 @njit

@@ -160,10 +160,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
             hj *= inv_w
             sgn += hj * hj
             x[j] -= eta * gj
-            if use_ef:
+            if use_reset:  # x̃ is only read by the reset test (reset implies error feedback)
                 xt[j] -= eta * (hj + xi[j])
-            else:
-                xt[j] = x[j]
         acc[A_SGN_SUM] += sgn
         acc[A_SGN_COUNT] += 1.0
         acc[A_BITS_UP] += bits_up_iter

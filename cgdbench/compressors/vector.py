@@ -36,14 +36,11 @@ import numpy as np
 
 from .._jit import njit, njit_inline
 from ..errors import ConfigError
-from ..rng import mix64, randint, stream_key
+from ..rng import bits64, stream_key
 from .sketches import _floyd
 
 C_IDENTITY, C_RAND_K, C_TOP_K, C_SIGN, C_QSGD, C_NATURAL, C_SKETCH_TOP_K = range(7)
-#: kinds whose message is one value per coordinate (``idx`` unused)
-DENSE_KINDS = (C_IDENTITY, C_SIGN, C_QSGD, C_NATURAL)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 _S52 = np.uint64(52)
@@ -54,12 +51,6 @@ _MANT = np.uint64((1 << 52) - 1)
 _TWO32 = 4294967296.0
 #: sample size of the threshold estimate in :func:`top_k_select`
 TOP_K_SAMPLE = 4096
-
-
-@njit_inline
-def _draw64(key, j):
-    """64 random bits number ``j`` of stream ``key`` (two 32-bit uniforms)."""
-    return mix64(np.uint64(key) + (np.uint64(j) + np.uint64(1)) * _GOLDEN)
 
 
 @njit
@@ -136,8 +127,7 @@ def _median_small(buf, r):
 @njit_inline
 def _cs_hash(key, row, i, c):
     """Bucket in [0, c) and sign ±1 of coordinate ``i`` in count-sketch row ``row``."""
-    z = mix64((np.uint64(key) ^ (np.uint64(row + 1) * np.uint64(0xD6E8FEB86659FD93)))
-              + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
+    z = bits64(np.uint64(key) ^ (np.uint64(row + 1) * np.uint64(0xD6E8FEB86659FD93)), i)
     b = np.int64(((z & _LOW32) * np.uint64(c)) >> _S32)
     s = 1.0 if (z >> _S63) == 0 else -1.0
     return b, s
@@ -200,7 +190,7 @@ def encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work
             return d, 0.0
         f = s / norm
         for i in range(d):
-            z = _draw64(key, i >> 1)
+            z = bits64(key, i >> 1)
             u = np.float64((z >> _S32) if (i & 1) else (z & _LOW32))
             a = abs(v[i]) * f
             lv = math.floor(a)
@@ -215,7 +205,7 @@ def encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work
             if e == 0:  # zero or subnormal: sent as 0
                 code[i] = 0
                 continue
-            z = _draw64(key, i >> 1)
+            z = bits64(key, i >> 1)
             u = (z >> _S32) if (i & 1) else (z & _LOW32)
             up = np.uint64(1) if u < ((b & _MANT) >> _S20) else np.uint64(0)
             code[i] = np.int32(((b >> _S63) << np.uint64(11)) | (e + up))
@@ -354,10 +344,6 @@ class Compressor:
     def mu_relation(self) -> str:
         """How μ relates to :attr:`mu`: ``=`` (exact in expectation) or ``>=`` (a worst-case bound)."""
         return "=" if self.kind == C_IDENTITY or (self.kind == C_RAND_K and not self.unbiased) else ">="
-
-    @property
-    def dense(self) -> bool:
-        return self.kind in DENSE_KINDS
 
     def spec(self) -> str:
         if self.kind in (C_RAND_K, C_TOP_K):

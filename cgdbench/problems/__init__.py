@@ -11,21 +11,10 @@ REGISTRY = {
     "linear-autoencoder": LinearAutoencoder,
     "mlp-autoencoder": MLPAutoencoder,
 }
-#: which algorithms a problem serves: "det-cgd" needs smoothness matrices (L_i),
-#: "sgd" needs minibatch gradients and Hessian-vector products
-FAMILY = {"logreg-nonconvex": "det-cgd", "saddle-quartic": "sgd", "linear-autoencoder": "sgd",
-          "mlp-autoencoder": "sgd"}
-#: problem defaults for options whose meaning depends on the problem
-DEFAULT_LAM = {"logreg-nonconvex": 0.1, "saddle-quartic": 1.0, "linear-autoencoder": 0.0, "mlp-autoencoder": 0.0}
-DEFAULT_X0 = {"logreg-nonconvex": "ones-over-sqrt-d", "saddle-quartic": "random", "linear-autoencoder": "random",
-              "mlp-autoencoder": "random"}
-X0_CHOICES = {"logreg-nonconvex": ("ones-over-sqrt-d", "zeros"),
-              **{k: ("saddle", "random", "zeros") for k in ("saddle-quartic", "linear-autoencoder",
-                                                            "mlp-autoencoder")}}
 ALIASES = {"logreg": "logreg-nonconvex", "logistic": "logreg-nonconvex", "quartic": "saddle-quartic",
            "linear-ae": "linear-autoencoder", "mlp-ae": "mlp-autoencoder", "autoencoder": "mlp-autoencoder"}
 
-__all__ = ["REGISTRY", "FAMILY", "LogRegNonconvex", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
+__all__ = ["REGISTRY", "LogRegNonconvex", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
            "MLPAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get", "describe"]
 
 

@@ -105,6 +105,18 @@ def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g,
     return loss / n + reg
 
 
+def split_rows(m: int, parts: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order and the pointers of ``parts`` contiguous ranges of it (sizes differ by at most 1).
+
+    ``contiguous`` keeps the file order; ``shuffled`` permutes the rows with ``seed`` first.
+    """
+    order = np.arange(m)
+    if split == "shuffled":
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17])).permutation(m)
+    sizes = np.array([len(c) for c in np.array_split(order, parts)])
+    return order, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 def parse_blocks(spec, d: int) -> np.ndarray:
     """Block partition pointer from ``None`` (one block), a count ``"3"`` or sizes ``"40,40,43"``."""
     if spec is None or spec == "":
@@ -149,6 +161,10 @@ class LogRegNonconvex:
     block_ptr: np.ndarray = field(init=False, repr=False)
 
     name = "logreg-nonconvex"
+    family = "det-cgd"              # served by the det-CGD algorithms (needs L_i)
+    default_lam = 0.1
+    default_x0 = "ones-over-sqrt-d"
+    x0_choices = ("ones-over-sqrt-d", "zeros")
     #: a lower bound on f (loss and regularizer are non-negative), for Theorem 1's bound
     f_lower = 0.0
 
@@ -166,22 +182,25 @@ class LogRegNonconvex:
         if d > MAX_DENSE_D:
             raise ConfigError(f"{self.dataset.name!r} has d = {d} features; the dense smoothness "
                               f"matrix L (d×d) is limited to d <= {MAX_DENSE_D}")
+        order, client_ptr = split_rows(m, self.clients, self.split, self.split_seed)
         A, b = self.dataset.A, self.dataset.b
         if self.split == "shuffled":
-            perm = np.random.default_rng(np.random.SeedSequence([self.split_seed, 0x5B17])).permutation(m)
-            A, b = A[perm], b[perm]
+            A, b = A[order], b[order]
         A = sp.csr_matrix(A)
-        sizes = np.array([len(c) for c in np.array_split(np.arange(m), self.clients)])
         set_ = object.__setattr__
         set_(self, "indptr", A.indptr.astype(np.int64))
         set_(self, "indices", A.indices.astype(np.int64))
         set_(self, "values", A.data.astype(np.float64))
         set_(self, "b", np.ascontiguousarray(b, dtype=np.float64))
-        set_(self, "client_ptr", np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-        set_(self, "inv_m", 1.0 / sizes.astype(np.float64))
+        set_(self, "client_ptr", client_ptr)
+        set_(self, "inv_m", 1.0 / np.diff(client_ptr).astype(np.float64))
         set_(self, "block_ptr", parse_blocks(self.blocks, d))
 
     # --- shape ------------------------------------------------------------
+    @property
+    def dataset_info(self) -> dict:
+        return self.dataset.describe()
+
     @property
     def d(self) -> int:
         return self.dataset.A.shape[1]
@@ -204,7 +223,7 @@ class LogRegNonconvex:
             return np.full(self.d, 1.0 / math.sqrt(self.d))
         if kind == "zeros":
             return np.zeros(self.d)
-        raise ConfigError(f"unknown --x0 {kind!r}; choose one of: ones-over-sqrt-d, zeros")
+        raise ConfigError(f"unknown --x0 {kind!r}; choose one of: {', '.join(self.x0_choices)}")
 
     # --- oracle -----------------------------------------------------------
     def kernel_data(self):

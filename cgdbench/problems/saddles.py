@@ -32,6 +32,7 @@ import numpy as np
 
 from .._jit import njit
 from ..errors import ConfigError, DataError
+from .logreg import split_rows
 
 P_QUARTIC, P_LINEAR_AE, P_MLP_AE = 0, 1, 2
 X0_KINDS = ("saddle", "random", "zeros")
@@ -276,14 +277,10 @@ def read_idx_images(path) -> np.ndarray:
 
 
 def _split(m: int, workers: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row order and worker pointers (contiguous or shuffled ranges)."""
+    """Row order and worker pointers, as logreg splits clients."""
     if workers > m:
         raise ConfigError(f"--clients {workers}: more workers than samples ({m})")
-    order = np.arange(m)
-    if split == "shuffled":
-        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17])).permutation(m)
-    sizes = np.array([len(c) for c in np.array_split(order, workers)])
-    return order, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return split_rows(m, workers, split, seed)
 
 
 def _no_dim(dim) -> None:
@@ -318,7 +315,10 @@ class SaddleProblem:
     f_star: float | None = None          # exact minimum where known
     kind = -1
     name = "saddle"
+    family = "sgd"                  # served by sgd/ef-sgd (minibatch gradients, HVPs)
+    default_lam = 0.0               # weight decay
     default_x0 = "random"
+    x0_choices = X0_KINDS
 
     @property
     def m(self) -> int:
@@ -374,8 +374,6 @@ class SaddleProblem:
         eps = 1e-5 * max(1.0, np.linalg.norm(x)) / nv
         return (self.grad(x + eps * v) - self.grad(x - eps * v)) / (2 * eps)
 
-    exact_hvp = False
-
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f(x) from d Hessian-vector products, symmetrised (small d only)."""
         if self.d > MAX_EXACT_HESSIAN_D:
@@ -401,7 +399,7 @@ class SaddleProblem:
             return np.zeros(self.d)
         if kind == "random":
             return self._random_init(np.random.default_rng(np.random.SeedSequence([seed, 0x1417])))
-        raise ConfigError(f"unknown --x0 {kind!r} for {self.name}; choose one of: {', '.join(X0_KINDS)}")
+        raise ConfigError(f"unknown --x0 {kind!r} for {self.name}; choose one of: {', '.join(self.x0_choices)}")
 
     def _random_init(self, rng) -> np.ndarray:
         return rng.normal(0.0, 1.0 / math.sqrt(self.d), self.d)
@@ -413,7 +411,7 @@ class SaddleQuartic(SaddleProblem):
 
     name = "saddle-quartic"
     kind = P_QUARTIC
-    exact_hvp = True
+    default_lam = 1.0               # the quartic coefficient
 
     @classmethod
     def create(cls, dim: int | None = None, lam: float = 1.0, samples: int = 64, clients: int = 1,
@@ -473,15 +471,15 @@ class LinearAutoencoder(SaddleProblem):
 
     name = "linear-autoencoder"
     kind = P_LINEAR_AE
-    exact_hvp = True
 
     @classmethod
     def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
                clients: int = 1, split: str = "contiguous", split_seed: int = 0, dim=None, **_):
         _no_dim(dim)
-        (h,) = _hidden(hidden, (8,)) if hidden is None or "," not in str(hidden) else (None,)
-        if h is None:
+        sizes = _hidden(hidden, (8,))
+        if len(sizes) != 1:
             raise ConfigError(f"--hidden {hidden!r}: the linear autoencoder has one hidden width, e.g. 8")
+        h = sizes[0]
         name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
         m, p = X.shape
         if h > p:
@@ -530,7 +528,6 @@ class MLPAutoencoder(SaddleProblem):
 
     name = "mlp-autoencoder"
     kind = P_MLP_AE
-    default_x0 = "random"
 
     @classmethod
     def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
