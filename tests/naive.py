@@ -180,19 +180,20 @@ def scaled_sign(v):
 
 
 def qsgd(v, s, key):
+    """Level ⌊a + u/2³²⌋ for a = |x| s/‖x‖: up with probability frac(a) (u/2³² is exact, so is the sum's floor up to one rounding)."""
     norm = np.linalg.norm(v)
     if norm == 0:
         return np.zeros_like(v)
+    f = s / norm
     out = np.empty_like(v)
     for i, x in enumerate(v):
-        a = abs(x) * s / norm
-        lv = math.floor(a)
-        lev = lv + (1 if u32_pair(key, i) < (a - lv) * 2.0**32 else 0)
+        lev = math.floor(abs(x) * f + u32_pair(key, i) / 2.0**32)
         out[i] = math.copysign(lev, x) if lev else 0.0
     return out * norm / s
 
 
 def natural(v, key):
+    """Round |x| = m 2^e (m in [1, 2)) to 2^e or 2^(e+1), up when u/2³² >= 1 - (m - 1) (probability m - 1, to 2⁻³²)."""
     out = np.zeros_like(v)
     for i, x in enumerate(v):
         if x == 0 or abs(x) < np.finfo(float).tiny:
@@ -200,7 +201,7 @@ def natural(v, key):
         m, e = math.frexp(abs(x))           # |x| = m 2^e, m in [0.5, 1)
         lo = 2.0 ** (e - 1)
         frac_bits = int(np.float64(abs(x)).view(np.uint64)) & ((1 << 52) - 1)
-        up = u32_pair(key, i) < (frac_bits >> 20)
+        up = frac_bits + (u32_pair(key, i) << 20) >= 1 << 52
         out[i] = math.copysign(lo * (2.0 if up else 1.0), x)
     return out
 

@@ -132,3 +132,14 @@ def test_fractions_and_registry():
     assert compressors.make_vector("randomk:0.001", 10**4).spec() == "rand-k-unscaled:10"
     with pytest.raises(ConfigError, match="det-cgd1.*needs an unbiased diagonal sketch"):
         compressors.make("top-k:3", D)
+
+
+@pytest.mark.parametrize("d", [1, 7, 63, 64, 65, 131, 1000])
+def test_dense_compressors_every_length(d, rng):
+    """The sign/qsgd/natural kernels work in words of 64 and pairs of coordinates: every tail length."""
+    x = rng.standard_normal(d)
+    x[::5] *= -1e-3
+    C = lambda spec: compressors.make_vector(spec, d)(x, seed=3, iteration=2)  # noqa: E731
+    np.testing.assert_allclose(C("sign"), naive.scaled_sign(x), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(C("qsgd:3"), naive.qsgd(x, 3, key(3, 2)), rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(C("natural"), naive.natural(x, key(3, 2)))

@@ -46,9 +46,9 @@ _S32 = np.uint64(32)
 _S52 = np.uint64(52)
 _S63 = np.uint64(63)
 _S20 = np.uint64(20)
-_EXP = np.uint64(0x7FF)
-_MANT = np.uint64((1 << 52) - 1)
-_TWO32 = 4294967296.0
+_INV32 = 2.0 ** -32
+_BYTE = np.uint64(0xFF)
+_EXP_FIELD = np.uint64(0x7FF << 52)
 #: sample size of the threshold estimate in :func:`top_k_select`
 TOP_K_SAMPLE = 4096
 
@@ -133,6 +133,47 @@ def _cs_hash(key, row, i, c):
     return b, s
 
 
+@njit_inline
+def _sum_sq8(v, d):
+    """Σ v_i² in eight lanes (lane i mod 8), lanes added pairwise: a fixed order."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    nb = d // 8
+    for b in range(nb):
+        p = 8 * b
+        a0 += v[p] * v[p]
+        a1 += v[p + 1] * v[p + 1]
+        a2 += v[p + 2] * v[p + 2]
+        a3 += v[p + 3] * v[p + 3]
+        a4 += v[p + 4] * v[p + 4]
+        a5 += v[p + 5] * v[p + 5]
+        a6 += v[p + 6] * v[p + 6]
+        a7 += v[p + 7] * v[p + 7]
+    acc = np.array([a0, a1, a2, a3, a4, a5, a6, a7])
+    for i in range(8 * nb, d):
+        acc[i & 7] += v[i] * v[i]
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+@njit_inline
+def _qsgd_level(x, f, u):
+    """Signed level ⌊|x| f + u 2⁻³²⌋ of one coordinate (u: 32 random bits)."""
+    lev = np.int32(abs(x) * f + np.float64(u) * _INV32)
+    return -lev if x < 0.0 else lev
+
+
+@njit_inline
+def _natural_code(b, u):
+    """Sign bit and rounded exponent (12 bits) of the double with bit pattern ``b``.
+
+    Adding ``u·2²⁰`` to the 52-bit mantissa carries into the exponent exactly
+    when ``u ≥ 2³² − mant/2²⁰``: with probability ⌊mant/2²⁰⌋/2³², i.e. the
+    mantissa fraction to 2⁻³² — stochastic rounding up to the next power of two.
+    Zero and subnormal inputs are sent as 0.
+    """
+    c = np.int32((b + (u << _S20)) >> _S52)
+    return c if (b & _EXP_FIELD) != 0 else np.int32(0)
+
+
 @njit
 def encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work, mark):
     """Write the message of ``C(v)``; returns ``(nnz, msg_scale)``.
@@ -155,60 +196,62 @@ def encode(kind, d, k, s, r, c, scale, key, v, idx, val, code, bits, table, work
             val[p] = scale * v[idx[p]]
         return nnz, scale
     if kind == C_SIGN:
-        # eight accumulators: no serial dependency chain, and a fixed summation order
-        acc = np.zeros(8)
-        nb = d // 8
-        for b in range(nb):
+        # eight accumulators (lane i mod 8: a fixed summation order, no serial
+        # dependency chain); sign bits packed 64 at a time, little-endian, so
+        # byte b holds coordinates 8b..8b+7 with coordinate 8b+j in bit j
+        vb = v.view(np.uint64)
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        nw = d // 64
+        for w in range(nw):
+            o = 64 * w
+            word = np.uint64(0)
+            for j in range(64):
+                word |= (vb[o + j] >> _S63) << np.uint64(j)
+            for q in range(8):
+                bits[8 * w + q] = np.uint8((word >> np.uint64(8 * q)) & _BYTE)
+            for q in range(8):
+                p = o + 8 * q
+                a0 += abs(v[p])
+                a1 += abs(v[p + 1])
+                a2 += abs(v[p + 2])
+                a3 += abs(v[p + 3])
+                a4 += abs(v[p + 4])
+                a5 += abs(v[p + 5])
+                a6 += abs(v[p + 6])
+                a7 += abs(v[p + 7])
+        acc = np.array([a0, a1, a2, a3, a4, a5, a6, a7])
+        for b in range(8 * nw, (d + 7) // 8):
             byte = 0
-            for j in range(8):
-                x = v[8 * b + j]
-                acc[j] += abs(x)
-                byte |= (1 if x < 0.0 else 0) << j
+            for i in range(8 * b, min(8 * b + 8, d)):
+                acc[i & 7] += abs(v[i])
+                byte |= (1 if v[i] < 0.0 else 0) << (i & 7)
             bits[b] = byte
-        if d % 8:
-            byte = 0
-            for j in range(d - 8 * nb):
-                x = v[8 * nb + j]
-                acc[j] += abs(x)
-                byte |= (1 if x < 0.0 else 0) << j
-            bits[nb] = byte
         return d, scale * acc.sum() / d
     if kind == C_QSGD:
-        acc = np.zeros(8)
-        nb = d // 8
-        for b in range(nb):
-            for j in range(8):
-                x = v[8 * b + j]
-                acc[j] += x * x
-        for j in range(d - 8 * nb):
-            x = v[8 * nb + j]
-            acc[j] += x * x
-        norm = math.sqrt(acc.sum())
+        norm = math.sqrt(_sum_sq8(v, d))
         if norm == 0.0:
             for i in range(d):
                 code[i] = 0
             return d, 0.0
+        # level = ⌊a + u 2⁻³²⌋ with a = |v_i| s/‖v‖ and u a 32-bit uniform: it
+        # rounds up with probability frac(a) (to 2⁻³²); coordinates 2p and 2p+1
+        # share draw p.  Written pairwise so that the loop vectorizes.
         f = s / norm
-        for i in range(d):
-            z = bits64(key, i >> 1)
-            u = np.float64((z >> _S32) if (i & 1) else (z & _LOW32))
-            a = abs(v[i]) * f
-            lv = math.floor(a)
-            lev = np.int32(lv) + (np.int32(1) if u < (a - lv) * _TWO32 else np.int32(0))
-            code[i] = -lev if v[i] < 0.0 else lev
+        for p in range(d // 2):
+            z = bits64(key, p)
+            code[2 * p] = _qsgd_level(v[2 * p], f, z & _LOW32)
+            code[2 * p + 1] = _qsgd_level(v[2 * p + 1], f, z >> _S32)
+        if d & 1:
+            code[d - 1] = _qsgd_level(v[d - 1], f, bits64(key, d >> 1) & _LOW32)
         return d, scale * norm / s
     if kind == C_NATURAL:
         vb = v.view(np.uint64)
-        for i in range(d):
-            b = vb[i]
-            e = (b >> _S52) & _EXP
-            if e == 0:  # zero or subnormal: sent as 0
-                code[i] = 0
-                continue
-            z = bits64(key, i >> 1)
-            u = (z >> _S32) if (i & 1) else (z & _LOW32)
-            up = np.uint64(1) if u < ((b & _MANT) >> _S20) else np.uint64(0)
-            code[i] = np.int32(((b >> _S63) << np.uint64(11)) | (e + up))
+        for p in range(d // 2):
+            z = bits64(key, p)
+            code[2 * p] = _natural_code(vb[2 * p], z & _LOW32)
+            code[2 * p + 1] = _natural_code(vb[2 * p + 1], z >> _S32)
+        if d & 1:
+            code[d - 1] = _natural_code(vb[d - 1], bits64(key, d >> 1) & _LOW32)
         return d, scale
     # C_SKETCH_TOP_K: a count sketch of v (r rows × c columns), heavy hitters
     # estimated from it, then the exact values of the k recovered coordinates
