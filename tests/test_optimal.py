@@ -88,19 +88,56 @@ def test_cache_is_used(tmp_path):
     np.testing.assert_array_equal(D1, D2)
 
 
-def test_limits_and_unsupported_sketches():
-    big = compressors.make("rand-1", 70)
-    with pytest.raises(ConfigError, match="dense SDP limit d <= 64"):
-        optimal.optimal_det_cgd1(big, np.eye(70))
-    blocks = compressors.make("bern-q:0.5", D, [0, 4, 10])
-    with pytest.raises(ConfigError, match="optimal-diag"):
-        stepsizes.build("optimal", "det-cgd1", blocks, random_L(5), [0, 4, 10])
+def test_limits():
+    big = compressors.make("rand-1", optimal.MAX_BARRIER_D + 1)
+    with pytest.raises(ConfigError, match=f"dense limit d <= {optimal.MAX_BARRIER_D}.*optimal-diag"):
+        optimal.optimal_det_cgd1(big, np.eye(optimal.MAX_BARRIER_D + 1))
+    with pytest.raises(ConfigError, match="λ_min"):
+        optimal.optimal_det_cgd1(compressors.make("rand-1", D), np.diag(np.arange(D) - 1.0))
+
+
+@pytest.mark.parametrize("spec", ["rand-k:3", "importance-rand-1", "rand-1"])
+def test_barrier_matches_clarabel(spec):
+    """The barrier Newton-CG and the cvxpy q-relaxed LMI reach the same optimum."""
+    L = random_L(7)
+    sk = compressors.make(spec, D, None, np.diag(L))
+    Db, status = optimal._solve_barrier(sk.moment_matrix(), L, 60.0)
+    Dc, _ = optimal._solve_cvxpy(L, *optimal._moment_form(sk), "CLARABEL", 60.0)
+    lam_c = stepsizes.condition_lambda(stepsizes.StepsizeMatrix.blocks(Dc, [0, D]), "det-cgd1", sk, L)
+    ld_b = np.linalg.slogdet(Db)[1]
+    ld_c = np.linalg.slogdet(Dc)[1] - D * np.log(max(lam_c, 1.0))   # Clarabel's D made exactly feasible
+    assert exact_gap(Db, sk, L) >= -1e-9 * np.abs(Db).max()
+    assert abs(ld_b - ld_c) <= 1e-5 * D, (ld_b, ld_c, status)
+
+
+@pytest.mark.parametrize("spec,ptr", [("bern-q:0.3,0.8", [0, 4, 10]), ("block-rand-k:1,2", [0, 3, 10])])
+def test_multi_block_optimum(spec, ptr):
+    """Several blocks (E[SMS] = P∘M with a block-structured P): feasible, and at least every closed form."""
+    L = random_L(8)
+    sk = compressors.make(spec, D, ptr)
+    Dopt, info = stepsizes.build("optimal", "det-cgd1", sk, L, ptr)
+    assert info["solver"]["solver"] == "barrier-newton-cg"
+    assert exact_gap(Dopt.dense(), sk, L) >= -1e-9 * np.abs(Dopt.dense()).max()
+    for rule in ("identity-w", "diag-inv", "l-inv", "l-inv-sqrt", "optimal-diag"):
+        other, _ = stepsizes.build(rule, "det-cgd1", sk, L, ptr)
+        assert Dopt.logdet() >= other.logdet() - 1e-5, rule
+
+
+def test_barrier_time_out_falls_back_to_clarabel(monkeypatch):
+    solve = optimal._solve_barrier
+    monkeypatch.setattr(optimal, "_solve_barrier", lambda P, L, limit: solve(P, L, 0.0))
+    L = random_L(9)
+    sk = compressors.make("rand-k:2", D)
+    _, info = optimal.optimal_det_cgd1(sk, L)
+    assert info["solver"] == "CLARABEL"
+    assert "barrier-newton-cg: time limit 0 s reached" in info["errors"][0]
 
 
 def test_solver_failure_falls_back_to_theorem2(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("solver exploded")
     monkeypatch.setattr(optimal, "_solve_cvxpy", boom)
+    monkeypatch.setattr(optimal, "_solve_barrier", boom)
     L = random_L(6)
     sk = compressors.make("rand-1", D)
     with pytest.warns(UserWarning, match="every solver failed"):

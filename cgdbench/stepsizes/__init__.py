@@ -179,7 +179,7 @@ REGISTRY = {
     "l-inv": Rule("l-inv", "", "W = L_i^-1 per block, γ_i from Theorem 2."),
     "l-inv-sqrt": Rule("l-inv-sqrt", "", "W = L_i^-1/2 per block, γ_i from Theorem 2."),
     "optimal": Rule("optimal", "", "det-CGD2: D = (E[TLT])^-1 (eq. 12); det-CGD1: the convex program (13) "
-                                   "via cvxpy (rand-k, importance-rand-1, one-block bern-q; d <= 64)."),
+                                   "by a barrier Newton-CG (any sketch, d <= 400; Clarabel/SCS as fallbacks)."),
     "optimal-diag": Rule("optimal-diag", "", "the best diagonal D for (7)/(8): max Σlog δ s.t. "
                                              "A^1/2 Diag(δ) A^1/2 ⪯ I, A = E[SLS] (barrier-Newton, any d)."),
 }

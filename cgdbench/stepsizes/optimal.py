@@ -21,6 +21,25 @@ iff D satisfies (7) with q = diag(DLD).  :func:`optimal_det_cgd1` hands this to
 cvxpy (Clarabel, then SCS), checks the residual of (7) on the returned D and
 scales D down if needed so that it never returns an inadmissible stepsize.
 Solutions are cached on disk, keyed by (L, sketch).
+
+**Full D, any diagonal sketch: barrier Newton-CG.** Every sketch here has
+E[S M S] = P ∘ M with P = E[ssᵀ] ⪰ 0, so (7) reads F(D) = D − P ∘ (DLD) ⪰ 0.
+D ↦ P ∘ (DLD) is matrix-convex (Schur product with P ⪰ 0 preserves the order),
+so F is matrix-concave and φ_t(D) = −t log det D − log det F(D) is a convex
+(self-concordant) barrier.  :func:`_solve_barrier` follows its central path,
+t ← 10 t, with Newton steps solved by preconditioned CG on d×d matrices:
+
+    ∇φ_t = −t D⁻¹ − G + (M D L + L D M),          G = F(D)⁻¹, M = P ∘ G,
+    ∇²φ_t[H] = t D⁻¹HD⁻¹ + Π − (N D L + L D N) + M H L + L H M,
+        Π = G (H − P ∘ (HLD + DLH)) G,   N = P ∘ Π,
+
+each product O(d³), no d²×d² matrix.  The preconditioner is exact for the
+t-term and the α-part of F′ (α the mean off-diagonal of P) with G replaced by
+its diagonal, in the basis U = D^{1/2}Q that diagonalizes DL.  The log det gap
+to the optimum is at most d/t, so stopping at t = 1/rtol leaves det(D)^{1/d}
+within a factor e^{rtol} of the optimum.  It needs no conic solver, works for
+multi-block Bern-q and block-rand-k, and beats Clarabel from d ≈ 32 on
+(docs/paper-notes.md §9 has the timings).
 """
 from __future__ import annotations
 
@@ -34,8 +53,11 @@ import numpy as np
 
 from ..errors import ConfigError
 
+#: cvxpy's generic conic solvers: only up to this d, and only for the (α, w) sketches
 MAX_SDP_D = 64
-SOLVERS = ("CLARABEL", "SCS")
+#: the barrier Newton-CG: dense d×d products, O(d³) each
+MAX_BARRIER_D = 400
+SOLVERS = ("barrier-newton-cg", "CLARABEL", "SCS")
 
 
 # --- diagonal D -------------------------------------------------------------
@@ -80,6 +102,125 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
     return delta
 
 
+# --- full D: barrier Newton-CG -------------------------------------------------
+def _solve_barrier(P, L, time_limit, rtol=1e-7, newton_tol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300,
+                   path_tol=1e-2):
+    """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
+    from . import _lam_max_pencil
+
+    t_start = time.perf_counter()
+    d = L.shape[0]
+    L = 0.5 * (L + L.T)
+    P = 0.5 * (P + P.T)
+    alpha = float((P.sum() - np.trace(P)) / (d * (d - 1))) if d > 1 else 0.0
+
+    def logdet_chol(X):
+        try:
+            return 2.0 * float(np.log(np.diag(np.linalg.cholesky(X))).sum())
+        except np.linalg.LinAlgError:
+            return None
+
+    def phi(t, D):
+        a, b = logdet_chol(D), logdet_chol(D - P * (D @ L @ D))
+        return math.inf if a is None or b is None else -t * a - b
+
+    # strictly feasible start: L⁻¹ scaled so that P∘(DLD) ⪯ D/2
+    D = np.linalg.inv(L)
+    D = 0.5 * (D + D.T)
+    D /= 2.0 * _lam_max_pencil(P * (D @ L @ D), D)
+    t, newton, cg = 1.0, 0, 0
+    while True:
+        for _ in range(max_newton):
+            if time.perf_counter() - t_start > time_limit:
+                raise RuntimeError(f"time limit {time_limit:g} s reached at t = {t:.0e} "
+                                   f"(log det gap <= {d / t:.2g}) after {newton} Newton steps")
+            Di = np.linalg.inv(D)
+            Di = 0.5 * (Di + Di.T)
+            G = np.linalg.inv(D - P * (D @ L @ D))
+            G = 0.5 * (G + G.T)
+            K = L @ D                                   # DL = Kᵀ
+            M = P * G
+            MK = M @ K.T
+            grad = -t * Di - G + MK + MK.T
+
+            def hess(H):
+                X = H @ K
+                Pi = G @ (H - P * (X + X.T)) @ G
+                NK = (P * Pi) @ K.T
+                MHL = M @ H @ L
+                return t * (Di @ H @ Di) + Pi - NK - NK.T + MHL + MHL.T
+
+            Dh = _sym_sqrt(D)
+            w, Q = np.linalg.eigh(Dh @ L @ Dh)
+            U = Dh @ Q
+            g = np.einsum("ij,jk,ki->i", U.T, G, U)
+            S = 1.0 - alpha * (w[:, None] + w[None, :])
+            den = t + S * S * np.outer(g, g)
+
+            def prec(R):
+                return U @ ((U.T @ R @ U) / den) @ U.T
+
+            # preconditioned CG on ∇²φ step = −∇φ
+            step = np.zeros_like(D)
+            r = -grad
+            z = prec(r)
+            p = z.copy()
+            rz = float(np.sum(r * z))
+            r0 = math.sqrt(max(rz, 0.0))
+            for _k in range(max_cg):
+                Ap = hess(p)
+                pAp = float(np.sum(p * Ap))
+                if not pAp > 0.0:                      # rounding at the end of the path: keep what we have
+                    break
+                a = rz / pAp
+                step += a * p
+                r -= a * Ap
+                z = prec(r)
+                rz_new = float(np.sum(r * z))
+                cg += 1
+                if math.sqrt(max(rz_new, 0.0)) <= cg_rtol * r0:
+                    break
+                p = z + (rz_new / rz) * p
+                rz = rz_new
+            step = 0.5 * (step + step.T)
+            newton += 1
+            dec = -float(np.sum(grad * step))           # Newton decrement²
+            # intermediate centres loosely (path_tol), the last one tightly (newton_tol)
+            if dec / 2 <= (newton_tol if d / t <= rtol * d else path_tol):
+                break
+            if not dec > 0.0:                            # CG gave no descent direction: use the preconditioned gradient
+                step = -prec(grad)
+                step = 0.5 * (step + step.T)
+                dec = -float(np.sum(grad * step))
+            # near the centre the Armijo test only measures rounding of φ (|φ| ~ t d):
+            # a full step is taken if it stays feasible and does not increase φ beyond rounding
+            f0 = phi(t, D)
+            if not math.isfinite(f0):
+                raise RuntimeError("barrier iterate lost feasibility (rounding)")
+            if dec < 0.25 and phi(t, D + step) <= f0 + 1e-12 * abs(f0):
+                D = D + step
+                continue
+            s = 1.0
+            while phi(t, D + s * step) > f0 - 0.25 * s * dec:   # also rejects infeasible points (φ = inf)
+                s *= 0.5
+                if s < 1e-12:
+                    break
+            else:
+                D = D + s * step
+                continue
+            break                                        # no progress possible at this t: next stage
+        if d / t <= rtol * d:
+            break
+        t *= 10.0
+    return 0.5 * (D + D.T), (f"log det gap <~ (d + decrement²)/t = {(d + dec) / t:.1e}; "
+                             f"{newton} Newton steps, {cg} CG products")
+
+
+def _sym_sqrt(A):
+    w, V = np.linalg.eigh(0.5 * (A + A.T))
+    return (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
+
+
 # --- full D: cvxpy ------------------------------------------------------------
 def _moment_form(sketch):
     """(α, w) with E[S M S] = α M + Diag(w ∘ diag M), or None for other sketches."""
@@ -109,7 +250,7 @@ def cache_dir() -> Path:
 def _key(L, sketch, kind) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(L, dtype=np.float64).tobytes())
-    h.update(f"{kind}|{sketch.spec()}|{sketch.d}|{sketch.block_ptr.tolist()}|v1".encode())
+    h.update(f"{kind}|{sketch.spec()}|{sketch.d}|{sketch.block_ptr.tolist()}|v2".encode())
     if sketch.name == "importance-rand-1":
         h.update(sketch.p.tobytes())
     return h.hexdigest()[:32]
@@ -142,42 +283,48 @@ def _solve_cvxpy(L, alpha, w, solver, time_limit):
 
 
 def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache: bool = True):
-    """Solve (13) for the full D; returns ``(D dense, info)`` with solver, status, residual, seconds."""
-    from . import StepsizeMatrix, condition_lambda
+    """Solve (13) for the full D; returns ``(D dense, info)`` with solver, status, residual, seconds.
+
+    Solvers in order: the barrier Newton-CG (any diagonal sketch, d <= MAX_BARRIER_D),
+    then Clarabel and SCS through cvxpy (the (α, w) sketches, d <= MAX_SDP_D).
+    """
+    from . import StepsizeMatrix, _require_pd, condition_lambda
 
     d = L.shape[0]
-    form = _moment_form(sketch)
-    if form is None:
-        raise ConfigError(f"stepsize 'optimal' for det-cgd1 supports identity, rand-k, importance-rand-1 and "
-                          f"one-block bern-q/block-rand-k, not {sketch.spec()!r} on {sketch.n_blocks} blocks; "
-                          "use 'optimal-diag' or a Theorem 2 rule (l-inv, diag-inv, ...)")
-    if d > MAX_SDP_D:
-        raise ConfigError(f"stepsize 'optimal' for det-cgd1: d = {d} exceeds the dense SDP limit d <= {MAX_SDP_D}; "
-                          "use 'optimal-diag' (any d) or a block structure with a Theorem 2 rule")
+    if d > MAX_BARRIER_D:
+        raise ConfigError(f"stepsize 'optimal' for det-cgd1: d = {d} exceeds the dense limit d <= {MAX_BARRIER_D} "
+                          "of the full program (13); use 'optimal-diag' (any d) or a block structure with a "
+                          "Theorem 2 rule (l-inv, diag-inv, ...)")
+    _require_pd(L, "optimal (det-cgd1)")
     key = _key(L, sketch, "det-cgd1-full")
     path = cache_dir() / f"{key}.npz"
     if use_cache and path.is_file():
         z = np.load(path)
         return z["D"], {"solver": str(z["solver"]), "status": "cached", "cache": str(path),
                         "seconds": 0.0, "residual_lambda": float(z["residual"])}
-    alpha, w = form
+    form = _moment_form(sketch)
     errors = []
     for solver in SOLVERS:
+        if solver != "barrier-newton-cg" and (form is None or d > MAX_SDP_D):
+            continue
         t0 = time.perf_counter()
         try:
-            D, status = _solve_cvxpy(L, alpha, w, solver, time_limit)
+            if solver == "barrier-newton-cg":
+                D, status = _solve_barrier(sketch.moment_matrix(), np.asarray(L, dtype=float), time_limit)
+            else:
+                D, status = _solve_cvxpy(L, *form, solver, time_limit)
         except Exception as exc:  # solver failure or time-out: try the next one
             errors.append(f"{solver}: {exc}")
             continue
         D = 0.5 * (D + D.T)
-        if np.linalg.eigvalsh(D)[0] <= 0:
+        if not np.all(np.isfinite(D)) or np.linalg.eigvalsh(D)[0] <= 0:
             errors.append(f"{solver}: returned D is not positive definite")
             continue
         lam = condition_lambda(StepsizeMatrix.blocks(D, [0, d]), "det-cgd1", sketch, L)
         if lam > 1.0:  # never hand back an inadmissible stepsize
             D = D / lam
         info = {"solver": solver, "status": status, "seconds": time.perf_counter() - t0,
-                "residual_lambda": lam, "rescaled": lam > 1.0}
+                "residual_lambda": lam, "rescaled": lam > 1.0, "errors": errors}
         if use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
