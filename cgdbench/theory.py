@@ -33,9 +33,10 @@ def _lmax(M):
     return float(np.linalg.eigvalsh(0.5 * (M + M.T))[-1])
 
 
-def _sqrtm(M, p=0.5):
-    w, V = np.linalg.eigh(0.5 * (M + M.T))
-    return (V * w**p) @ V.T
+def _lmax_sandwich(B, M):
+    """λ_max(B^{1/2} M B^{1/2})."""
+    Bh = stepsizes.sym_power(B, 0.5)
+    return _lmax(Bh @ M @ Bh)
 
 
 def _Ltilde(Li, k):
@@ -96,9 +97,9 @@ ROWS = [
     Row(5, "det-cgd1", "rand-1", "γ L_i^{-1}",
         lambda layer, ks, qs: ("det-cgd1", "block-rand-k:1" if layer else "rand-1", "l-inv"),
         lambda L, ptr, ks, qs: (len(ptr) - 1) * _gm(
-            [B.shape[0] * _lmax(_sqrtm(B) @ np.diag(np.diag(np.linalg.inv(B))) @ _sqrtm(B)) for B in _blocks(L, ptr)],
+            [B.shape[0] * _lmax_sandwich(B, np.diag(np.diag(np.linalg.inv(B)))) for B in _blocks(L, ptr)],
             np.diff(ptr)) * math.exp(_logdet(L) / _d(L)),
-        lambda L, k, q: _d(L) * _lmax(_sqrtm(L) @ np.diag(np.diag(np.linalg.inv(L))) @ _sqrtm(L))
+        lambda L, k, q: _d(L) * _lmax_sandwich(L, np.diag(np.diag(np.linalg.inv(L))))
         * math.exp(_logdet(L) / _d(L))),
     Row(6, "det-cgd1", "rand-1", "γ L_i^{-1/2}",
         lambda layer, ks, qs: ("det-cgd1", "block-rand-k:1" if layer else "rand-1", "l-inv-sqrt"),
@@ -251,4 +252,4 @@ def lambda_D(D: np.ndarray, sketch, L: np.ndarray, client_L) -> float:
     D = np.asarray(D, dtype=float)
     M = D @ L @ D
     V = sketch.second_moment(M) - M
-    return max(_lmax(_sqrtm(Li) @ V @ _sqrtm(Li)) for Li in client_L)
+    return max(_lmax_sandwich(Li, V) for Li in client_L)

@@ -136,6 +136,12 @@ def condition_matrix(D: StepsizeMatrix, family: str, sketch, L: np.ndarray) -> n
     raise choices_error("algorithm family", family, FAMILIES)
 
 
+def sym_power(M: np.ndarray, p: float) -> np.ndarray:
+    """M^p for symmetric M by eigendecomposition; for p > 0 negative rounding eigenvalues count as 0."""
+    w, V = np.linalg.eigh(0.5 * (M + M.T))
+    return (V * (np.clip(w, 0.0, None) if p > 0 else w) ** p) @ V.T
+
+
 def _lam_max_pencil(C: np.ndarray, W: np.ndarray) -> float:
     """λ_max(W^{-1/2} C W^{-1/2}) for symmetric C and W ≻ 0.
 
@@ -223,9 +229,7 @@ def _w_matrix(name: str, L: np.ndarray, block_ptr) -> np.ndarray:
             Wb = np.diag(1.0 / dg)
         else:
             _require_pd(Lb, name)
-            w, V = np.linalg.eigh(0.5 * (Lb + Lb.T))
-            p = -1.0 if name == "l-inv" else -0.5
-            Wb = (V * w**p) @ V.T
+            Wb = sym_power(Lb, -1.0 if name == "l-inv" else -0.5)
         W[lo:hi, lo:hi] = Wb
     return W
 

@@ -63,11 +63,12 @@ SOLVERS = ("barrier-newton-cg", "CLARABEL", "SCS")
 # --- diagonal D -------------------------------------------------------------
 def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np.ndarray:
     """argmax Σ log δ  s.t.  A^{1/2} Diag(δ) A^{1/2} ⪯ I  (A ⪰ 0 with positive diagonal)."""
+    from . import sym_power
+
     A = 0.5 * (A + A.T)
     d = A.shape[0]
-    w, V = np.linalg.eigh(A)
-    Ah = (V * np.sqrt(np.clip(w, 0, None))) @ V.T      # columns a_i, A = Σ a_i a_iᵀ... (Ah Ah = A)
-    delta = np.full(d, 0.5 / w[-1])                      # strictly feasible: B = δ A ⪯ I/2
+    Ah = sym_power(A, 0.5)                               # Ah Ah = A
+    delta = np.full(d, 0.5 / np.linalg.eigvalsh(A)[-1])  # strictly feasible: B = δ A ⪯ I/2
 
     def phi(t, dl):
         B = (Ah * dl) @ Ah
@@ -106,7 +107,7 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
 def _solve_barrier(P, L, time_limit, rtol=1e-7, newton_tol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300,
                    path_tol=1e-2):
     """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
-    from . import _lam_max_pencil
+    from . import _lam_max_pencil, sym_power
 
     t_start = time.perf_counter()
     d = L.shape[0]
@@ -150,7 +151,7 @@ def _solve_barrier(P, L, time_limit, rtol=1e-7, newton_tol=1e-6, max_newton=50, 
                 MHL = M @ H @ L
                 return t * (Di @ H @ Di) + Pi - NK - NK.T + MHL + MHL.T
 
-            Dh = _sym_sqrt(D)
+            Dh = sym_power(D, 0.5)
             w, Q = np.linalg.eigh(Dh @ L @ Dh)
             U = Dh @ Q
             g = np.einsum("ij,jk,ki->i", U.T, G, U)
@@ -188,10 +189,6 @@ def _solve_barrier(P, L, time_limit, rtol=1e-7, newton_tol=1e-6, max_newton=50, 
             # intermediate centres loosely (path_tol), the last one tightly (newton_tol)
             if dec / 2 <= (newton_tol if d / t <= rtol * d else path_tol):
                 break
-            if not dec > 0.0:                            # CG gave no descent direction: use the preconditioned gradient
-                step = -prec(grad)
-                step = 0.5 * (step + step.T)
-                dec = -float(np.sum(grad * step))
             # near the centre the Armijo test only measures rounding of φ (|φ| ~ t d):
             # a full step is taken if it stays feasible and does not increase φ beyond rounding
             f0 = phi(t, D)
@@ -214,11 +211,6 @@ def _solve_barrier(P, L, time_limit, rtol=1e-7, newton_tol=1e-6, max_newton=50, 
         t *= 10.0
     return 0.5 * (D + D.T), (f"log det gap <~ (d + decrement²)/t = {(d + dec) / t:.1e}; "
                              f"{newton} Newton steps, {cg} CG products")
-
-
-def _sym_sqrt(A):
-    w, V = np.linalg.eigh(0.5 * (A + A.T))
-    return (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
 
 
 # --- full D: cvxpy ------------------------------------------------------------
@@ -259,10 +251,11 @@ def _key(L, sketch, kind) -> str:
 def _solve_cvxpy(L, alpha, w, solver, time_limit):
     import cvxpy as cp
 
+    from . import sym_power
+
     d = L.shape[0]
-    wl, V = np.linalg.eigh(0.5 * (L + L.T))
-    Lh = (V * np.sqrt(np.clip(wl, 0, None))) @ V.T
-    scale = 1.0 / wl[-1]                     # solve for D/scale: entries of order 1
+    Lh = sym_power(L, 0.5)
+    scale = 1.0 / np.linalg.eigvalsh(0.5 * (L + L.T))[-1]   # solve for D/scale: entries of order 1
     D = cp.Variable((d, d), symmetric=True)
     q = cp.Variable(d)
     Ds = scale * D
