@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stepsize", default=None,
                    help=f"det-CGD methods: one of {_choices(stepsizes.describe())} (default diag-inv)")
     g.add_argument("--iters", type=int, default=1000, help="iterations K >= 1")
+    g.add_argument("--eps2", type=float, default=None,
+                   help="target ε² of Corollary 1, for the stepsizes corollary1, matrix-smoothness and "
+                        "khaled-richtarik (the paper: 1e-4)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sketches' random streams")
     g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")
     g.add_argument("--lr", type=float, default=0.1, help="stepsize η (default 0.1)")
@@ -184,7 +187,7 @@ def _run(ns) -> int:
     from .engine import run
     cfg = RunConfig(problem=ns.problem, dataset=ns.dataset, lam=ns.lam, clients=ns.clients, split=ns.split,
                     split_seed=ns.split_seed, blocks=ns.blocks, x0=ns.x0, algorithm=ns.algorithm,
-                    compressor=ns.compressor, stepsize=ns.stepsize, iters=ns.iters, seed=ns.seed,
+                    compressor=ns.compressor, stepsize=ns.stepsize, iters=ns.iters, eps2=ns.eps2, seed=ns.seed,
                     log_every=ns.log_every, value_bits=ns.value_bits, index_mode=ns.index_mode,
                     downlink=ns.downlink, lr=ns.lr, batch_size=ns.batch_size, noise=ns.noise,
                     reset_iters=ns.reset_iters, escape_radius=ns.escape_radius, reset=not ns.no_reset,

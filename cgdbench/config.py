@@ -64,6 +64,7 @@ class RunConfig:
     compressor: str | None = None       # None: rand-1 for det-CGD methods, identity for sgd/ef-sgd
     stepsize: str | None = None         # None: diag-inv for det-CGD methods; sgd/ef-sgd: scalar:LR
     iters: int = 1000
+    eps2: float | None = None           # ε² of Corollary 1 (stepsizes corollary1, matrix-smoothness, khaled-richtarik)
     seed: int = 0
     log_every: int = 1
     value_bits: int = 32
@@ -102,7 +103,15 @@ class RunConfig:
         if self.stepsize is None:
             s("stepsize", f"scalar:{self.lr!r}" if sgd else "diag-inv")
         sname, gamma = stepsizes.parse(self.stepsize)
-        s("stepsize", sname + (":" + self.stepsize.partition(":")[2] if gamma is not None else ""))
+        s("stepsize", stepsizes.canonical(self.stepsize))
+        if sname in stepsizes.DISTRIBUTED:
+            if self.eps2 is None:
+                raise ConfigError(f"stepsize {self.stepsize!r} needs the target ε² of Corollary 1: pass --eps2 "
+                                  "(the paper uses 1e-4); K is --iters")
+            s("eps2", _float("eps2", self.eps2, 0.0, strict=True))
+        elif self.eps2 is not None:
+            raise ConfigError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
+                              f"not to {self.stepsize!r}")
         if sgd and (sname != "scalar" or (gamma is not None and gamma != self.lr)):
             raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr (η = {self.lr:g}); "
                               f"drop --stepsize {self.stepsize!r}")

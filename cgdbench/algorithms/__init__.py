@@ -40,9 +40,11 @@ class Algorithm:
         if self.identity_only and compressor != "identity":
             raise ConfigError(f"algorithm {self.name!r} does not compress; use --compressor identity "
                               f"(got {compressor!r}), or det-cgd1/det-cgd2 for compressed methods")
-        if self.scalar_only and not stepsize.startswith("scalar"):
+        scalar_rules = ("scalar", "khaled-richtarik", "matrix-smoothness", "corollary1:scalar")
+        if self.scalar_only and not stepsize.startswith(scalar_rules):
             raise ConfigError(f"algorithm {self.name!r} uses a scalar stepsize; use --stepsize "
-                              f"scalar[:GAMMA] (got {stepsize!r}), or det-cgd1 for matrix stepsizes")
+                              f"{', '.join(r + ('[:GAMMA]' if r == 'scalar' else '') for r in scalar_rules)} "
+                              f"(got {stepsize!r}), or det-cgd1 for matrix stepsizes")
 
 
 REGISTRY = {

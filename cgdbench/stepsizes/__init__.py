@@ -188,23 +188,49 @@ REGISTRY = {
                                    "by a barrier Newton-CG (any sketch, d <= 400; Clarabel/SCS as fallbacks)."),
     "optimal-diag": Rule("optimal-diag", "", "the best diagonal D for (7)/(8): max Σlog δ s.t. "
                                              "A^1/2 Diag(δ) A^1/2 ⪯ I, A = E[SLS] (barrier-Newton, any d)."),
+    "corollary1": Rule("corollary1", "[RULE]", "distributed (Algorithms 1/2): the best diagonal D under Corollary "
+                                               "1 (DLD ⪯ D, λ_D ≤ min(n/K, nε²det(D)^1/d/(4Δinf))), or with RULE "
+                                               "the largest βW for RULE's shape W; needs --eps2, K = --iters."),
+    "matrix-smoothness": Rule("matrix-smoothness", "", "DCGD (γI) with γ from Corollary 1 and the smoothness "
+                                                       "matrices L, L_i (Safaryan et al. 2021); needs --eps2."),
+    "khaled-richtarik": Rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & "
+                                                     "Richtárik (2020, Cor. 1); needs --eps2, K = --iters."),
 }
-ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "identity": "identity-w"}
+#: rules that need the distributed setting (client L_i, K, ε², Δ^inf): see .distributed
+DISTRIBUTED = ("corollary1", "matrix-smoothness", "khaled-richtarik")
+#: shapes ``corollary1:RULE`` can scale
+SHAPES = ("scalar", "identity-w", "diag-inv", "l-inv", "l-inv-sqrt", "optimal", "optimal-diag")
+ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "identity": "identity-w",
+           "cor1": "corollary1", "kr": "khaled-richtarik", "dcgd-matrix": "matrix-smoothness"}
 
 
-def parse(spec: str) -> tuple[str, float | None]:
+def parse(spec: str) -> tuple[str, float | str | None]:
+    """``(name, param)``: param is γ for ``scalar:GAMMA``, the shape rule for ``corollary1:RULE``, else None."""
     name, param = split_spec("stepsize", spec, REGISTRY, ALIASES)
-    if param and name != "scalar":
+    if param and name not in ("scalar", "corollary1"):
         raise ConfigError(f"stepsize {name!r} takes no parameter, got {spec!r}")
-    gamma = None
-    if param:
-        try:
-            gamma = float(param)
-        except ValueError:
-            raise ConfigError(f"stepsize scalar:{param}: γ must be a number") from None
-        if not (gamma > 0 and math.isfinite(gamma)):
-            raise ConfigError(f"stepsize scalar:{param}: γ must be a finite number > 0")
+    if not param:
+        return name, None
+    if name == "corollary1":
+        shape, extra = split_spec("corollary1 shape", param, REGISTRY, ALIASES)
+        if shape not in SHAPES or extra:
+            raise choices_error("corollary1 shape (corollary1:RULE)", param, SHAPES)
+        return name, shape
+    try:
+        gamma = float(param)
+    except ValueError:
+        raise ConfigError(f"stepsize scalar:{param}: γ must be a number") from None
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise ConfigError(f"stepsize scalar:{param}: γ must be a finite number > 0")
     return name, gamma
+
+
+def canonical(spec: str) -> str:
+    """The spec with aliases resolved (γ kept as written)."""
+    name, param = parse(spec)
+    if param is None:
+        return name
+    return name + ":" + (param if isinstance(param, str) else spec.strip().partition(":")[2])
 
 
 def _require_pd(L, what):
@@ -234,18 +260,22 @@ def _w_matrix(name: str, L: np.ndarray, block_ptr) -> np.ndarray:
     return W
 
 
-def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None):
+def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None, setting=None):
     """Build the stepsize matrix named by ``spec`` for an algorithm family and sketch.
 
     Returns ``(D, info)``; ``info`` holds ``condition_lambda`` (<= 1 means (7)/(8)
-    holds), ``theorem2_gammas`` where used, and ``warnings``.
+    holds), ``theorem2_gammas`` where used, and ``warnings``.  The rules in
+    ``DISTRIBUTED`` also need ``setting`` (:class:`.distributed.Setting`).
     """
     if family not in FAMILIES:
         raise choices_error("algorithm family", family, FAMILIES)
-    name, gamma = parse(spec)
+    name, param = parse(spec)
     L = np.asarray(L, dtype=float)
     d = L.shape[0]
     block_ptr = np.asarray([0, d] if block_ptr is None else block_ptr, dtype=np.int64)
+    if name in DISTRIBUTED:
+        return _build_distributed(name, param, family, sketch, L, block_ptr, setting)
+    gamma = param
     info: dict = {"rule": name, "warnings": []}
     if name == "scalar":
         if gamma is None:
@@ -304,6 +334,44 @@ def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None):
         D = D.scaled(1.0 / lam)
         lam = condition_lambda(D, family, sketch, L)
     info["condition_lambda"] = lam
+    return D, info
+
+
+def _build_distributed(name, shape, family, sketch, L, block_ptr, setting):
+    """corollary1[:RULE], matrix-smoothness, khaled-richtarik (see .distributed)."""
+    from . import distributed as dist
+    if setting is None:
+        raise ConfigError(f"stepsize {name!r} needs the distributed setting (client L_i, K, ε², Δ^inf); "
+                          "`cgdbench run` builds it from --clients, --iters and --eps2")
+    d = L.shape[0]
+    info: dict = {"rule": name, "warnings": []}
+    if name == "khaled-richtarik":
+        gamma, kr = dist.khaled_richtarik(sketch, L, setting)
+        D = StepsizeMatrix.scalar(gamma, d)
+        info.update(binding=kr["binding"], khaled_richtarik=kr)
+        k_req = kr["K_required_KR"]
+    else:
+        if name == "corollary1" and shape is None:
+            _require_pd(L, "corollary1")
+            delta, sinfo = dist.corollary1_diag_cached(sketch, L, setting)
+            D = StepsizeMatrix.diagonal(delta)
+            info.update(solver=sinfo, binding="exact diagonal program" if sinfo["exact"] else "diagonal, not certified")
+            if not sinfo["exact"]:
+                info["warnings"].append("corollary1: " + sinfo["status"])
+        else:
+            W, winfo = build("identity-w" if name == "matrix-smoothness" else shape, family, sketch, L, block_ptr)
+            info["warnings"] += winfo["warnings"]
+            beta, binding = dist.line_search(W.dense(), sketch, L, setting, family)
+            D = W.scaled(beta)
+            info.update(shape=shape or "identity-w", beta=beta, binding=binding)
+        k_req = None
+    rep = dist.report(D.dense(), sketch, L, setting, family)
+    info["corollary1"] = rep
+    k_req = rep["K_required"] if k_req is None else k_req
+    if setting.K < k_req:
+        info["warnings"].append(f"K = {setting.K} is below the {k_req:.3g} iterations Corollary 1 needs for "
+                                f"ε² = {setting.eps2:g} with this D: the run is not certified to reach ε²")
+    info["condition_lambda"] = condition_lambda(D, family, sketch, L)
     return D, info
 
 

@@ -239,6 +239,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CGDBENCH_CACHE") or user_cache_dir("cgdbench")) / "stepsizes"
 
 
+def save_npz(path: Path, **arrays) -> str:
+    """Write a cache entry atomically (an interrupted write leaves no half file); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return str(path)
+
+
 def _key(L, sketch, kind) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(L, dtype=np.float64).tobytes())
@@ -319,11 +328,7 @@ def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache
         info = {"solver": solver, "status": status, "seconds": time.perf_counter() - t0,
                 "residual_lambda": lam, "rescaled": lam > 1.0, "errors": errors}
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, D=D, solver=solver, residual=lam)
-            tmp.replace(path)
-            info["cache"] = str(path)
+            info["cache"] = save_npz(path, D=D, solver=solver, residual=lam)
         return D, info
     warnings.warn("det-CGD1 optimal stepsize: every solver failed (" + "; ".join(errors) +
                   "); falling back to the Theorem 2 scaling of W = L^-1", stacklevel=2)

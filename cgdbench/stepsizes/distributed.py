@@ -1,0 +1,406 @@
+"""Stepsizes for the distributed algorithms (det-CGD Section 5, Theorem 3 and Corollary 1).
+
+Setting: f = (1/n) Σ f_i, client i has smoothness matrix L_i, f has L = (1/n) Σ L_i.
+For a diagonal unbiased sketch S = Diag(s) with P = E[ssᵀ], the covariance
+C = E[(s − 1)(s − 1)ᵀ] = P − 11ᵀ is PSD and E[(S − I) M (S − I)] = C ∘ M.  So
+
+    Algorithm 1:  λ_D = max_i λ_max(L_i^{1/2} (C ∘ (DLD)) L_i^{1/2})      (Theorem 3)
+    Algorithm 2:  λ_D = max_i λ_max(L_i^{1/2} D (C ∘ L) D L_i^{1/2})
+
+(the second is not printed in the paper; the derivation is in docs/paper-notes.md §7).
+For a diagonal D the two coincide.  Corollary 1 asks for
+
+    (a) DLD ⪯ D,   (b) λ_D ≤ n/K,   (c) λ_D ≤ n ε² det(D)^{1/d} / (4 Δ^inf),
+    (d) K ≥ 12 (f(x⁰) − f^inf) / (det(D)^{1/d} ε²).
+
+(d) is a lower bound on det D, so it does not shape the optimum: when the best D
+misses it, Corollary 1 certifies nothing after K steps and the rule says so (a
+warning with the K it would need), since the paper's own experiment is in that regime.
+
+Rules (all return the largest D of their shape allowed by (a)-(c)):
+
+* ``corollary1`` — max log det D over *diagonal* D, solved exactly (barrier Newton
+  on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, see :func:`corollary1_diag`).
+* ``corollary1:RULE`` — the scalar line search D = βW over the shape W a
+  single-node rule builds (λ_{βW} = β² λ_W, det(βW)^{1/d} = β det(W)^{1/d}):
+  β = min(1/λ_max(W^{1/2} L W^{1/2}), √(n/(K λ_W)), n ε² det(W)^{1/d}/(4 Δ^inf λ_W)).
+  ``corollary1:optimal`` gives a full D this way; the exact full-D program is not solved.
+* ``matrix-smoothness`` — DCGD (D = γI) with γ from Corollary 1 and the matrices L, L_i.
+* ``khaled-richtarik`` — DCGD with the scalar theory of Khaled & Richtárik (2020,
+  Cor. 1 with the ABC constants of compressed gradients): A = ω L_max/n, B = 1,
+  C = 2 A Δ^inf with ω = max_j P_jj − 1, L_s = λ_max(L), L_max = max_i λ_max(L_i);
+  γ = min(1/L_s, 1/√(L_s A K), ε²/(2 L_s C)).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: the exact diagonal program keeps n stacked d×d matrices per Newton step
+MAX_DIAG_PROGRAM_WORK = 400 * 200 ** 3   # n·d³ limit (about a minute on 2 cores)
+
+
+@dataclass(frozen=True, eq=False)
+class Setting:
+    """What Corollary 1 needs besides the sketch and L."""
+
+    client_L: np.ndarray            # (n, d, d)
+    K: int
+    eps2: float
+    delta_inf: float                # Δ^inf = f^inf − (1/n) Σ f_i^inf (an estimate, see estimate_inf)
+    f0_gap: float                   # f(x⁰) − f^inf (an estimate)
+    source: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.client_L.shape[0])
+
+
+def _roots(client_L) -> np.ndarray:
+    """L_i^{1/2} for a stack of PSD matrices."""
+    Ls = np.asarray(client_L, dtype=float)
+    Ls = 0.5 * (Ls + np.swapaxes(Ls, 1, 2))
+    w, V = np.linalg.eigh(Ls)
+    return (V * np.sqrt(np.clip(w, 0.0, None))[:, None, :]) @ np.swapaxes(V, 1, 2)
+
+
+def covariance(sketch) -> np.ndarray:
+    """C = E[(s − 1)(s − 1)ᵀ] = P − 11ᵀ (PSD), so E[(S − I) M (S − I)] = C ∘ M."""
+    return sketch.moment_matrix() - 1.0
+
+
+def noise_matrix(D, sketch, L, family: str = "det-cgd1") -> np.ndarray:
+    """The matrix whose L_i-sandwich λ_D maximizes: C∘(DLD) (Algorithm 1) or D(C∘L)D (Algorithm 2)."""
+    D = np.asarray(D, dtype=float)
+    C = covariance(sketch)
+    if family == "det-cgd1":
+        return C * (D @ L @ D)
+    if family == "det-cgd2":
+        return D @ (C * L) @ D
+    from . import FAMILIES
+    from ..errors import choices_error
+    raise choices_error("algorithm family", family, FAMILIES)
+
+
+def lambda_D(D, sketch, L, client_L, family: str = "det-cgd1") -> float:
+    """Theorem 3's λ_D (Algorithm 1) or its Algorithm 2 analogue; see the module docstring."""
+    from . import sym_power
+    V = noise_matrix(D, sketch, np.asarray(L, dtype=float), family)
+    Vh = sym_power(V, 0.5)                     # λ_max(L_i^{1/2} V L_i^{1/2}) = λ_max(V^{1/2} L_i V^{1/2})
+    X = Vh @ np.asarray(client_L, dtype=float) @ Vh
+    return float(np.linalg.eigvalsh(0.5 * (X + np.swapaxes(X, 1, 2)))[:, -1].max())
+
+
+def _nbhd_const(s: Setting) -> float:
+    """c of (c): λ_D ≤ c det(D)^{1/d}; inf when Δ^inf = 0 (no neighbourhood term)."""
+    return s.n * s.eps2 / (4.0 * s.delta_inf) if s.delta_inf > 0 else math.inf
+
+
+def report(D, sketch, L, s: Setting, family: str) -> dict:
+    """Corollary 1's quantities for a stepsize D: λ_D, each condition, (20)'s right-hand side."""
+    from . import _lam_max_pencil
+    Dd = np.asarray(D, dtype=float)
+    d = Dd.shape[0]
+    sign, ld = np.linalg.slogdet(Dd)
+    g = math.exp(ld / d)
+    lam = lambda_D(Dd, sketch, L, s.client_L, family)
+    a = _lam_max_pencil(Dd @ L @ Dd, Dd)
+    c = _nbhd_const(s)
+    k_req = 12.0 * s.f0_gap / (g * s.eps2)
+    growth = math.exp(min(700.0, s.K * math.log1p(lam / s.n)))
+    return {"lambda_D": lam, "det_root": g, "DLD_le_D": a, "n_over_K": s.n / s.K,
+            "nbhd_limit": c * g, "K": s.K, "K_required": k_req,
+            "bound_20": 2 * growth * s.f0_gap / (g * s.K) + 2 * lam * s.delta_inf / (g * s.n),
+            "eps2": s.eps2, "delta_inf": s.delta_inf, "f0_gap": s.f0_gap, "n": s.n}
+
+
+def line_search(W, sketch, L, s: Setting, family: str):
+    """Largest β with D = βW satisfying (a)-(c); returns ``(β, binding condition)``."""
+    from . import _lam_max_pencil
+    W = np.asarray(W, dtype=float)
+    d = W.shape[0]
+    lam_w = lambda_D(W, sketch, L, s.client_L, family)
+    g = math.exp(np.linalg.slogdet(W)[1] / d)
+    cands = {"(a) DLD ⪯ D": 1.0 / _lam_max_pencil(W @ L @ W, W)}
+    if lam_w > 0:
+        cands["(b) λ_D ≤ n/K"] = math.sqrt(s.n / (s.K * lam_w))
+        c = _nbhd_const(s)
+        if math.isfinite(c):
+            cands["(c) λ_D ≤ nε²det(D)^{1/d}/(4Δ^inf)"] = c * g / lam_w
+    binding = min(cands, key=cands.get)
+    return cands[binding], binding
+
+
+def khaled_richtarik(sketch, L, s: Setting):
+    """DCGD's scalar γ (Khaled & Richtárik 2020, Cor. 1); returns ``(γ, info)``."""
+    Ls = float(np.linalg.eigvalsh(0.5 * (L + L.T))[-1])
+    Lmax = float(np.linalg.eigvalsh(0.5 * (s.client_L + np.swapaxes(s.client_L, 1, 2)))[:, -1].max())
+    omega = float(np.diag(sketch.moment_matrix()).max() - 1.0)
+    A = omega * Lmax / s.n
+    C = 2.0 * A * s.delta_inf
+    cands = {"1/(L B)": 1.0 / Ls}
+    if A > 0:
+        cands["1/√(L A K)"] = 1.0 / math.sqrt(Ls * A * s.K)
+    if C > 0:
+        cands["ε²/(2 L C)"] = s.eps2 / (2.0 * Ls * C)
+    binding = min(cands, key=cands.get)
+    d0 = s.f0_gap
+    k_req = 12 * d0 * Ls / s.eps2 * max(1.0, 12 * d0 * A / s.eps2, 2 * C / s.eps2)
+    return cands[binding], {"binding": binding, "L": Ls, "L_max": Lmax, "omega": omega, "A": A, "B": 1.0,
+                            "C": C, "K_required_KR": k_req}
+
+
+# --- the exact diagonal program -------------------------------------------------
+def _program(sketch, L, s: Setting):
+    """φ_t, its derivatives, a strictly feasible start (δ, τ) and the barrier parameter θ."""
+    from . import sym_power
+    L = 0.5 * (L + L.T)
+    d, n = L.shape[0], s.n
+    Rs = _roots(s.client_L)
+    R = sym_power(L, 0.5)
+    G = covariance(sketch) * L
+    c = _nbhd_const(s)
+    bK = n / s.K
+    eye = np.eye(d)
+
+    def parts(delta, tau):
+        """Per-client matrices; None if infeasible."""
+        U = (Rs * delta[None, None, :]) @ G
+        A = (U * delta[None, None, :]) @ Rs
+        Mi = tau * eye - 0.5 * (A + np.swapaxes(A, 1, 2))
+        try:
+            Ch = np.linalg.cholesky(Mi)
+        except np.linalg.LinAlgError:
+            return None
+        return U, Mi, Ch
+
+    def phi(t, delta, tau):
+        if np.any(delta <= 0) or tau <= 0 or tau >= bK:
+            return math.inf
+        gm = math.exp(np.mean(np.log(delta)))
+        h = c * gm - tau if math.isfinite(c) else 1.0
+        if h <= 0:
+            return math.inf
+        p = parts(delta, tau)
+        if p is None:
+            return math.inf
+        try:
+            Ca = np.linalg.cholesky(eye - (R * delta) @ R)
+        except np.linalg.LinAlgError:
+            return math.inf
+        return (-t * np.sum(np.log(delta)) - 2 * np.log(np.diagonal(p[2], axis1=1, axis2=2)).sum()
+                - 2 * np.log(np.diag(Ca)).sum() - math.log(bK - tau) - math.log(h))
+
+    def derivs(t, delta, tau):
+        """Gradient and Hessian of φ_t in (δ, τ)."""
+        U, Mi, Ch = parts(delta, tau)
+        Y = np.linalg.inv(Mi)
+        YR = Y @ Rs
+        YU = Y @ U
+        Z = Rs @ YR
+        Wm = Rs @ YU
+        V = np.swapaxes(U, 1, 2) @ YU
+        grad = np.empty(d + 1)
+        H = np.empty((d + 1, d + 1))
+        grad[:d] = -t / delta + 2 * np.einsum("ijj->j", Wm)
+        grad[d] = -np.einsum("ijj->", Y)
+        H[:d, :d] = 2 * (G * Z.sum(0) + (Z * V).sum(0) + (Wm * np.swapaxes(Wm, 1, 2)).sum(0))
+        H[:d, :d] += np.diag(t / delta ** 2)
+        H[:d, d] = H[d, :d] = -2 * np.einsum("ilj,ilj->j", YR, YU)
+        H[d, d] = float(np.sum(Y * Y))
+        # (a)
+        Ea = np.linalg.inv(eye - (R * delta) @ R)
+        Za = R @ Ea @ R
+        grad[:d] += np.diag(Za)
+        H[:d, :d] += Za * Za
+        # (b)
+        sb = bK - tau
+        grad[d] += 1.0 / sb
+        H[d, d] += 1.0 / sb ** 2
+        # (c)
+        if math.isfinite(c):
+            gm = math.exp(np.mean(np.log(delta)))
+            h = c * gm - tau
+            dh = np.append(c * gm / (d * delta), -1.0)
+            d2h = np.zeros((d + 1, d + 1))
+            d2h[:d, :d] = c * gm * (np.outer(1 / delta, 1 / delta) / d ** 2 - np.diag(1 / (d * delta ** 2)))
+            grad -= dh / h
+            H += np.outer(dh, dh) / h ** 2 - d2h / h
+        return grad, 0.5 * (H + H.T)
+
+    # strictly feasible start: δ = σ diag(L)⁻¹/d, σ leaving slack in every constraint
+    u = 1.0 / (d * np.diag(L))
+    lam_u = lambda_D(np.diag(u), sketch, L, s.client_L)
+    gm_u = math.exp(np.mean(np.log(u)))
+    sigma = 0.5 / float(np.linalg.eigvalsh((R * u) @ R)[-1])
+    if lam_u > 0:
+        sigma = min(sigma, math.sqrt(0.25 * bK / lam_u), 0.25 * c * gm_u / lam_u)
+    delta = sigma * u
+    cap = min(bK, c * sigma * gm_u)
+    tau = math.sqrt(sigma * sigma * lam_u * cap) if lam_u > 0 else 0.5 * cap
+    if not math.isfinite(phi(1.0, delta, tau)):
+        raise RuntimeError("could not find a strictly feasible start for Corollary 1's program")
+    theta = d + n * d + 1 + (1 if math.isfinite(c) else 0)
+    return phi, derivs, delta, tau, theta
+
+
+def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int = 60, time_limit: float = 60.0):
+    """max Σ log δ over δ > 0 s.t. (a)-(c) for D = Diag(δ); returns ``(δ, status, certified)``.
+
+    Variables x = (δ, τ).  With G = C ∘ L and R_i = L_i^{1/2}, λ_D ≤ τ reads
+    τI − R_i Δ G Δ R_i ⪰ 0 (n LMIs, Δ = Diag(δ)); (a) reads I − R Δ R ⪰ 0 with
+    R = L^{1/2}; (b) n/K − τ ≥ 0; (c) c·gm(δ) − τ ≥ 0 (gm the geometric mean,
+    concave).  The barrier −t Σ log δ − Σ log det(·) − log(·) is convex and is
+    minimized by damped Newton steps on d + 1 variables; with r_j, u_j the j-th
+    columns of R_i and U = R_i Δ G, Y = (τI − A_i)⁻¹, Z = R_i Y R_i, W = R_i Y U,
+    V = Uᵀ Y U, one client's barrier has gradient 2 diag(W), −tr Y and Hessian
+    2 G∘Z + 2 Z∘V + 2 W∘Wᵀ, −2 diag(R_i Y² U), tr Y².  The objective gap after
+    the last stage is at most (d + n d + 2)/t; only the last centre must be accurate for
+    that bound, so earlier stages stop after ``max_newton`` steps.  On time-out the current
+    (strictly feasible) iterate is returned with ``certified`` False.
+    """
+    t_start = time.perf_counter()
+    phi, derivs, delta, tau, theta = _program(sketch, L, s)
+    d = L.shape[0]
+    t, newton, centred = theta / d, 0, False
+    while True:
+        centred = False
+        for _ in range(max_newton):
+            if time.perf_counter() - t_start > time_limit:
+                return delta, (f"time limit {time_limit:g} s reached at t = {t:.0e} after {newton} Newton steps: "
+                               "feasible, optimality not certified"), False
+            grad, H = derivs(t, delta, tau)
+            # Newton step in the scaled variables (δ_j, τ relative to their values)
+            sc = np.append(delta, tau)
+            Hs = H * np.outer(sc, sc)
+            step = -sc * np.linalg.solve(Hs, grad * sc)
+            newton += 1
+            dec = -float(grad @ step)
+            # intermediate centres loosely, the last one tightly
+            if dec / 2 <= (1e-9 if theta / t <= rtol * d else 1e-3):
+                centred = True
+                break
+            f0 = phi(t, delta, tau)
+            a = 1.0
+            while a > 1e-12:
+                if phi(t, delta + a * step[:d], tau + a * step[d]) <= f0 - 0.25 * a * dec:
+                    break
+                a *= 0.5
+            else:
+                centred = True                      # no descent left at this t (rounding): centred
+                break
+            delta, tau = delta + a * step[:d], tau + a * step[d]
+        final = theta / t <= rtol * d
+        if final and centred:                       # the gap bound θ/t needs only the last centre
+            break
+        if not final:
+            t *= 10.0
+    return delta, f"objective gap <= {theta / t:.1e}; {newton} Newton steps; λ_D bound τ = {tau:.4g}", True
+
+
+def best_diag_line_search(sketch, L, s: Setting):
+    """The best of the line searches over the diagonal shapes diag-inv, optimal-diag and I; (δ, shape)."""
+    from . import build
+    best = None
+    for shape in ("diag-inv", "optimal-diag", "identity-w"):
+        W, _ = build(shape, "det-cgd1", sketch, L)
+        w = np.diag(W.dense())
+        beta, _ = line_search(np.diag(w), sketch, L, s, "det-cgd1")
+        if best is None or np.sum(np.log(beta * w)) > np.sum(np.log(best[0])):
+            best = (beta * w, shape)
+    return best
+
+
+def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_limit: float = 60.0):
+    """:func:`corollary1_diag` with a disk cache keyed by (L, L_i, sketch, K, ε², Δ^inf); returns (δ, info)."""
+    from .optimal import _key, cache_dir, save_npz
+    d, n = L.shape[0], s.n
+    if n * d ** 3 > MAX_DIAG_PROGRAM_WORK:
+        raise ConfigError(f"stepsize 'corollary1': the exact diagonal program with n = {n} clients and d = {d} "
+                          f"(n·d³ = {n * d ** 3:.2g}) is beyond its limit n·d³ <= {MAX_DIAG_PROGRAM_WORK:.2g}; "
+                          "use the line search corollary1:RULE (e.g. corollary1:optimal-diag)")
+    h = hashlib.sha256(_key(L, sketch, "corollary1-diag").encode())
+    h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
+    h.update(repr((s.K, s.eps2, s.delta_inf, time_limit, "v1")).encode())
+    path = cache_dir() / f"cor1-{h.hexdigest()[:32]}.npz"
+    if use_cache and path.is_file():
+        z = np.load(path)
+        return z["delta"], {"status": str(z["status"]), "exact": bool(z["exact"]), "cache": str(path), "seconds": 0.0}
+    t0 = time.perf_counter()
+    try:
+        delta, status, exact = corollary1_diag(sketch, L, s, time_limit=time_limit)
+    except RuntimeError as exc:
+        delta, status, exact = None, f"barrier Newton failed ({exc})", False
+    if not exact:
+        # the barrier can crawl along the valley λ_D = c det(D)^{1/d}: keep the better feasible point
+        ls, shape = best_diag_line_search(sketch, L, s)
+        if delta is None or np.sum(np.log(ls)) > np.sum(np.log(delta)):
+            delta, status = ls, status + f"; using the line search over the diagonal shape {shape}"
+        else:
+            status += "; its iterate beats every diagonal line search and is used"
+    info = {"status": status, "exact": exact, "seconds": time.perf_counter() - t0}
+    if use_cache:
+        info["cache"] = save_npz(path, delta=delta, status=status, exact=exact)
+    return delta, info
+
+
+# --- Δ^inf and f(x⁰) − f^inf ------------------------------------------------------
+def _minimize(fg, x0, maxiter):
+    from scipy.optimize import minimize
+    r = minimize(fg, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "gtol": 1e-9, "ftol": 1e-15})
+    return float(r.fun), r.x, int(r.nit)
+
+
+def estimate_inf(problem, x0, maxiter: int = 2000, use_cache: bool = True) -> dict:
+    """Estimate f^inf and every f_i^inf by L-BFGS runs (cached on disk), and Δ^inf from them.
+
+    f^inf: from x⁰.  f_i^inf: the smaller of the runs from x⁰ and from the global
+    estimate x̂.  The problem is non-convex, so these are estimates (upper bounds on
+    each infimum), as in the paper, which runs GD to convergence.  Δ^inf ≥ 0 holds
+    exactly; a negative estimate (rounding) is clamped to 0.
+    """
+    from .optimal import cache_dir
+    h = hashlib.sha256()
+    for a in problem.kernel_data():
+        h.update(np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a).encode())
+    h.update(np.ascontiguousarray(x0, dtype=np.float64).tobytes())
+    h.update(f"{problem.name}|{maxiter}|v1".encode())
+    path = cache_dir() / f"inf-{h.hexdigest()[:32]}.json"
+    if use_cache and path.is_file():
+        return {**json.loads(path.read_text()), "cache": str(path)}
+    t0 = time.perf_counter()
+    f0 = problem.f(x0)
+    f_inf, xhat, nit = _minimize(problem.f_and_grad, x0, maxiter)
+    f_inf = min(f_inf, f0)
+    fi = []
+    for i in range(problem.n):
+        fg = lambda x, i=i: problem.client_f_and_grad(i, x)  # noqa: E731
+        fi.append(min(_minimize(fg, x0, maxiter)[0], _minimize(fg, xhat, maxiter)[0], fg(xhat)[0]))
+    delta = f_inf - float(np.mean(fi))
+    out = {"f_x0": f0, "f_inf": f_inf, "f_i_inf_mean": float(np.mean(fi)), "delta_inf": max(0.0, delta),
+           "delta_inf_raw": delta, "f0_gap": f0 - f_inf, "solver": f"L-BFGS-B (scipy), maxiter {maxiter}",
+           "iterations_global": nit, "seconds": time.perf_counter() - t0}
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out))
+        tmp.replace(path)
+    return out
+
+
+def setting_for(problem, x0, K: int, eps2, use_cache: bool = True) -> Setting:
+    """The Setting of a logistic-regression problem: client L_i, K, ε², estimated Δ^inf."""
+    if eps2 is None:
+        raise ConfigError("this stepsize needs the target ε² of Corollary 1: pass --eps2 (e.g. 1e-4, the paper's)")
+    if not (eps2 > 0 and math.isfinite(eps2)):
+        raise ConfigError(f"--eps2 {eps2!r}: ε² must be a finite number > 0")
+    est = estimate_inf(problem, x0, use_cache=use_cache)
+    Ls = np.stack([problem.client_smoothness(i) for i in range(problem.n)])
+    return Setting(Ls, int(K), float(eps2), est["delta_inf"], max(est["f0_gap"], 0.0), est)

@@ -1,0 +1,191 @@
+"""Distributed stepsizes (det-CGD Section 5): λ_D for Algorithms 1/2, Corollary 1's rules, DCGD baselines."""
+import math
+
+import numpy as np
+import pytest
+
+from cgdbench import RunConfig, compressors, run, stepsizes
+from cgdbench.errors import ConfigError
+from cgdbench.stepsizes import distributed as dist
+
+from . import naive
+
+
+def _clients(d, n, seed=3, rank=3):
+    rng = np.random.default_rng(seed)
+    Ls = []
+    for _ in range(n):
+        B = rng.normal(size=(rank, d))
+        Ls.append(B.T @ B / (4 * rank) + 0.2 * np.eye(d))
+    Ls = np.stack(Ls)
+    return Ls, Ls.mean(0)
+
+
+def _root(M):
+    w, V = np.linalg.eigh(M)
+    return (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+
+
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+def test_lambda_D_both_algorithms_against_enumeration(family):
+    """λ_D = max_i λ_max(E[L_i^½ (S−I) D L D (S−I) L_i^½]) (Alg. 1) or with D(T−I)L(T−I)D (Alg. 2)."""
+    d = 5
+    Ls, L = _clients(d, 3)
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(d, d))
+    D = B @ B.T / d + 0.1 * np.eye(d)          # a full D: the two algorithms differ
+    for spec, ptr in (("rand-k:2", [0, d]), ("bern-q:0.5", [0, 2, 5]), ("block-rand-k:1,2", [0, 2, 5])):
+        sk = compressors.make(spec, d, ptr)
+        ref = 0.0
+        for Li in Ls:
+            R = _root(Li)
+            E = np.zeros((d, d))
+            for p, s in naive.enumerate_sketch(sk):
+                SI = np.diag(s) - np.eye(d)
+                inner = SI @ D @ L @ D @ SI if family == "det-cgd1" else D @ SI @ L @ SI @ D
+                E += p * R @ inner @ R
+            ref = max(ref, np.linalg.eigvalsh(E)[-1])
+        assert dist.lambda_D(D, sk, L, Ls, family) == pytest.approx(ref, rel=1e-10)
+    # a diagonal D: the algorithms coincide (Figure 1's "the graphs coincide")
+    Dd = np.diag(np.diag(D))
+    assert dist.lambda_D(Dd, sk, L, Ls, "det-cgd1") == pytest.approx(dist.lambda_D(Dd, sk, L, Ls, "det-cgd2"),
+                                                                      rel=1e-12)
+
+
+def _cvxpy_diag(sk, L, s):
+    """Reference: Corollary 1's diagonal program as cvxpy LMIs (Clarabel), in units δ = σx, τ = σ²τ̃."""
+    import cvxpy as cp
+    d = L.shape[0]
+    W, _ = stepsizes.build("diag-inv", "det-cgd1", sk, L)
+    beta, _ = dist.line_search(W.dense(), sk, L, s, "det-cgd1")
+    sigma = beta * W.det_root()                   # a scale independent of the solver under test
+    G = dist.covariance(sk) * L
+    Bg = _root(G)
+    R = _root(L)
+    x = cp.Variable(d, pos=True)
+    tau = cp.Variable()
+    A = sigma * (R @ cp.diag(x) @ R)
+    cons = [0.5 * (A + A.T) << np.eye(d), sigma ** 2 * tau <= s.n / s.K]
+    for Li in s.client_L:
+        X = _root(Li) @ cp.diag(x) @ Bg
+        M = cp.bmat([[tau * np.eye(d), X], [X.T, np.eye(d)]])
+        cons.append(0.5 * (M + M.T) >> 0)
+    if s.delta_inf > 0:
+        cons.append(sigma * tau <= s.n * s.eps2 / (4 * s.delta_inf) * cp.geo_mean(x, approx=False))
+    prob = cp.Problem(cp.Maximize(cp.sum(cp.log(x))), cons)
+    prob.solve(solver="CLARABEL")
+    return prob.value + d * math.log(sigma)
+
+
+@pytest.mark.parametrize("spec, K, eps2, delta_inf, binding", [
+    ("rand-k:2", 50, 1.0, 0.0, "(b)"), ("rand-k:2", 50, 1e-3, 0.3, "(c)"), ("bern-q:0.9", 1, 1e3, 0.1, "(a)")])
+def test_corollary1_diag_is_the_optimum(spec, K, eps2, delta_inf, binding):
+    d = 6
+    Ls, L = _clients(d, 3)
+    s = dist.Setting(Ls, K, eps2, delta_inf, 1.0)
+    sk = compressors.make(spec, d)
+    delta, status, certified = dist.corollary1_diag(sk, L, s)
+    assert certified, status
+    logdet = float(np.sum(np.log(delta)))
+    assert logdet == pytest.approx(_cvxpy_diag(sk, L, s), abs=1e-4 * d)
+    rep = dist.report(np.diag(delta), sk, L, s, "det-cgd1")
+    assert rep["DLD_le_D"] <= 1 + 1e-9 and rep["lambda_D"] <= rep["n_over_K"] * (1 + 1e-9)
+    assert rep["lambda_D"] <= rep["nbhd_limit"] * (1 + 1e-9)
+    active = {"(a)": rep["DLD_le_D"], "(b)": rep["lambda_D"] / rep["n_over_K"],
+              "(c)": rep["lambda_D"] / rep["nbhd_limit"]}
+    assert active[binding] == pytest.approx(1.0, abs=1e-4)
+    # at least every diagonal line search
+    for shape in ("diag-inv", "optimal-diag", "identity-w"):
+        W, _ = stepsizes.build(shape, "det-cgd1", sk, L)
+        beta, _ = dist.line_search(W.dense(), sk, L, s, "det-cgd1")
+        assert logdet >= W.scaled(beta).logdet() - 1e-6
+
+
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+def test_line_search_is_the_largest_admissible_scale(family):
+    d = 6
+    Ls, L = _clients(d, 4, seed=5)
+    sk = compressors.make("rand-1", d)
+    for eps2, dinf in ((1e-2, 0.2), (10.0, 0.0), (1e-6, 1.0)):
+        s = dist.Setting(Ls, 30, eps2, dinf, 1.0)
+        for shape in ("l-inv", "diag-inv", "optimal"):
+            W, _ = stepsizes.build(shape, family, sk, L)
+            beta, binding = dist.line_search(W.dense(), sk, L, s, family)
+
+            def ok(b):
+                r = dist.report(b * W.dense(), sk, L, s, family)
+                return (r["DLD_le_D"] <= 1 + 1e-9 and r["lambda_D"] <= r["n_over_K"] * (1 + 1e-9)
+                        and r["lambda_D"] <= r["nbhd_limit"] * (1 + 1e-9))
+            assert ok(beta) and not ok(beta * (1 + 1e-6)), (shape, binding)
+
+
+def test_khaled_richtarik_formula_and_matrix_smoothness_beats_it():
+    d, n, K = 8, 4, 100
+    Ls, L = _clients(d, n, seed=11)
+    s = dist.Setting(Ls, K, 1e-3, 0.05, 2.0)
+    sk = compressors.make("rand-k:2", d)
+    gamma, info = dist.khaled_richtarik(sk, L, s)
+    Lf = np.linalg.eigvalsh(L)[-1]
+    Lmax = max(np.linalg.eigvalsh(Li)[-1] for Li in Ls)
+    omega = d / 2 - 1                                    # rand-k: E‖Sx‖² = (d/k)‖x‖²
+    A = omega * Lmax / n
+    C = 2 * A * s.delta_inf
+    assert gamma == pytest.approx(min(1 / Lf, 1 / math.sqrt(Lf * A * K), s.eps2 / (2 * Lf * C)), rel=1e-12)
+    # λ_max(C∘L) <= max C_jj λ_max(L), so the matrix bound admits at least the scalar γ
+    D, _ = stepsizes.build("matrix-smoothness", "det-cgd1", sk, L, setting=s)
+    assert D.kind == "scalar" and D.gamma >= gamma * (1 - 1e-12)
+    # the scalar γ satisfies Corollary 1 with the matrices too
+    rep = dist.report(gamma * np.eye(d), sk, L, s, "det-cgd1")
+    assert rep["DLD_le_D"] <= 1 + 1e-12 and rep["lambda_D"] <= min(rep["n_over_K"], rep["nbhd_limit"]) * (1 + 1e-9)
+
+
+def test_rules_parse_and_need_the_setting():
+    assert stepsizes.canonical("cor1:linv") == "corollary1:l-inv"
+    assert stepsizes.canonical("KR") == "khaled-richtarik"
+    for bad in ("corollary1:corollary1", "corollary1:nope", "corollary1:scalar:0.1", "khaled-richtarik:3"):
+        with pytest.raises(ConfigError):
+            stepsizes.parse(bad)
+    Ls, L = _clients(4, 2)
+    with pytest.raises(ConfigError, match="distributed setting"):
+        stepsizes.build("corollary1", "det-cgd1", compressors.make("rand-1", 4), L)
+    with pytest.raises(ConfigError, match="--eps2"):
+        RunConfig(stepsize="corollary1")
+    with pytest.raises(ConfigError, match="only applies"):
+        RunConfig(stepsize="diag-inv", eps2=1e-4)
+    with pytest.raises(ConfigError, match="eps2"):
+        RunConfig(stepsize="khaled-richtarik", eps2=-1.0)
+
+
+def test_runs_with_distributed_stepsizes(data_dir, tmp_path, monkeypatch):
+    """a1a, 10 clients: every rule runs, reports Corollary 1, and KR's γ is the most conservative."""
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
+    base = dict(dataset="a1a", clients=10, iters=50, eps2=1e-4, compressor="rand-1")
+    dets = {}
+    for rule in ("khaled-richtarik", "matrix-smoothness", "corollary1:diag-inv", "corollary1:optimal-diag"):
+        for algo in ("det-cgd1", "det-cgd2"):
+            tr = run(RunConfig(**base, stepsize=rule, algorithm=algo), data_dir=data_dir)
+            assert tr.status == "completed"
+            st = tr.meta["stepsize"]
+            cor = st["corollary1"]
+            assert cor["DLD_le_D"] <= 1 + 1e-9 and cor["lambda_D"] <= cor["n_over_K"] * (1 + 1e-9)
+            assert cor["lambda_D"] <= cor["nbhd_limit"] * (1 + 1e-9) or rule == "khaled-richtarik"
+            assert any("Corollary 1 needs" in w for w in tr.meta["warnings"])  # a1a at ε² = 1e-4: far from it
+            assert "Corollary 1" in tr.summary()
+            dets[rule, algo] = tr.meta["det_root"]
+    est = st and tr.meta["stepsize"]["inf_estimate"]
+    assert 0 <= est["delta_inf"] <= est["f_inf"] and est["f_inf"] <= est["f_x0"]
+    for algo in ("det-cgd1", "det-cgd2"):
+        assert dets["khaled-richtarik", algo] <= dets["matrix-smoothness", algo] * (1 + 1e-12)
+        assert dets["matrix-smoothness", algo] < dets["corollary1:optimal-diag", algo]
+
+
+def test_estimate_inf_is_cached_and_consistent(data_dir, tmp_path, monkeypatch):
+    from cgdbench import data, problems
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
+    p = problems.get("logreg-nonconvex")(data.load("a1a", data_dir=data_dir), lam=0.1, clients=5)
+    x0 = p.x0("ones-over-sqrt-d")
+    a = dist.estimate_inf(p, x0)
+    b = dist.estimate_inf(p, x0)
+    assert "cache" in b and b["delta_inf"] == a["delta_inf"]
+    # each f_i^inf estimate is at most f_i at the global estimate's point: Δ̂ ≤ f̂ − mean f_i(x̂) + ...
+    assert a["f_i_inf_mean"] <= a["f_inf"] + 1e-12 and a["f0_gap"] > 0
