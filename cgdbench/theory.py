@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import compressors, stepsizes
+from .stepsizes.distributed import lambda_D  # noqa: F401  (Theorem 3's λ_D, re-exported)
 
 RTOL = 1e-6
 
@@ -241,15 +242,3 @@ def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None) -> lis
                         "G_KD_mean": mean, "G_KD_stderr": se, "bound": float(bound), "verdict": verdict})
     return out
 
-
-def lambda_D(D: np.ndarray, sketch, L: np.ndarray, client_L) -> float:
-    """Theorem 3's λ_D for Algorithm 1 (distributed det-CGD1):
-
-        λ_D = max_i λ_max(E[L_i^{1/2} (S_i − I) D L D (S_i − I) L_i^{1/2}]).
-
-    For a diagonal unbiased sketch E[(S − I) M (S − I)] = E[S M S] − M = (P − 1) ∘ M.
-    """
-    D = np.asarray(D, dtype=float)
-    M = D @ L @ D
-    V = sketch.second_moment(M) - M
-    return max(_lmax_sandwich(Li, V) for Li in client_L)

@@ -43,8 +43,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-#: the exact diagonal program keeps n stacked d×d matrices per Newton step
-MAX_DIAG_PROGRAM_WORK = 400 * 200 ** 3   # n·d³ limit (about a minute on 2 cores)
+#: the exact diagonal program does about 8 d×d products per client and Newton step: n·d³ limit
+MAX_DIAG_PROGRAM_WORK = 400 * 200 ** 3
 
 
 @dataclass(frozen=True, eq=False)
