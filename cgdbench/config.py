@@ -102,7 +102,7 @@ class RunConfig:
         s("compressor", name + (":" + params if params else ""))
         if self.stepsize is None:
             s("stepsize", f"scalar:{self.lr!r}" if sgd else "diag-inv")
-        sname, gamma = stepsizes.parse(self.stepsize)
+        sname, param = stepsizes.parse(self.stepsize)
         s("stepsize", stepsizes.canonical(self.stepsize))
         if sname in stepsizes.DISTRIBUTED:
             if self.eps2 is None:
@@ -112,7 +112,7 @@ class RunConfig:
         elif self.eps2 is not None:
             raise ConfigError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
                               f"not to {self.stepsize!r}")
-        if sgd and (sname != "scalar" or (gamma is not None and gamma != self.lr)):
+        if sgd and (sname != "scalar" or (param is not None and param != self.lr)):
             raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr (η = {self.lr:g}); "
                               f"drop --stepsize {self.stepsize!r}")
         algo.check(self.compressor, self.stepsize)

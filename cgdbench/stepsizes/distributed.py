@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, choices_error
 
 #: the exact diagonal program does about 8 d×d products per client and Newton step: n·d³ limit
 MAX_DIAG_PROGRAM_WORK = 400 * 200 ** 3
@@ -84,9 +84,7 @@ def noise_matrix(D, sketch, L, family: str = "det-cgd1") -> np.ndarray:
         return C * (D @ L @ D)
     if family == "det-cgd2":
         return D @ (C * L) @ D
-    from . import FAMILIES
-    from ..errors import choices_error
-    raise choices_error("algorithm family", family, FAMILIES)
+    raise choices_error("algorithm family", family, ("det-cgd1", "det-cgd2"))
 
 
 def lambda_D(D, sketch, L, client_L, family: str = "det-cgd1") -> float:
@@ -108,8 +106,7 @@ def report(D, sketch, L, s: Setting, family: str) -> dict:
     from . import _lam_max_pencil
     Dd = np.asarray(D, dtype=float)
     d = Dd.shape[0]
-    sign, ld = np.linalg.slogdet(Dd)
-    g = math.exp(ld / d)
+    g = math.exp(np.linalg.slogdet(Dd)[1] / d)
     lam = lambda_D(Dd, sketch, L, s.client_L, family)
     a = _lam_max_pencil(Dd @ L @ Dd, Dd)
     c = _nbhd_const(s)
@@ -269,7 +266,7 @@ def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int =
     t_start = time.perf_counter()
     phi, derivs, delta, tau, theta = _program(sketch, L, s)
     d = L.shape[0]
-    t, newton, centred = theta / d, 0, False
+    t, newton = theta / d, 0
     while True:
         centred = False
         for _ in range(max_newton):
