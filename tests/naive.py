@@ -43,6 +43,16 @@ def logreg_client(A, b, lam, x):
     return loss + reg, g + greg
 
 
+def least_squares_client(A, b, lam, x):
+    """Ridge least squares f_i = ‖A x − b‖²/(2m) + (λ/2)‖x‖² and its gradient."""
+    r = A @ x - b
+    return 0.5 * r @ r / A.shape[0] + 0.5 * lam * x @ x, A.T @ r / A.shape[0] + lam * x
+
+
+def client_oracle(problem):
+    return least_squares_client if problem.name == "least-squares" else logreg_client
+
+
 def client_blocks(problem):
     A = sp.csr_matrix((problem.values, problem.indices, problem.indptr), shape=(problem.m, problem.d))
     return [(A[problem.client_ptr[i]:problem.client_ptr[i + 1]], problem.b[problem.client_ptr[i]:problem.client_ptr[i + 1]])
@@ -50,7 +60,9 @@ def client_blocks(problem):
 
 
 def logreg(problem, x):
-    parts = [logreg_client(A, b, problem.lam, x) for A, b in client_blocks(problem)]
+    """f and ∇f of a CSR-data problem (logistic or least squares) as the mean over clients."""
+    oracle = client_oracle(problem)
+    parts = [oracle(A, b, problem.lam, x) for A, b in client_blocks(problem)]
     return np.mean([p[0] for p in parts]), np.mean([p[1] for p in parts], axis=0)
 
 
@@ -58,7 +70,10 @@ def smoothness(problem):
     Ls = []
     for A, _ in client_blocks(problem):
         Ad = A.toarray()
-        Ls.append(Ad.T @ Ad / (4 * Ad.shape[0]) + 2 * problem.lam * np.eye(problem.d))
+        if problem.name == "least-squares":  # the Hessian
+            Ls.append(Ad.T @ Ad / Ad.shape[0] + problem.lam * np.eye(problem.d))
+        else:
+            Ls.append(Ad.T @ Ad / (4 * Ad.shape[0]) + 2 * problem.lam * np.eye(problem.d))
     return np.mean(Ls, axis=0)
 
 
@@ -134,11 +149,12 @@ def det_cgd(problem, sketch, D, family, K, seed, x0):
     Dd = D.dense()
     d = problem.d
     clients = client_blocks(problem)
+    oracle = client_oracle(problem)
     det_root = math.exp(np.linalg.slogdet(Dd)[1] / d)
     x = x0.copy()
     rows = {"loss": [], "gns": [], "gnsD": [], "nnz": []}
     for k in range(K + 1):
-        parts = [logreg_client(A, b, problem.lam, x) for A, b in clients]
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
         grad = np.mean([p[1] for p in parts], axis=0)
         rows["loss"].append(np.mean([p[0] for p in parts]))
         rows["gns"].append(grad @ grad)

@@ -15,34 +15,35 @@ from cgdbench.errors import ConfigError
 from . import naive
 
 CASES = [
-    ("gd", "identity", "scalar", 1),
-    ("gd", "identity", "l-inv", 3),
-    ("det-cgd1", "rand-1", "diag-inv", 1),
-    ("det-cgd1", "rand-k:3", "l-inv", 4),
-    ("det-cgd1", "bern-q:0.5", "identity-w", 3),
-    ("det-cgd1", "importance-rand-1", "l-inv-sqrt", 2),
-    ("det-cgd2", "rand-1", "optimal", 1),
-    ("det-cgd2", "block-rand-k:1", "l-inv", 5),
-    ("det-cgd2", "bern-q:0.3,0.9", "optimal", 3),
-    ("dcgd", "rand-k:2", "scalar", 6),
+    ("logreg-nonconvex", "gd", "identity", "scalar", 1),
+    ("logreg-nonconvex", "gd", "identity", "l-inv", 3),
+    ("logreg-nonconvex", "det-cgd1", "rand-1", "diag-inv", 1),
+    ("logreg-nonconvex", "det-cgd1", "rand-k:3", "l-inv", 4),
+    ("logreg-nonconvex", "det-cgd1", "bern-q:0.5", "identity-w", 3),
+    ("logreg-nonconvex", "det-cgd1", "importance-rand-1", "l-inv-sqrt", 2),
+    ("logreg-nonconvex", "det-cgd2", "rand-1", "optimal", 1),
+    ("logreg-nonconvex", "det-cgd2", "block-rand-k:1", "l-inv", 5),
+    ("logreg-nonconvex", "det-cgd2", "bern-q:0.3,0.9", "optimal", 3),
+    ("logreg-nonconvex", "dcgd", "rand-k:2", "scalar", 6),
+    ("least-squares", "det-cgd1", "rand-k:3", "optimal", 3),
+    ("least-squares", "det-cgd2", "bern-q:0.5", "l-inv", 2),
 ]
 
 
 def built_for(small_dataset, **kw):
     cfg = RunConfig(**{"lam": 0.1, "seed": 3, "iters": 15, **kw})
-    from cgdbench.problems import LogRegNonconvex
-    from cgdbench import compressors, stepsizes
-    p = LogRegNonconvex(small_dataset, lam=cfg.lam, clients=cfg.clients, blocks=cfg.blocks)
+    from cgdbench import compressors, problems, stepsizes
+    p = problems.get(cfg.problem)(small_dataset, lam=cfg.lam, clients=cfg.clients, blocks=cfg.blocks)
     L = p.smoothness()
     sk = compressors.make(cfg.compressor, p.d, p.block_ptr, np.diag(L))
     D, info = stepsizes.build(cfg.stepsize, cfg.family, sk, L, p.block_ptr)
     return cfg, engine.Built(cfg, p, sk, D, L, info, p.x0(cfg.x0))
 
 
-@pytest.mark.parametrize("algorithm,compressor,stepsize,clients", CASES)
-def test_engine_matches_numpy_loop(small_dataset, algorithm, compressor, stepsize, clients):
-    cfg, b = built_for(small_dataset, algorithm=algorithm, compressor=compressor, stepsize=stepsize,
-                       clients=clients, blocks="4,8" if "block" in compressor or "bern" in compressor else None)
+@pytest.mark.parametrize("problem,algorithm,compressor,stepsize,clients", CASES)
+def test_engine_matches_numpy_loop(small_dataset, problem, algorithm, compressor, stepsize, clients):
+    cfg, b = built_for(small_dataset, problem=problem, algorithm=algorithm, compressor=compressor,
+                       stepsize=stepsize, clients=clients, blocks="4,8" if "block" in compressor or "bern" in compressor else None)
     tr = engine.run(cfg, built=b)
     ref, x_ref = naive.det_cgd(b.problem, b.sketch, b.D, cfg.family, cfg.iters, cfg.seed, b.x0)
     assert tr.status == "completed" and tr.iterations == cfg.iters

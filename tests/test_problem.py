@@ -1,17 +1,19 @@
-"""logreg-nonconvex: oracle vs NumPy twin, finite differences, smoothness matrices."""
+"""logreg-nonconvex and least-squares: oracle vs NumPy twin, finite differences, smoothness matrices."""
 import numpy as np
 import pytest
 
 from cgdbench.errors import ConfigError
-from cgdbench.problems import LogRegNonconvex, parse_blocks
+from cgdbench.problems import LeastSquares, LogRegNonconvex, parse_blocks
 
 from . import naive
 
 
-@pytest.fixture(params=[(1, "contiguous"), (5, "contiguous"), (7, "shuffled")])
+@pytest.fixture(params=[(LogRegNonconvex, 1, "contiguous"), (LogRegNonconvex, 5, "contiguous"),
+                        (LogRegNonconvex, 7, "shuffled"), (LeastSquares, 1, "contiguous"),
+                        (LeastSquares, 7, "shuffled")], ids=lambda p: f"{p[0].name}-n{p[1]}-{p[2]}")
 def problem(request, small_dataset):
-    n, split = request.param
-    return LogRegNonconvex(small_dataset, lam=0.2, clients=n, split=split, split_seed=4)
+    cls, n, split = request.param
+    return cls(small_dataset, lam=0.2, clients=n, split=split, split_seed=4)
 
 
 def test_f_and_grad_match_numpy(problem, rng):
@@ -87,3 +89,21 @@ def test_client_with_one_row(small_dataset):
     f0, g0 = naive.logreg(p, x)
     assert f == pytest.approx(f0, rel=1e-12)
     np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("lam", [0.2, 0.0])
+def test_least_squares_minimum_is_exact(small_dataset, lam):
+    """x* solves the normal equations; f* = f(x*) is below f along random directions and at GD iterates."""
+    p = LeastSquares(small_dataset, lam=lam, clients=3)
+    xs, fs = p.minimizer, p.f_lower
+    assert np.linalg.norm(p.grad(xs)) < 1e-12
+    L = p.smoothness()
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # a quadratic with Hessian L: f(x* + v) − f* = ½ vᵀLv exactly
+        v = rng.normal(size=p.d)
+        assert p.f(xs + v) - fs == pytest.approx(0.5 * v @ L @ v, rel=1e-9, abs=1e-13)
+    x = np.zeros(p.d)
+    step = 1 / np.linalg.eigvalsh(L)[-1]
+    for _ in range(2000):
+        x = x - step * p.grad(x)
+    assert fs <= p.f(x) <= fs + 1e-10

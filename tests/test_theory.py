@@ -117,3 +117,52 @@ def test_lambda_D_against_enumeration():
     assert theory.lambda_D(Dd, compressors.make("identity", d), L, Ls) == pytest.approx(0.0, abs=1e-12)
     # λ_{αD} = α² λ_D (Section 5)
     assert theory.lambda_D(0.5 * Dd, sk, L, Ls) == pytest.approx(0.25 * theory.lambda_D(Dd, sk, L, Ls), rel=1e-10)
+
+
+def _theorem1_runs(data_dir, seeds, scale=1.0, **kw):
+    """G_{K,D} per seed and Theorem 1's bound with the exact f* of least squares on a1a."""
+    import dataclasses
+
+    from cgdbench import RunConfig, engine
+    cfg = RunConfig(**{"problem": "least-squares", "dataset": "a1a", "lam": 0.1, "iters": 300, **kw})
+    b = engine.build(cfg, data_dir=data_dir)
+    b = dataclasses.replace(b, D=b.D.scaled(scale))
+    Gs, bound = [], None
+    for seed in seeds:
+        c = RunConfig(**{**cfg.to_dict(), "seed": seed})
+        tr = engine.run(c, built=dataclasses.replace(b, config=c))
+        assert tr.status == "completed"
+        Gs.append(tr.G_KD)
+        bound = 2 * (tr.loss[0] - b.problem.f_lower) / (tr.meta["det_root"] * cfg.iters)
+    return np.mean(Gs), np.std(Gs, ddof=1) / np.sqrt(len(Gs)) if len(Gs) > 1 else 0.0, bound
+
+
+def test_theorem1_on_a_quadratic_with_exact_fstar(data_dir):
+    """Theorem 1 where it is tight: f quadratic with Hessian L, f* exact.
+
+    On a quadratic, E f(x⁺) = f(x) − ‖∇f‖²_D + ½ ∇fᵀ D E[TLT] D ∇f for det-CGD2, so with
+    D = (E[TLT])⁻¹ every step descends by exactly ½‖∇f‖²_D in expectation and
+    E G_{K,D} = 2(f(x⁰) − E f(x^K))/(det(D)^{1/d} K): the bound up to the final gap.
+    GD with D = L⁻¹ attains the bound exactly.
+    """
+    seeds = range(16)
+    G, se, bound = _theorem1_runs(data_dir, [0], algorithm="gd", compressor="identity", stepsize="l-inv")
+    assert G == pytest.approx(bound, rel=1e-9)
+    for kw in (dict(algorithm="det-cgd2", compressor="rand-k:31", stepsize="optimal"),
+               dict(algorithm="det-cgd2", compressor="bern-q:0.3", stepsize="optimal", blocks="8"),
+               dict(algorithm="det-cgd1", compressor="rand-k:31", stepsize="diag-inv"),
+               dict(algorithm="det-cgd1", compressor="rand-1", stepsize="l-inv-sqrt")):
+        G, se, bound = _theorem1_runs(data_dir, seeds, **kw)
+        assert G <= bound + 3 * se, (kw, G, se, bound)
+        if kw["stepsize"] == "optimal":  # tight: the mean is near the bound, not far below it
+            assert G >= bound - 3 * se - 0.1 * bound, (kw, G, se, bound)
+
+
+def test_theorem1_check_detects_a_too_large_stepsize(data_dir):
+    """The same check fails when D breaks the stepsize condition: D = 1.6 (E[TLT])⁻¹.
+
+    Then E f(x⁺) = f − c(1 − c/2)‖∇f‖²_D₀ with c = 1.6, and G_{K,D}/bound → 1/(2 − c) = 2.5.
+    """
+    G, se, bound = _theorem1_runs(data_dir, range(16), scale=1.6, algorithm="det-cgd2", compressor="rand-k:31",
+                                  stepsize="optimal")
+    assert G > bound + 3 * se and G > 1.5 * bound, (G, se, bound)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._jit import njit_parallel, prange
 from ..compressors.sketches import sample_sketch
-from ..problems.logreg import logistic_client_grad, nonconvex_reg
+from ..problems.logreg import client_data_grad, regularizer
 from ..stepsizes.kernels import d_apply, d_quad, d_row_dot
 
 DET_CGD1, DET_CGD2 = 0, 1
@@ -42,7 +42,7 @@ def client_ranges(n: int) -> np.ndarray:
 
 @njit_parallel
 def det_cgd_chunk(k0, k1, K, log_every, family, x,
-                  indptr, indices, values, b, client_ptr, inv_m, lam,
+                  indptr, indices, values, b, client_ptr, inv_m, lam, kind,
                   sk_kind, sk_d, sk_k, sk_block_ptr, sk_block_k, sk_block_q, sk_cdf, sk_inv_p,
                   seed,
                   D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, D_det_root,
@@ -62,7 +62,7 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
-        reg = nonconvex_reg(x, lam, reg_grad)
+        reg = regularizer(kind, x, lam, reg_grad)
         if family == DET_CGD2 and send:
             d_apply(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, reg_grad, D_reg)
         for r in prange(n_ranges):
@@ -75,8 +75,8 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
             lsum = 0.0
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += logistic_client_grad(x, indptr, indices, values, b, client_ptr[i],
-                                             client_ptr[i + 1], inv_m[i], log_row, g, zbuf[r])
+                lsum += client_data_grad(kind, x, indptr, indices, values, b, client_ptr[i],
+                                         client_ptr[i + 1], inv_m[i], log_row, g, zbuf[r])
                 for u in range(d):
                     gsum[u] += g[u]
                 if send:

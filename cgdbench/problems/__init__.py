@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 from ..errors import choices_error
-from .logreg import MAX_DENSE_D, SPLITS, LogRegNonconvex, parse_blocks
+from .logreg import MAX_DENSE_D, SPLITS, LeastSquares, LogRegNonconvex, parse_blocks
 from .saddles import LinearAutoencoder, MLPAutoencoder, SaddleProblem, SaddleQuartic
 
 REGISTRY = {
     "logreg-nonconvex": LogRegNonconvex,
+    "least-squares": LeastSquares,
     "saddle-quartic": SaddleQuartic,
     "linear-autoencoder": LinearAutoencoder,
     "mlp-autoencoder": MLPAutoencoder,
 }
 ALIASES = {"logreg": "logreg-nonconvex", "logistic": "logreg-nonconvex", "quartic": "saddle-quartic",
+           "quadratic": "least-squares", "ridge": "least-squares", "ls": "least-squares",
            "linear-ae": "linear-autoencoder", "mlp-ae": "mlp-autoencoder", "autoencoder": "mlp-autoencoder"}
 
-__all__ = ["REGISTRY", "LogRegNonconvex", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
+__all__ = ["REGISTRY", "LogRegNonconvex", "LeastSquares", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
            "MLPAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get", "describe"]
 
 

@@ -1,4 +1,7 @@
-"""Logistic regression with the non-convex regularizer of the det-CGD experiments.
+"""Problems on CSR data split over clients: the det-CGD experiments' logistic regression
+with a non-convex regularizer, and ridge least squares (a quadratic with exact f*).
+
+Logistic regression:
 
     f_i(x) = (1/m_i) Σ_{j ∈ client i} log(1 + exp(-b_j a_jᵀ x)) + λ Σ_t x_t² / (1 + x_t²),
     f(x)   = (1/n) Σ_i f_i(x).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,23 +28,19 @@ from ..data import Dataset
 from ..errors import ConfigError
 
 MAX_DENSE_D = 4096
+#: problem kinds the jitted kernels take: loss and regularizer
+LOGISTIC, SQUARED = 0, 1
 SPLITS = ("contiguous", "shuffled")
 
 
-@njit
-def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
-    """Data part of a client's gradient into ``g`` (overwritten); returns the data loss (or 0).
+@njit_inline
+def row_dots(x, indptr, indices, values, r0, r1, zbuf):
+    """``zbuf[r - r0] = a_rᵀx`` for rows ``r0 <= r < r1`` of the CSR matrix.
 
-    ``g = (1/m_i) Σ_j -b_j σ(-b_j a_jᵀx) a_j`` over rows ``r0 <= j < r1``;
-    ``zbuf`` (length >= r1 - r0) is scratch.  Three passes (margins, link
-    function, scatter) rather than one: keeping the exp/log1p latency out of
-    the sparse loops makes the whole about 1.5x faster.
+    Four accumulators break the add-latency chain of the sparse dot product;
+    the order is fixed in code, so results do not depend on the machine.
     """
-    for t in range(g.shape[0]):
-        g[t] = 0.0
     for r in range(r0, r1):
-        # four accumulators break the add-latency chain of the sparse dot product;
-        # the order is fixed in code, so results do not depend on the machine
         z0 = 0.0
         z1 = 0.0
         z2 = 0.0
@@ -56,11 +56,34 @@ def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss
         while p < end:
             z0 += values[p] * x[indices[p]]
             p += 1
-        zbuf[r - r0] = b[r] * ((z0 + z1) + (z2 + z3))
+        zbuf[r - r0] = (z0 + z1) + (z2 + z3)
+
+
+@njit_inline
+def scatter_rows(indptr, indices, values, r0, r1, zbuf, g):
+    """``g = Σ_r zbuf[r - r0] a_r`` (``g`` overwritten)."""
+    for t in range(g.shape[0]):
+        g[t] = 0.0
+    for r in range(r0, r1):
+        c = zbuf[r - r0]
+        for p in range(indptr[r], indptr[r + 1]):
+            g[indices[p]] += c * values[p]
+
+
+@njit
+def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
+    """Data part of a client's gradient into ``g`` (overwritten); returns the data loss (or 0).
+
+    ``g = (1/m_i) Σ_j -b_j σ(-b_j a_jᵀx) a_j`` over rows ``r0 <= j < r1``;
+    ``zbuf`` (length >= r1 - r0) is scratch.  Three passes (margins, link
+    function, scatter) rather than one: keeping the exp/log1p latency out of
+    the sparse loops makes the whole about 1.5x faster.
+    """
+    row_dots(x, indptr, indices, values, r0, r1, zbuf)
     loss = 0.0
     for r in range(r0, r1):
         # stable σ(-t) and log(1 + e^{-t}) from one exp, without a data-dependent branch
-        t = zbuf[r - r0]
+        t = b[r] * zbuf[r - r0]
         a = abs(t)
         e = math.exp(-a)
         inv = 1.0 / (1.0 + e)
@@ -68,11 +91,30 @@ def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss
         if need_loss:
             loss += math.log1p(e) + 0.5 * (a - t)
         zbuf[r - r0] = -b[r] * s * inv_m
-    for r in range(r0, r1):
-        c = zbuf[r - r0]
-        for p in range(indptr[r], indptr[r + 1]):
-            g[indices[p]] += c * values[p]
+    scatter_rows(indptr, indices, values, r0, r1, zbuf, g)
     return loss * inv_m
+
+
+@njit
+def squared_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
+    """Least squares: ``g = (1/m_i) Σ_j (a_jᵀx − b_j) a_j``; returns ``(1/(2m_i)) Σ_j (a_jᵀx − b_j)²`` (or 0)."""
+    row_dots(x, indptr, indices, values, r0, r1, zbuf)
+    loss = 0.0
+    for r in range(r0, r1):
+        res = zbuf[r - r0] - b[r]
+        if need_loss:
+            loss += res * res
+        zbuf[r - r0] = res * inv_m
+    scatter_rows(indptr, indices, values, r0, r1, zbuf, g)
+    return 0.5 * loss * inv_m
+
+
+@njit
+def client_data_grad(kind, x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
+    """The data part of client ``[r0, r1)``'s loss and gradient for problem ``kind``."""
+    if kind == SQUARED:
+        return squared_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf)
+    return logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf)
 
 
 @njit_inline
@@ -87,19 +129,37 @@ def nonconvex_reg(x, lam, grad_out):
     return lam * v
 
 
+@njit_inline
+def ridge_reg(x, lam, grad_out):
+    """``(λ/2)‖x‖²``; its gradient ``λx`` goes into ``grad_out``."""
+    v = 0.0
+    for t in range(x.shape[0]):
+        v += x[t] * x[t]
+        grad_out[t] = lam * x[t]
+    return 0.5 * lam * v
+
+
+@njit_inline
+def regularizer(kind, x, lam, grad_out):
+    """The regularizer of problem ``kind`` (value; gradient into ``grad_out``)."""
+    if kind == SQUARED:
+        return ridge_reg(x, lam, grad_out)
+    return nonconvex_reg(x, lam, grad_out)
+
+
 @njit
-def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, g, scratch, zbuf):
+def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, kind, g, scratch, zbuf):
     """``f(x)`` and ``∇f(x)`` (into ``g``), clients summed in order."""
     n = client_ptr.shape[0] - 1
     for t in range(g.shape[0]):
         g[t] = 0.0
     loss = 0.0
     for i in range(n):
-        loss += logistic_client_grad(x, indptr, indices, values, b, client_ptr[i],
-                                     client_ptr[i + 1], inv_m[i], True, scratch, zbuf)
+        loss += client_data_grad(kind, x, indptr, indices, values, b, client_ptr[i],
+                                 client_ptr[i + 1], inv_m[i], True, scratch, zbuf)
         for t in range(g.shape[0]):
             g[t] += scratch[t]
-    reg = nonconvex_reg(x, lam, scratch)
+    reg = regularizer(kind, x, lam, scratch)
     for t in range(g.shape[0]):
         g[t] = g[t] / n + scratch[t]
     return loss / n + reg
@@ -162,11 +222,16 @@ class LogRegNonconvex:
 
     name = "logreg-nonconvex"
     family = "det-cgd"              # served by the det-CGD algorithms (needs L_i)
+    kind = LOGISTIC                 # loss and regularizer in the jitted kernels
     default_lam = 0.1
     default_x0 = "ones-over-sqrt-d"
     x0_choices = ("ones-over-sqrt-d", "zeros")
+    #: L_i = loss_curvature·A_iᵀA_i/m_i + reg_curvature·λI: σ' <= 1/4, and the
+    #: regularizer's second derivative (2 − 6x²)/(1 + x²)³ is at most 2
+    loss_curvature, reg_curvature = 0.25, 2.0
     #: a lower bound on f (loss and regularizer are non-negative), for Theorem 1's bound
     f_lower = 0.0
+    f_lower_exact = False
 
     def __post_init__(self):
         m, d = self.dataset.A.shape
@@ -229,7 +294,7 @@ class LogRegNonconvex:
     def kernel_data(self):
         """Arrays the engine kernels take, in their order."""
         return (self.indptr, self.indices, self.values, self.b, self.client_ptr, self.inv_m,
-                float(self.lam))
+                float(self.lam), self.kind)
 
     def _x(self, x):
         x = np.ascontiguousarray(x, dtype=np.float64)
@@ -247,7 +312,8 @@ class LogRegNonconvex:
         x = self._x(x)
         g = np.empty(self.d)
         v = objective_and_grad(x, self.indptr, self.indices, self.values, self.b, self.client_ptr,
-                               self.inv_m, float(self.lam), g, np.empty(self.d), np.empty(self.max_rows))
+                               self.inv_m, float(self.lam), self.kind, g, np.empty(self.d),
+                               np.empty(self.max_rows))
         return v, g
 
     def client_f_and_grad(self, i: int, x):
@@ -256,10 +322,10 @@ class LogRegNonconvex:
             raise ConfigError(f"client {i} out of range [0, {self.n})")
         x = self._x(x)
         g, r = np.empty(self.d), np.empty(self.d)
-        v = logistic_client_grad(x, self.indptr, self.indices, self.values, self.b,
-                                 self.client_ptr[i], self.client_ptr[i + 1], self.inv_m[i], True, g,
-                                 np.empty(self.max_rows))
-        v += nonconvex_reg(x, float(self.lam), r)
+        v = client_data_grad(self.kind, x, self.indptr, self.indices, self.values, self.b,
+                             self.client_ptr[i], self.client_ptr[i + 1], self.inv_m[i], True, g,
+                             np.empty(self.max_rows))
+        v += regularizer(self.kind, x, float(self.lam), r)
         return v, g + r
 
     # --- smoothness -------------------------------------------------------
@@ -270,17 +336,55 @@ class LogRegNonconvex:
                              shape=(r1 - r0, self.d))
 
     def client_smoothness(self, i: int) -> np.ndarray:
-        """``L_i = A_iᵀA_i/(4 m_i) + 2λI`` (dense d×d)."""
+        """``L_i = c A_iᵀA_i/m_i + c_r λI`` (dense d×d; c, c_r: :attr:`loss_curvature`, :attr:`reg_curvature`)."""
         Ai = self._rows(i)
-        Li = (Ai.T @ Ai).toarray() * (self.inv_m[i] / 4.0)
-        Li[np.diag_indices(self.d)] += 2.0 * self.lam
+        Li = (Ai.T @ Ai).toarray() * (self.inv_m[i] * self.loss_curvature)
+        Li[np.diag_indices(self.d)] += self.reg_curvature * self.lam
         return Li
 
-    def smoothness(self) -> np.ndarray:
-        """``L = (1/n) Σ L_i`` (dense d×d), from one weighted sparse product."""
+    def _weighted_gram(self) -> np.ndarray:
+        """``(1/n) Σ_i A_iᵀA_i/m_i`` (dense d×d), from one weighted sparse product."""
         A = sp.csr_matrix((self.values, self.indices, self.indptr), shape=(self.m, self.d))
-        w = np.repeat(self.inv_m, np.diff(self.client_ptr)) / (4.0 * self.n)
-        L = (A.T @ sp.diags(w) @ A).toarray()
-        L = 0.5 * (L + L.T)
-        L[np.diag_indices(self.d)] += 2.0 * self.lam
+        w = np.repeat(self.inv_m, np.diff(self.client_ptr)) / self.n
+        G = (A.T @ sp.diags(w) @ A).toarray()
+        return 0.5 * (G + G.T), A, w
+
+    def smoothness(self) -> np.ndarray:
+        """``L = (1/n) Σ L_i`` (dense d×d)."""
+        L = self._weighted_gram()[0] * self.loss_curvature
+        L[np.diag_indices(self.d)] += self.reg_curvature * self.lam
         return L
+
+
+@dataclass(frozen=True, eq=False)
+class LeastSquares(LogRegNonconvex):
+    """Ridge least squares (a quadratic with exact f*), rows split over n clients.
+
+        f_i(x) = (1/(2 m_i)) Σ_{j ∈ client i} (a_jᵀx − b_j)² + (λ/2)‖x‖²,   L_i = A_iᵀA_i/m_i + λI.
+
+    f is a quadratic with Hessian L, so the descent inequality behind Theorem 1
+    holds with equality in expectation and the theorem's bound can be checked
+    against the exact minimum f* (:attr:`f_lower`), not a loose lower bound.
+    """
+
+    name = "least-squares"
+    kind = SQUARED
+    default_lam = 0.1
+    default_x0 = "zeros"
+    loss_curvature, reg_curvature = 1.0, 1.0
+    f_lower_exact = True
+
+    @cached_property
+    def minimizer(self) -> np.ndarray:
+        """x* from the normal equations ``L x = (1/n) Σ_i A_iᵀ b_i / m_i`` (least-norm if L is singular)."""
+        L = self.smoothness()
+        _, A, w = self._weighted_gram()
+        rhs = A.T @ (w * self.b)
+        x = np.linalg.lstsq(L, rhs, rcond=None)[0]
+        # one step of iterative refinement: the residual in the same precision
+        return x + np.linalg.lstsq(L, rhs - L @ x, rcond=None)[0]
+
+    @cached_property
+    def f_lower(self) -> float:
+        """f* = f(x*), exact up to rounding."""
+        return self.f(self.minimizer)
