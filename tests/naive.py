@@ -59,7 +59,7 @@ def client_blocks(problem):
             for i in range(problem.n)]
 
 
-def logreg(problem, x):
+def objective(problem, x):
     """f and ∇f of a CSR-data problem (logistic or least squares) as the mean over clients."""
     oracle = client_oracle(problem)
     parts = [oracle(A, b, problem.lam, x) for A, b in client_blocks(problem)]

@@ -20,7 +20,7 @@ def test_f_and_grad_match_numpy(problem, rng):
     for _ in range(3):
         x = rng.normal(size=problem.d) * 2
         f, g = problem.f_and_grad(x)
-        f0, g0 = naive.logreg(problem, x)
+        f0, g0 = naive.objective(problem, x)
         assert f == pytest.approx(f0, rel=1e-12)
         np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-14)
 
@@ -44,7 +44,7 @@ def test_extreme_margins_are_finite(small_dataset):
     p = LogRegNonconvex(small_dataset, lam=0.1)
     for scale in (1e3, -1e3):
         f, g = p.f_and_grad(np.full(p.d, scale))
-        f0, g0 = naive.logreg(p, np.full(p.d, scale))
+        f0, g0 = naive.objective(p, np.full(p.d, scale))
         assert np.isfinite(f) and np.all(np.isfinite(g))
         assert f == pytest.approx(f0, rel=1e-12)
 
@@ -86,7 +86,7 @@ def test_client_with_one_row(small_dataset):
     p = LogRegNonconvex(small_dataset, lam=0.1, clients=60)
     x = np.linspace(-1, 1, p.d)
     f, g = p.f_and_grad(x)
-    f0, g0 = naive.logreg(p, x)
+    f0, g0 = naive.objective(p, x)
     assert f == pytest.approx(f0, rel=1e-12)
     np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-15)
 

@@ -342,16 +342,16 @@ class LogRegNonconvex:
         Li[np.diag_indices(self.d)] += self.reg_curvature * self.lam
         return Li
 
-    def _weighted_gram(self) -> np.ndarray:
-        """``(1/n) Σ_i A_iᵀA_i/m_i`` (dense d×d), from one weighted sparse product."""
+    def _weighted_rows(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """All rows A and their weights w = 1/(n m_i), so that (1/n) Σ_i A_iᵀA_i/m_i = Aᵀ Diag(w) A."""
         A = sp.csr_matrix((self.values, self.indices, self.indptr), shape=(self.m, self.d))
-        w = np.repeat(self.inv_m, np.diff(self.client_ptr)) / self.n
-        G = (A.T @ sp.diags(w) @ A).toarray()
-        return 0.5 * (G + G.T), A, w
+        return A, np.repeat(self.inv_m, np.diff(self.client_ptr)) / self.n
 
     def smoothness(self) -> np.ndarray:
-        """``L = (1/n) Σ L_i`` (dense d×d)."""
-        L = self._weighted_gram()[0] * self.loss_curvature
+        """``L = (1/n) Σ L_i`` (dense d×d), from one weighted sparse product."""
+        A, w = self._weighted_rows()
+        G = (A.T @ sp.diags(w) @ A).toarray()
+        L = 0.5 * (G + G.T) * self.loss_curvature
         L[np.diag_indices(self.d)] += self.reg_curvature * self.lam
         return L
 
@@ -378,7 +378,7 @@ class LeastSquares(LogRegNonconvex):
     def minimizer(self) -> np.ndarray:
         """x* from the normal equations ``L x = (1/n) Σ_i A_iᵀ b_i / m_i`` (least-norm if L is singular)."""
         L = self.smoothness()
-        _, A, w = self._weighted_gram()
+        A, w = self._weighted_rows()
         rhs = A.T @ (w * self.b)
         x = np.linalg.lstsq(L, rhs, rcond=None)[0]
         # one step of iterative refinement: the residual in the same precision
