@@ -133,6 +133,35 @@ def test_barrier_time_out_falls_back_to_clarabel(monkeypatch):
     assert "barrier-newton-cg: time limit 0 s reached" in info["errors"][0]
 
 
+def test_barrier_time_limit_returns_the_last_centre(monkeypatch):
+    """Past the first centre, a time-out keeps the solve's work: the last centre, feasible, not cached."""
+    class Clock:                                   # one "second" per reading: a limit of N s is N Newton steps
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+    L = random_L(9)
+    sk = compressors.make("rand-k:2", D)
+    full, _ = optimal._solve_barrier(sk.moment_matrix(), L, 600.0)
+    monkeypatch.setattr(optimal, "time", Clock())
+    cut, status = optimal._solve_barrier(sk.moment_matrix(), L, 40.0)
+    assert status.startswith("time limit 40 s reached: the centre at t = "), status
+    t = float(status.split("t = ")[1].split(",")[0])
+    assert 1.0 <= t < 1e6
+    assert exact_gap(cut, sk, L) >= 0.0
+    gap = np.linalg.slogdet(full)[1] - np.linalg.slogdet(cut)[1]
+    assert 0.0 < gap <= 1.2 * D / t, (gap, t)
+    with pytest.raises(RuntimeError, match="before the first centre"):
+        optimal._solve_barrier(sk.moment_matrix(), L, 2.0)
+    # through build: used with a warning, and not cached (a later run with more time does better)
+    monkeypatch.setattr(optimal, "_solve_barrier", lambda P, L, limit, solve=optimal._solve_barrier: solve(P, L, 40.0))
+    Dm, info = stepsizes.build("optimal", "det-cgd1", sk, L)
+    np.testing.assert_array_equal(Dm.dense(), cut)
+    assert info["solver"]["time_limited"] and "cache" not in info["solver"]
+    assert any("time limit 40 s reached" in w for w in info["warnings"])
+
+
 def test_solver_failure_falls_back_to_theorem2(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("solver exploded")
