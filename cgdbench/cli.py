@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"det-CGD methods: one of {_choices(stepsizes.describe())} (default diag-inv)")
     g.add_argument("--iters", type=int, default=1000, help="iterations K >= 1")
     g.add_argument("--eps2", type=float, default=None,
-                   help="target ε² of Corollary 1, for the stepsizes corollary1, matrix-smoothness and "
+                   help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness and "
                         "khaled-richtarik (the paper: 1e-4)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sketches' random streams")
     g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")

@@ -64,7 +64,7 @@ class RunConfig:
     compressor: str | None = None       # None: rand-1 for det-CGD methods, identity for sgd/ef-sgd
     stepsize: str | None = None         # None: diag-inv for det-CGD methods; sgd/ef-sgd: scalar:LR
     iters: int = 1000
-    eps2: float | None = None           # ε² of Corollary 1 (stepsizes corollary1, matrix-smoothness, khaled-richtarik)
+    eps2: float | None = None           # ε² of Corollary 1 (the stepsizes.DISTRIBUTED rules)
     seed: int = 0
     log_every: int = 1
     value_bits: int = 32

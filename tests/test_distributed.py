@@ -138,6 +138,80 @@ def test_corollary1_diag_checks_its_certificate(monkeypatch):
     np.testing.assert_allclose(delta, good, rtol=1e-9)        # λ_βD = β²λ_D: scaling recovers the optimum
 
 
+def _brute_force_full(sk, L, s, family):
+    """d = 2: max over every shape W(θ, ρ) = Rot(θ) Diag(1, e^ρ) Rot(θ)ᵀ of log det(β(W)W), β the line search."""
+    from scipy.optimize import minimize
+
+    def neg(p):
+        c, sn = math.cos(p[0]), math.sin(p[0])
+        Q = np.array([[c, -sn], [sn, c]])
+        W = Q @ np.diag([1.0, math.exp(p[1])]) @ Q.T
+        beta, _ = dist.line_search(W, sk, L, s, family)
+        return -(2 * math.log(beta) + p[1])
+    start = min(((th, r) for th in np.linspace(0, np.pi, 61) for r in np.linspace(-4, 4, 41)), key=neg)
+    res = minimize(neg, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 4000})
+    return -res.fun
+
+
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+@pytest.mark.parametrize("spec, ptr, K, eps2, delta_inf", [
+    ("rand-1", None, 50, 1e-3, 0.3), ("bern-q:0.7", None, 20, 1e-2, 0.05),
+    ("bern-q:0.5,0.8", [0, 1, 2], 50, 1e-3, 0.3), ("bern-q:0.5,0.8", [0, 1, 2], 20, 1e-2, 0.0)])
+def test_corollary1_full_against_brute_force(family, spec, ptr, K, eps2, delta_inf):
+    """d = 2, 3 clients: the full-D program finds the best D over every shape (each scaled by the line search).
+
+    (c) binds in the first and third case, (a) or (b) in the others; with two one-coordinate blocks
+    C is diagonal and Algorithms 1 and 2 have different optima (rank-one C gives the same value).
+    """
+    Ls, L = _clients(2, 3, seed=5, rank=1)
+    s = dist.Setting(Ls, K, eps2, delta_inf, 1.0)
+    sk = compressors.make(spec, 2, ptr)
+    D, status = dist.corollary1_full(sk, L, s, family)
+    assert np.linalg.slogdet(D)[1] == pytest.approx(_brute_force_full(sk, L, s, family), abs=1e-6), status
+    rep = dist.report(D, sk, L, s, family)
+    assert rep["DLD_le_D"] <= 1 + 1e-9
+    assert rep["lambda_D"] <= min(rep["n_over_K"], rep["nbhd_limit"]) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+def test_corollary1_full_beats_the_diagonal_program(family):
+    """d = 6, 3 clients: the full D is admissible and at least the exact diagonal optimum; with every L_i
+    diagonal the problem is invariant under D → EDE (E = Diag(±1)), so the two optima coincide."""
+    Ls, L = _clients(6, 3)
+    sk = compressors.make("rand-k:2", 6)
+    for s in (dist.Setting(Ls, 50, 1e-3, 0.3, 1.0), dist.Setting(Ls, 50, 1.0, 0.0, 1.0)):
+        D, status = dist.corollary1_full(sk, L, s, family)
+        delta, _, certified = dist.corollary1_diag(sk, L, s)
+        assert certified
+        rep = dist.report(D, sk, L, s, family)
+        assert rep["DLD_le_D"] <= 1 + 1e-9
+        assert rep["lambda_D"] <= min(rep["n_over_K"], rep["nbhd_limit"]) * (1 + 1e-9)
+        assert np.linalg.slogdet(D)[1] >= np.sum(np.log(delta)) + 1e-3, status    # strictly better here
+    Ld = np.stack([np.diag(np.diag(Li)) for Li in Ls])
+    s = dist.Setting(Ld, 50, 1e-3, 0.3, 1.0)
+    D, _ = dist.corollary1_full(sk, Ld.mean(0), s, family)
+    delta, _, _ = dist.corollary1_diag(sk, Ld.mean(0), s)
+    assert np.linalg.slogdet(D)[1] == pytest.approx(np.sum(np.log(delta)), abs=1e-5 * 6)
+
+
+def test_corollary1_full_rule_cache_and_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
+    Ls, L = _clients(4, 3)
+    s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
+    sk = compressors.make("rand-1", 4)
+    assert stepsizes.canonical("cor1-full") == "corollary1-full"
+    D, info = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
+    assert info["solver"]["solver"] == "CLARABEL" and "cache" in info["solver"]
+    again, info2 = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
+    assert info2["solver"]["status"] != "" and info2["solver"]["seconds"] == 0.0
+    np.testing.assert_array_equal(D.dense(), again.dense())
+    assert info["corollary1"]["lambda_D"] <= info["corollary1"]["nbhd_limit"] * (1 + 1e-9)
+    Ls, L = _clients(16, 30)
+    with pytest.raises(ConfigError, match=r"corollary1-full.*30 client LMIs of size 256.*use 'corollary1'"):
+        stepsizes.build("corollary1-full", "det-cgd1", compressors.make("rand-1", 16), L,
+                        setting=dist.Setting(Ls, 50, 1e-3, 0.3, 1.0))
+
+
 @pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
 def test_line_search_is_the_largest_admissible_scale(family):
     d = 6

@@ -191,17 +191,20 @@ REGISTRY = {
     "corollary1": Rule("corollary1", "[RULE]", "distributed (Algorithms 1/2): the best diagonal D under Corollary "
                                                "1 (DLD ⪯ D, λ_D ≤ min(n/K, nε²det(D)^1/d/(4Δinf))), or with RULE "
                                                "the largest βW for RULE's shape W; needs --eps2, K = --iters."),
+    "corollary1-full": Rule("corollary1-full", "", "distributed: the best full D under Corollary 1's "
+                                                   "conditions, by conic programs (Clarabel) with one LMI per "
+                                                   "client; small d and n only (n·m² <= 15,000); needs --eps2."),
     "matrix-smoothness": Rule("matrix-smoothness", "", "DCGD (γI) with γ from Corollary 1 and the smoothness "
                                                        "matrices L, L_i (Safaryan et al. 2021); needs --eps2."),
     "khaled-richtarik": Rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & "
                                                      "Richtárik (2020, Cor. 1); needs --eps2, K = --iters."),
 }
 #: rules that need the distributed setting (client L_i, K, ε², Δ^inf): see .distributed
-DISTRIBUTED = ("corollary1", "matrix-smoothness", "khaled-richtarik")
+DISTRIBUTED = ("corollary1", "corollary1-full", "matrix-smoothness", "khaled-richtarik")
 #: shapes ``corollary1:RULE`` can scale
 SHAPES = ("scalar", "identity-w", "diag-inv", "l-inv", "l-inv-sqrt", "optimal", "optimal-diag")
 ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "identity": "identity-w",
-           "cor1": "corollary1", "kr": "khaled-richtarik", "dcgd-matrix": "matrix-smoothness"}
+           "cor1": "corollary1", "cor1-full": "corollary1-full", "kr": "khaled-richtarik", "dcgd-matrix": "matrix-smoothness"}
 
 
 def parse(spec: str) -> tuple[str, float | str | None]:
@@ -295,6 +298,8 @@ def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None, setting
                                                f"({'; '.join(sinfo['errors'])}); using l-inv (Theorem 2)")
                 return D, {**fallback, "solver": sinfo}
             D = StepsizeMatrix.blocks(Dd, [0, d])
+            if sinfo.get("time_limited"):
+                info["warnings"].append(f"det-CGD1 optimal D ({sinfo['solver']}): {sinfo['status']}")
     elif name == "optimal-diag":
         from .optimal import optimal_diag
         A = sketch.second_moment(L)
@@ -351,7 +356,12 @@ def _build_distributed(name, shape, family, sketch, L, block_ptr, setting):
         info.update(binding=kr["binding"], khaled_richtarik=kr)
         k_req = kr["K_required_KR"]
     else:
-        if name == "corollary1" and shape is None:
+        if name == "corollary1-full":
+            _require_pd(L, "corollary1-full")
+            Dd, sinfo = dist.corollary1_full_cached(sketch, L, setting, family)
+            D = StepsizeMatrix.blocks(Dd, [0, d])
+            info.update(solver=sinfo, binding="full-D program")
+        elif name == "corollary1" and shape is None:
             _require_pd(L, "corollary1")
             delta, sinfo = dist.corollary1_diag_cached(sketch, L, setting)
             D = StepsizeMatrix.diagonal(delta)

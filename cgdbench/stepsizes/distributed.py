@@ -21,10 +21,14 @@ Rules (all return the largest D of their shape allowed by (a)-(c)):
 
 * ``corollary1`` — max log det D over *diagonal* D, solved exactly (barrier Newton
   on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, see :func:`corollary1_diag`).
+* ``corollary1-full`` — max log det D over *full* symmetric D (:func:`corollary1_full`):
+  log det programs with one LMI per client (size 2d for Algorithm 2; d(1 + rank C) for
+  Algorithm 1, a lifting), solved by Clarabel for a root-found λ_D level.  Small sizes only
+  (n·m² <= MAX_FULL_PROGRAM).
 * ``corollary1:RULE`` — the scalar line search D = βW over the shape W a
   single-node rule builds (λ_{βW} = β² λ_W, det(βW)^{1/d} = β det(W)^{1/d}):
   β = min(1/λ_max(W^{1/2} L W^{1/2}), √(n/(K λ_W)), n ε² det(W)^{1/d}/(4 Δ^inf λ_W)).
-  ``corollary1:optimal`` gives a full D this way; the exact full-D program is not solved.
+  ``corollary1:optimal`` gives a full D this way at any size.
 * ``matrix-smoothness`` — DCGD (D = γI) with γ from Corollary 1 and the matrices L, L_i.
 * ``khaled-richtarik`` — DCGD with the scalar theory of Khaled & Richtárik (2020,
   Cor. 1 with the ABC constants of compressed gradients): A = ω L_max/n, B = 1,
@@ -37,6 +41,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -370,6 +375,162 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
     if use_cache:
         info["cache"] = save_npz(path, delta=delta, status=status, exact=exact)
     return delta, info
+
+
+# --- the full-D program (conic, small sizes) ----------------------------------------
+def _full_lmis(sketch, family: str, d: int):
+    """(C's factor for Algorithm 1, else None; LMI size): λ_D ≤ u as ‖Y_i(D)‖² ≤ u, Y_i linear in D.
+
+    Algorithm 2: C∘L = BBᵀ, Y_i = L_i^½ D B (size 2d).  Algorithm 1: C = Σ_j c_j c_jᵀ, so
+    C∘(DLD) = Σ_j Diag(c_j) DLD Diag(c_j) and Y_i stacks L^½ D Diag(c_j) L_i^½ over the
+    r = rank C terms (size d(1 + r)): a lifting that keeps λ_D convex in D (Proposition 3).
+    """
+    C = covariance(sketch)
+    if family == "det-cgd2":
+        return None, 2 * d
+    w, E = np.linalg.eigh(0.5 * (C + C.T))
+    keep = w > 1e-12 * max(float(w[-1]), 1e-300)
+    return E[:, keep] * np.sqrt(w[keep]), d * (1 + int(keep.sum()))
+
+
+def full_program_size(sketch, family: str, d: int, n: int) -> int:
+    """n·m² (m the size of one client's LMI): what the full program's limit is measured in."""
+    return n * _full_lmis(sketch, family, d)[1] ** 2
+
+
+#: the full-D program: n client LMIs of size m, 6-15 Clarabel solves; at n·m² ≈ 1e4 each solve
+#: takes ~3 s (d = 16, 10 clients, Algorithm 2: 39 s in all), and n·m² ≈ 3e4 did not finish in 60 s
+MAX_FULL_PROGRAM = 15_000
+
+
+def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str = "CLARABEL",
+                    time_limit: float = 120.0):
+    """max log det D over *full* symmetric D under Corollary 1 (a)-(c); returns ``(D, status)``.
+
+    Scaled by a feasible point D₀ = β₀ Diag(L)⁻¹ (the line search): D = σX with
+    σ = det(D₀)^{1/d}, and λ_D ≤ λ₀v with λ₀ = λ_D(D₀), so X and v are of order one.  For a
+    fixed v, P(v) = max log det X subject to
+
+        (a) DLD ⪯ D:            [[X, √σ X L^½], [√σ L^½ X, I]] ⪰ 0
+        λ_D ≤ λ₀v:              [[v I, Y_iᵀ], [Y_i, I]] ⪰ 0 for every client (Y_i ∝ _full_lmis)
+
+    is a log det program with LMIs (cvxpy, a parameter v: canonicalized once).  (b) is
+    v ≤ v_b = n/(Kλ₀); (c) is log det X ≥ d log(λ₀v/(cσ)).  The value V(v) of P(v) grows at
+    most like (d/2) log v (shrinking X by β keeps (a) and scales λ_D by β²), so
+    h(v) = V(v) − d log(λ₀v/(cσ)) is decreasing, h(1) ≥ 0 (D₀ is feasible), and the optimum is
+    P(v*) with v* = v_b if h(v_b) ≥ 0, else the root of h (Brent on log v).  Writing (c)
+    directly (det(X)^{1/d} as a geometric mean under an LMI) made Clarabel stall and SCS
+    return inaccurate points; this way every solve is a plain log det program.
+
+    The returned D is scaled by the line search (largest β with βD admissible), so it
+    satisfies (a)-(c) exactly whatever the solver's tolerance; the status says by how much.
+    """
+    import cvxpy as cp
+    from scipy.optimize import brentq
+
+    from . import sym_power
+    t_start = time.perf_counter()
+    L = 0.5 * (L + L.T)
+    d = L.shape[0]
+    factor, _ = _full_lmis(sketch, family, d)
+    W0 = np.diag(1.0 / np.diag(L))
+    D0 = line_search(W0, sketch, L, s, family)[0] * W0
+    sigma = math.exp(np.mean(np.log(np.diag(D0))))
+    lam0 = lambda_D(D0, sketch, L, s.client_L, family)
+    R = sym_power(L, 0.5)
+    X = cp.Variable((d, d), symmetric=True)
+    v = cp.Parameter(nonneg=True)
+    eye = np.eye(d)
+
+    def psd(blocks):
+        M = cp.bmat(blocks)
+        return 0.5 * (M + M.T) >> 0             # symmetric by construction; cvxpy wants it explicit
+
+    cons = [psd([[X, math.sqrt(sigma) * X @ R], [math.sqrt(sigma) * R @ X, eye]])]
+    if lam0 > 0:                                 # λ_D ≡ 0 (no compression): only (a)
+        a = sigma / math.sqrt(lam0)
+        B = sym_power(covariance(sketch) * L, 0.5) if family == "det-cgd2" else None
+        for Ri in _roots(s.client_L):
+            if family == "det-cgd2":
+                Y = a * (Ri @ X @ B)
+            else:
+                Y = cp.vstack([a * (R @ X @ (factor[:, j][:, None] * Ri)) for j in range(factor.shape[1])])
+            cons.append(psd([[v * eye, Y.T], [Y, np.eye(Y.shape[0])]]))
+    prob = cp.Problem(cp.Maximize(cp.log_det(X)), cons)
+    solves = []
+
+    def P(log_v):
+        left = time_limit - (time.perf_counter() - t_start)
+        if left <= 0:
+            raise RuntimeError(f"time limit {time_limit:g} s reached after {len(solves)} solves")
+        v.value = math.exp(log_v)
+        opts = {"time_limit": left} if solver == "CLARABEL" else {"time_limit_secs": left, "eps": 1e-9}
+        with warnings.catch_warnings():          # "may be inaccurate": counted in the status instead
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=solver, **opts)
+        if X.value is None or prob.status not in ("optimal", "optimal_inaccurate"):
+            raise RuntimeError(f"{solver} status {prob.status} at v = {v.value:.6g}")
+        solves.append(prob.status)              # inaccurate: Clarabel's reduced tolerances (gap ~1e-7)
+        return float(prob.value), np.array(X.value)
+
+    if lam0 == 0:
+        _, Xv = P(0.0)
+        how = "no compression noise: (a) only"
+    else:
+        log_vb = math.log(s.n / (s.K * lam0))
+        c = _nbhd_const(s)
+        log_c = math.log(lam0 / (c * sigma)) if math.isfinite(c) else -math.inf
+        h = lambda lv: P(lv)[0] - d * (lv + log_c)                       # noqa: E731
+        lo, hi = 0.0, min(math.log(4.0), log_vb)     # bracket the root from v = 1 (h(1) >= 0) upwards
+        while hi < log_vb and h(hi) >= 0:
+            lo, hi = hi, min(hi + math.log(4.0), log_vb)
+        if hi >= log_vb and h(log_vb) >= 0:
+            lv, how = log_vb, "(c) slack at (b)'s limit v = n/(Kλ₀)"
+        else:
+            lv = brentq(h, lo, hi, xtol=1e-10, rtol=1e-12)
+            how = "(c) binds, Brent on log v"
+        _, Xv = P(lv)
+        how += f"; {len(solves)} solves, {solves.count('optimal_inaccurate')} inaccurate"
+    D = sigma * 0.5 * (Xv + Xv.T)
+    if np.linalg.eigvalsh(D)[0] <= 0:
+        raise RuntimeError(f"{solver} returned a D that is not positive definite")
+    beta, binding = line_search(D, sketch, L, s, family)
+    return beta * D, (f"{solver}, log det program(s) with LMIs ({how}); scaled by β = 1 {beta - 1:+.1e} "
+                      f"to make {binding} hold with equality")
+
+
+def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool = True, time_limit: float = 120.0):
+    """:func:`corollary1_full` with the limit check, solver fallback (Clarabel, SCS) and disk cache."""
+    from .optimal import _key, cache_dir, save_npz
+    d, n = L.shape[0], s.n
+    size = full_program_size(sketch, family, d, n)
+    if size > MAX_FULL_PROGRAM:
+        m = _full_lmis(sketch, family, d)[1]
+        raise ConfigError(f"stepsize 'corollary1-full': {n} client LMIs of size {m} (d = {d}, {family}, sketch "
+                          f"{sketch.spec()}) give n·m² = {size:.3g}, beyond the dense conic limit "
+                          f"{MAX_FULL_PROGRAM:.3g}; use 'corollary1' (the exact diagonal program) or "
+                          "'corollary1:optimal' (a full D by line search)")
+    h = hashlib.sha256(_key(L, sketch, f"corollary1-full-{family}").encode())
+    h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
+    h.update(repr((s.K, s.eps2, s.delta_inf, "v1")).encode())
+    path = cache_dir() / f"cor1f-{h.hexdigest()[:32]}.npz"
+    if use_cache and path.is_file():
+        z = np.load(path)
+        return z["D"], {"status": str(z["status"]), "solver": str(z["solver"]), "cache": str(path), "seconds": 0.0}
+    errors = []
+    for solver in ("CLARABEL", "SCS"):
+        t0 = time.perf_counter()
+        try:
+            D, status = corollary1_full(sketch, L, s, family, solver, time_limit)
+        except Exception as exc:  # solver failure or time-out: next solver
+            errors.append(f"{solver}: {exc}")
+            continue
+        info = {"status": status, "solver": solver, "seconds": time.perf_counter() - t0, "errors": errors}
+        if use_cache:
+            info["cache"] = save_npz(path, D=D, status=status, solver=solver)
+        return D, info
+    raise ConfigError("stepsize 'corollary1-full': every solver failed (" + "; ".join(errors) + "); "
+                      "use 'corollary1' or 'corollary1:optimal'")
 
 
 # --- Δ^inf and f(x⁰) − f^inf ------------------------------------------------------
