@@ -344,18 +344,24 @@ def best_diag_line_search(sketch, L, s: Setting):
     return best
 
 
+def _cache_path(prefix, kind, sketch, L, s: Setting, *tag):
+    """Disk-cache path of a Corollary 1 program: keyed by (L, sketch, kind), the L_i, K, ε², Δ^inf and tag."""
+    from .optimal import _key, cache_dir
+    h = hashlib.sha256(_key(L, sketch, kind).encode())
+    h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
+    h.update(repr((s.K, s.eps2, s.delta_inf, *tag)).encode())
+    return cache_dir() / f"{prefix}-{h.hexdigest()[:32]}.npz"
+
+
 def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_limit: float = 60.0):
     """:func:`corollary1_diag` with a disk cache keyed by (L, L_i, sketch, K, ε², Δ^inf); returns (δ, info)."""
-    from .optimal import _key, cache_dir, save_npz
+    from .optimal import save_npz
     d, n = L.shape[0], s.n
     if n * d ** 3 > MAX_DIAG_PROGRAM_WORK:
         raise ConfigError(f"stepsize 'corollary1': the exact diagonal program with n = {n} clients and d = {d} "
                           f"(n·d³ = {n * d ** 3:.2g}) is beyond its limit n·d³ <= {MAX_DIAG_PROGRAM_WORK:.2g}; "
                           "use the line search corollary1:RULE (e.g. corollary1:optimal-diag)")
-    h = hashlib.sha256(_key(L, sketch, "corollary1-diag").encode())
-    h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
-    h.update(repr((s.K, s.eps2, s.delta_inf, time_limit, "v2")).encode())
-    path = cache_dir() / f"cor1-{h.hexdigest()[:32]}.npz"
+    path = _cache_path("cor1", "corollary1-diag", sketch, L, s, time_limit, "v2")
     if use_cache and path.is_file():
         z = np.load(path)
         return z["delta"], {"status": str(z["status"]), "exact": bool(z["exact"]), "cache": str(path), "seconds": 0.0}
@@ -378,24 +384,22 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
 
 
 # --- the full-D program (conic, small sizes) ----------------------------------------
-def _full_lmis(sketch, family: str, d: int):
-    """(C's factor for Algorithm 1, else None; LMI size): λ_D ≤ u as ‖Y_i(D)‖² ≤ u, Y_i linear in D.
+def _full_lmis(sketch, L, family: str):
+    """(factor, LMI size m): λ_D ≤ u as ‖Y_i(D)‖² ≤ u, Y_i linear in D, one LMI per client.
 
-    Algorithm 2: C∘L = BBᵀ, Y_i = L_i^½ D B (size 2d).  Algorithm 1: C = Σ_j c_j c_jᵀ, so
-    C∘(DLD) = Σ_j Diag(c_j) DLD Diag(c_j) and Y_i stacks L^½ D Diag(c_j) L_i^½ over the
-    r = rank C terms (size d(1 + r)): a lifting that keeps λ_D convex in D (Proposition 3).
+    Algorithm 2: factor B with C∘L = BBᵀ, Y_i = L_i^½ D B (m = 2d).  Algorithm 1: factor
+    [c_1 … c_r] with C = Σ_j c_j c_jᵀ, so C∘(DLD) = Σ_j Diag(c_j) DLD Diag(c_j) and Y_i stacks
+    L^½ D Diag(c_j) L_i^½ over the r = rank C terms (m = d(1 + r)): a lifting that keeps λ_D
+    convex in D (Proposition 3).
     """
+    from . import sym_power
     C = covariance(sketch)
+    d = C.shape[0]
     if family == "det-cgd2":
-        return None, 2 * d
+        return sym_power(C * L, 0.5), 2 * d
     w, E = np.linalg.eigh(0.5 * (C + C.T))
     keep = w > 1e-12 * max(float(w[-1]), 1e-300)
     return E[:, keep] * np.sqrt(w[keep]), d * (1 + int(keep.sum()))
-
-
-def full_program_size(sketch, family: str, d: int, n: int) -> int:
-    """n·m² (m the size of one client's LMI): what the full program's limit is measured in."""
-    return n * _full_lmis(sketch, family, d)[1] ** 2
 
 
 #: the full-D program: n client LMIs of size m, 6-15 Clarabel solves; at n·m² ≈ 1e4 each solve
@@ -432,7 +436,7 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     t_start = time.perf_counter()
     L = 0.5 * (L + L.T)
     d = L.shape[0]
-    factor, _ = _full_lmis(sketch, family, d)
+    factor, _ = _full_lmis(sketch, L, family)
     W0 = np.diag(1.0 / np.diag(L))
     D0 = line_search(W0, sketch, L, s, family)[0] * W0
     sigma = math.exp(np.mean(np.log(np.diag(D0))))
@@ -449,10 +453,9 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     cons = [psd([[X, math.sqrt(sigma) * X @ R], [math.sqrt(sigma) * R @ X, eye]])]
     if lam0 > 0:                                 # λ_D ≡ 0 (no compression): only (a)
         a = sigma / math.sqrt(lam0)
-        B = sym_power(covariance(sketch) * L, 0.5) if family == "det-cgd2" else None
         for Ri in _roots(s.client_L):
             if family == "det-cgd2":
-                Y = a * (Ri @ X @ B)
+                Y = a * (Ri @ X @ factor)
             else:
                 Y = cp.vstack([a * (R @ X @ (factor[:, j][:, None] * Ri)) for j in range(factor.shape[1])])
             cons.append(psd([[v * eye, Y.T], [Y, np.eye(Y.shape[0])]]))
@@ -501,19 +504,16 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
 
 def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool = True, time_limit: float = 120.0):
     """:func:`corollary1_full` with the limit check, solver fallback (Clarabel, SCS) and disk cache."""
-    from .optimal import _key, cache_dir, save_npz
+    from .optimal import save_npz
     d, n = L.shape[0], s.n
-    size = full_program_size(sketch, family, d, n)
+    m = _full_lmis(sketch, L, family)[1]
+    size = n * m * m
     if size > MAX_FULL_PROGRAM:
-        m = _full_lmis(sketch, family, d)[1]
         raise ConfigError(f"stepsize 'corollary1-full': {n} client LMIs of size {m} (d = {d}, {family}, sketch "
                           f"{sketch.spec()}) give n·m² = {size:.3g}, beyond the dense conic limit "
                           f"{MAX_FULL_PROGRAM:.3g}; use 'corollary1' (the exact diagonal program) or "
                           "'corollary1:optimal' (a full D by line search)")
-    h = hashlib.sha256(_key(L, sketch, f"corollary1-full-{family}").encode())
-    h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
-    h.update(repr((s.K, s.eps2, s.delta_inf, "v1")).encode())
-    path = cache_dir() / f"cor1f-{h.hexdigest()[:32]}.npz"
+    path = _cache_path("cor1f", f"corollary1-full-{family}", sketch, L, s, "v1")
     if use_cache and path.is_file():
         z = np.load(path)
         return z["D"], {"status": str(z["status"]), "solver": str(z["solver"]), "cache": str(path), "seconds": 0.0}

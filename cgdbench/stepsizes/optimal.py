@@ -37,11 +37,11 @@ each product O(d³), no d²×d² matrix.  The preconditioner is exact for the
 t-term and the α-part of F′ (α the mean off-diagonal of P) with G replaced by
 its diagonal, in the basis U = D^{1/2}Q that diagonalizes DL.  The log det gap
 to the optimum is at most d/t at an exact centre (Nesterov's bound adds the decrement
-term off it), so stopping at t = 1/rtol = 1e6 leaves det(D)^{1/d} within about a factor e^{rtol} of the
-optimum (measured: within 3·rtol, the centres being loose).  At a time limit the last
-centre is returned (its gap is in the status); before the first one it raises.  It needs no conic solver, works for
-multi-block Bern-q and block-rand-k, and beats Clarabel from d ≈ 32 on
-(docs/paper-notes.md §9 has the timings).
+term off it), so stopping at t = 1/rtol = 1e6 leaves det(D)^{1/d} within about a factor
+e^{rtol} of the optimum (measured: within 3·rtol, the centres being loose).  At a time
+limit the last centre is returned (its gap is in the status); before the first one it
+raises.  It needs no conic solver, works for multi-block Bern-q and block-rand-k, and
+beats Clarabel from d ≈ 32 on (docs/paper-notes.md §9 has the timings).
 """
 from __future__ import annotations
 
@@ -131,14 +131,14 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
     D = 0.5 * (D + D.T)
     D /= 2.0 * _lam_max_pencil(P * (D @ L @ D), D)
     t, t_final, newton, cg = 1.0, 1.0 / rtol, 0, 0
-    centred = None                                      # (D, t, decrement²) of the last finished stage
+    centred = None                                      # (D, t) of the last finished stage
     while True:
         for _ in range(max_newton):
             if time.perf_counter() - t_start > time_limit:
                 if centred is None:
                     raise RuntimeError(f"time limit {time_limit:g} s reached at t = {t:.0e} before the "
                                        f"first centre, after {newton} Newton steps")
-                D, t, dec = centred
+                D, t = centred
                 return D, (f"time limit {time_limit:g} s reached: the centre at t = {t:.0e}, log det gap "
                            f"≈ d/t = {d / t:.1e}; {newton} Newton steps, {cg} CG products")
             Di = np.linalg.inv(D)
@@ -215,7 +215,7 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
                 continue
             break                                        # no progress possible at this t: next stage
         D = 0.5 * (D + D.T)
-        centred = (D, t, dec)
+        centred = (D, t)
         if t >= t_final:
             break
         t = min(10.0 * t, t_final)
