@@ -20,7 +20,8 @@ warning with the K it would need), since the paper's own experiment is in that r
 Rules (all return the largest D of their shape allowed by (a)-(c)):
 
 * ``corollary1`` — max log det D over *diagonal* D, solved exactly (barrier Newton
-  on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, see :func:`corollary1_diag`).
+  on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, generated client by client, see
+  :func:`corollary1_diag`).
 * ``corollary1-full`` — max log det D over *full* symmetric D (:func:`corollary1_full`):
   log det programs with one LMI per client (size 2d for Algorithm 2; d(1 + rank C) for
   Algorithm 1, a lifting), solved by Clarabel for a root-found λ_D level.  Small sizes only
@@ -42,7 +43,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -62,10 +63,15 @@ class Setting:
     delta_inf: float                # Δ^inf = f^inf − (1/n) Σ f_i^inf (an estimate, see estimate_inf)
     f0_gap: float                   # f(x⁰) − f^inf (an estimate)
     source: dict = field(default_factory=dict)
+    n_total: int | None = None      # n when client_L holds a subset of the clients (see restrict)
 
     @property
     def n(self) -> int:
-        return int(self.client_L.shape[0])
+        return int(self.client_L.shape[0]) if self.n_total is None else self.n_total
+
+    def restrict(self, clients) -> "Setting":
+        """The same setting (n, K, ε², Δ^inf) with the LMIs of only these clients: a relaxation."""
+        return replace(self, client_L=self.client_L[np.asarray(clients)], n_total=self.n)
 
 
 def _roots(client_L) -> np.ndarray:
@@ -94,11 +100,16 @@ def noise_matrix(D, sketch, L, family: str = "det-cgd1") -> np.ndarray:
 
 def lambda_D(D, sketch, L, client_L, family: str = "det-cgd1") -> float:
     """Theorem 3's λ_D (Algorithm 1) or its Algorithm 2 analogue; see the module docstring."""
+    return float(client_lambdas(D, sketch, L, client_L, family).max())
+
+
+def client_lambdas(D, sketch, L, client_L, family: str = "det-cgd1") -> np.ndarray:
+    """λ_max(L_i^{1/2} V L_i^{1/2}) for each client (V the noise matrix); λ_D is their maximum."""
     from . import sym_power
     V = noise_matrix(D, sketch, np.asarray(L, dtype=float), family)
     Vh = sym_power(V, 0.5)                     # λ_max(L_i^{1/2} V L_i^{1/2}) = λ_max(V^{1/2} L_i V^{1/2})
     X = Vh @ np.asarray(client_L, dtype=float) @ Vh
-    return float(np.linalg.eigvalsh(0.5 * (X + np.swapaxes(X, 1, 2)))[:, -1].max())
+    return np.linalg.eigvalsh(0.5 * (X + np.swapaxes(X, 1, 2)))[:, -1]
 
 
 def _nbhd_const(s: Setting) -> float:
@@ -244,43 +255,84 @@ def _program(sketch, L, s: Setting):
     tau = math.sqrt(sigma * sigma * lam_u * cap) if lam_u > 0 else 0.5 * cap
     if not math.isfinite(phi(1.0, delta, tau)):
         raise RuntimeError("could not find a strictly feasible start for Corollary 1's program")
-    theta = d + n * d + 1 + (1 if math.isfinite(c) else 0)
+    theta = d + len(Rs) * d + 1 + (1 if math.isfinite(c) else 0)     # the LMIs present (a subset: fewer)
     return phi, derivs, delta, tau, theta
 
 
-def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int = 500, time_limit: float = 60.0):
+#: corollary1's constraint generation: clients in the first relaxation, clients added per round
+FIRST_CLIENTS, ADD_CLIENTS = 5, 10
+
+
+def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int = 500, time_limit: float = 300.0,
+                    say=None):
     """max Σ log δ over δ > 0 s.t. (a)-(c) for D = Diag(δ); returns ``(δ, status, certified)``.
 
     Variables x = (δ, τ).  With G = C ∘ L and R_i = L_i^{1/2}, λ_D ≤ τ reads
     τI − R_i Δ G Δ R_i ⪰ 0 (n LMIs, Δ = Diag(δ)); (a) reads I − R Δ R ⪰ 0 with
     R = L^{1/2}; (b) n/K − τ ≥ 0; (c) c·gm(δ) − τ ≥ 0 (gm the geometric mean,
     concave).  The barrier −t Σ log δ − Σ log det(·) − log(·) is convex and is
-    minimized by damped Newton steps on d + 1 variables; with r_j, u_j the j-th
-    columns of R_i and U = R_i Δ G, Y = (τI − A_i)⁻¹, Z = R_i Y R_i, W = R_i Y U,
+    minimized by damped Newton steps on d + 1 variables (:func:`_barrier`); with r_j, u_j
+    the j-th columns of R_i and U = R_i Δ G, Y = (τI − A_i)⁻¹, Z = R_i Y R_i, W = R_i Y U,
     V = Uᵀ Y U, one client's barrier has gradient 2 diag(W), −tr Y and Hessian
     2 G∘Z + 2 Z∘V + 2 W∘Wᵀ, −2 diag(R_i Y² U), tr Y².  The objective gap after
     the last stage is at most (θ + (λ + √θ)λ/(1 − λ))/t with θ = d + n d + 2 and λ <= 1/4 the
-    Newton decrement there; only the last centre counts for that bound, so earlier stages
-    stop after ``max_newton`` steps.
+    Newton decrement there.
 
-    The result is checked, not trusted: D = Diag(δ) is scaled by the largest β that keeps
-    (a)-(c) (:func:`line_search`), and if that gains more than the gap bound the certificate
-    is void.  This happens: at large t the objective swamps the barrier, an accepted step can
-    put an LMI at its boundary to rounding, and there the Hessian (entries ~1/slack²) makes the
-    Newton decrement look small while the iterate is not centred (a1a, 100 clients: 24% in
-    det(D)^{1/d}).  The returned δ is the scaled one; on time-out or such a failure ``certified``
-    is False and the status says why.
+    **Constraint generation over the clients.**  The program keeping the LMIs of only a
+    subset S of the clients (same n, K, ε², Δ^inf) is a relaxation: its optimum bounds the
+    full one from above.  Rounds start from the FIRST_CLIENTS clients with the largest λ_i at
+    the best diagonal line search; each round solves the relaxation, scales its δ by the line
+    search of the *full* program (so every returned δ is admissible), and adds the ADD_CLIENTS
+    clients whose λ_i most exceed those in S, until no client is violated.  A certified
+    relaxation whose δ is admissible for all clients is certified for the full program; a
+    relaxation certified earlier still bounds the optimum, so a run stopped by the time limit
+    reports how far its best admissible δ can be from the optimum.  On a1a with 100 clients
+    about 40 clients matter, and each Newton step on a subset is cheaper (docs/paper-notes.md §7).
+
+    The barrier's result is checked, not trusted: if scaling δ by the line search gains more
+    than the gap bound, the certificate is void (an LMI jammed at its boundary can make the
+    Newton decrement look small while the iterate is not centred).  ``say`` receives one line
+    per round (progress).
     """
-    delta, status, certified, gap = _barrier(sketch, L, s, rtol, max_newton, time_limit)
-    beta, binding = line_search(np.diag(delta), sketch, L, s, "det-cgd1")
-    gain = L.shape[0] * math.log(max(beta, 1.0))
-    if certified and gain > gap + 1e-9 * L.shape[0]:
-        certified = False
-        status += (f"; NOT certified: scaling D by {beta:.6g} keeps (a)-(c), a gain of {gain:.3g} in log det "
-                   f"beyond the gap bound (the barrier's centring broke down at an LMI boundary)")
-    if beta > 1.0:
-        status += f"; scaled by {beta:.6g} until {binding} binds"
-    return beta * delta, status, certified
+    t_start = time.perf_counter()
+    d, n = L.shape[0], s.n
+    start, _ = best_diag_line_search(sketch, L, s)
+    lam = client_lambdas(np.diag(start), sketch, L, s.client_L)
+    subset = [int(i) for i in np.argsort(-lam, kind="stable")[:FIRST_CLIENTS]]
+    upper, best, rounds = math.inf, None, []        # upper: proven bound on the optimal Σ log δ
+    while True:
+        left = time_limit - (time.perf_counter() - t_start)
+        sub = s if len(subset) == n else s.restrict(sorted(subset))
+        delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+        beta, binding = line_search(np.diag(delta), sketch, L, s, "det-cgd1")
+        obj = float(np.sum(np.log(delta)))
+        if certified and d * math.log(max(beta, 1.0)) > gap + 1e-9 * d:
+            certified = False
+            status += (f"; NOT certified: scaling D by {beta:.6g} keeps (a)-(c), a gain of "
+                       f"{d * math.log(beta):.3g} in log det beyond the gap bound (the barrier's centring "
+                       "broke down at an LMI boundary)")
+        if certified:
+            upper = min(upper, obj + gap)
+        if best is None or obj + d * math.log(beta) > float(np.sum(np.log(best))):
+            best = beta * delta
+        rounds.append(f"{len(subset)} of {n} clients: {status}")
+        if say is not None:
+            say(f"corollary1: round {len(rounds)}, {rounds[-1]}")
+        if beta >= 1.0 - 1e-9:                      # every client's LMI holds: the relaxation is exact
+            break
+        lam = client_lambdas(np.diag(delta), sketch, L, s.client_L)
+        top = lam[subset].max()
+        out = [int(i) for i in np.argsort(-lam, kind="stable") if lam[i] > top and int(i) not in subset]
+        if not out or time.perf_counter() - t_start >= time_limit:
+            certified = False
+            break
+        subset += out[:ADD_CLIENTS]
+    done = float(np.sum(np.log(best)))
+    status = "; ".join(f"round {k + 1} ({r})" for k, r in enumerate(rounds))
+    if math.isfinite(upper):
+        status += (f"; proven: det(D)^(1/d) is within a factor {math.exp(max(upper - done, 0.0) / d):.6g} "
+                   "of the optimum")
+    return best, status, certified and math.isfinite(upper)
 
 
 def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: float):
@@ -290,7 +342,7 @@ def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: fl
     d = L.shape[0]
     t, newton = theta / d, 0
     while True:
-        centred = False
+        centred, f0 = False, None
         for _ in range(max_newton):
             if time.perf_counter() - t_start > time_limit:
                 return delta, (f"time limit {time_limit:g} s reached at t = {t:.0e} after {newton} Newton steps: "
@@ -306,21 +358,27 @@ def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: fl
                 return delta, (f"Newton system lost positive definiteness at t = {t:.0e} after {newton} Newton "
                                "steps (an LMI at its boundary to rounding): feasible, optimality not certified"), \
                     False, math.inf
-            # intermediate centres loosely; the last to Newton decrement λ <= 1/4, enough for the
-            # gap bound (Nesterov, Introductory Lectures, Thm 4.2.7)
+            # intermediate centres to decrement² <= 2e-3 (looser ones save little: a1a, 5 clients,
+            # 332 -> 321 steps at 0.5); the last to λ <= 1/4, enough for the gap bound (Nesterov,
+            # Introductory Lectures, Thm 4.2.7)
             if dec <= (0.0625 if theta / t <= rtol * d else 2e-3):
                 centred = True
                 break
-            f0 = phi(t, delta, tau)
-            a = 1.0
+            if f0 is None:                              # φ_t at the iterate (kept from the line search)
+                f0 = phi(t, delta, tau)
+            # Nesterov's damped step 1/(1 + λ) keeps the iterate inside the Dikin ellipsoid; a full
+            # step from far off the path can jam an LMI at its boundary (slack 1e-10 relative), after
+            # which Newton crawls (a1a: 500 steps per stage, each lowering φ by about 2)
+            a = min(1.0, 1.0 / (1.0 + math.sqrt(dec)))
             while a > 1e-12:
-                if phi(t, delta + a * step[:d], tau + a * step[d]) <= f0 - 0.25 * a * dec:
+                f1 = phi(t, delta + a * step[:d], tau + a * step[d])
+                if f1 <= f0 - 0.25 * a * dec:
                     break
                 a *= 0.5
             else:
                 return delta, (f"line search failed at t = {t:.0e} with Newton decrement² {dec:.1e} after "
                                f"{newton} Newton steps: feasible, optimality not certified"), False, math.inf
-            delta, tau = delta + a * step[:d], tau + a * step[d]
+            delta, tau, f0 = delta + a * step[:d], tau + a * step[d], f1
         final = theta / t <= rtol * d
         if final and centred:                       # the gap bound θ/t needs only the last centre
             break
@@ -353,25 +411,32 @@ def _cache_path(prefix, kind, sketch, L, s: Setting, *tag):
     return cache_dir() / f"{prefix}-{h.hexdigest()[:32]}.npz"
 
 
-def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_limit: float = 60.0):
-    """:func:`corollary1_diag` with a disk cache keyed by (L, L_i, sketch, K, ε², Δ^inf); returns (δ, info)."""
+def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_limit: float = 300.0):
+    """:func:`corollary1_diag` with a disk cache keyed by (L, L_i, sketch, K, ε², Δ^inf); returns (δ, info).
+
+    Each constraint-generation round is reported on stderr when it is a terminal (a1a with
+    100 clients takes minutes the first time).
+    """
+    import sys
+
     from .optimal import save_npz
     d, n = L.shape[0], s.n
     if n * d ** 3 > MAX_DIAG_PROGRAM_WORK:
         raise ConfigError(f"stepsize 'corollary1': the exact diagonal program with n = {n} clients and d = {d} "
                           f"(n·d³ = {n * d ** 3:.2g}) is beyond its limit n·d³ <= {MAX_DIAG_PROGRAM_WORK:.2g}; "
                           "use the line search corollary1:RULE (e.g. corollary1:optimal-diag)")
-    path = _cache_path("cor1", "corollary1-diag", sketch, L, s, time_limit, "v2")
+    path = _cache_path("cor1", "corollary1-diag", sketch, L, s, time_limit, "v3")
     if use_cache and path.is_file():
         z = np.load(path)
         return z["delta"], {"status": str(z["status"]), "exact": bool(z["exact"]), "cache": str(path), "seconds": 0.0}
     t0 = time.perf_counter()
     try:
-        delta, status, exact = corollary1_diag(sketch, L, s, time_limit=time_limit)
+        say = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+        delta, status, exact = corollary1_diag(sketch, L, s, time_limit=time_limit, say=say)
     except RuntimeError as exc:
         delta, status, exact = None, f"barrier Newton failed ({exc})", False
     if not exact:
-        # the barrier can crawl along the valley λ_D = c det(D)^{1/d}: keep the better feasible point
+        # a time limit can stop the rounds before any beats the line searches: keep the better point
         ls, shape = best_diag_line_search(sketch, L, s)
         if delta is None or np.sum(np.log(ls)) > np.sum(np.log(delta)):
             delta, status = ls, status + f"; using the line search over the diagonal shape {shape}"

@@ -35,7 +35,7 @@ t ← 10 t up to 1/rtol, with Newton steps solved by preconditioned CG on d×d m
 
 each product O(d³), no d²×d² matrix.  The preconditioner is exact for the
 t-term and the α-part of F′ (α the mean off-diagonal of P) with G replaced by
-its diagonal, in the basis U = D^{1/2}Q that diagonalizes DL.  The log det gap
+its diagonal, in the basis U = CQ (D = CCᵀ, CᵀLC = QΛQᵀ) that diagonalizes DL.  The log det gap
 to the optimum is at most d/t at an exact centre (Nesterov's bound adds the decrement
 term off it), so stopping at t = 1/rtol = 1e6 leaves det(D)^{1/d} within about a factor
 e^{rtol} of the optimum (measured: within 3·rtol, the centres being loose).  At a time
@@ -108,7 +108,7 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
 # --- full D: barrier Newton-CG -------------------------------------------------
 def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300, centre_tol=1e-2):
     """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
-    from . import _lam_max_pencil, sym_power
+    from . import _lam_max_pencil
 
     t_start = time.perf_counter()
     d = L.shape[0]
@@ -157,9 +157,9 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
                 MHL = M @ H @ L
                 return t * (Di @ H @ Di) + Pi - NK - NK.T + MHL + MHL.T
 
-            Dh = sym_power(D, 0.5)
-            w, Q = np.linalg.eigh(Dh @ L @ Dh)
-            U = Dh @ Q
+            Cd = np.linalg.cholesky(D)                  # D = Cd Cdᵀ: U = Cd Q has UᵀD⁻¹U = I, DLU = UΛ
+            w, Q = np.linalg.eigh(Cd.T @ L @ Cd)
+            U = Cd @ Q
             g = np.sum(U * (G @ U), axis=0)                # diag(UᵀGU)
             S = 1.0 - alpha * (w[:, None] + w[None, :])
             den = t + S * S * np.outer(g, g)
