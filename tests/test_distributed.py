@@ -127,6 +127,46 @@ def test_corollary1_diag_many_clients_a1a_like():
     assert float(np.sum(np.log(delta))) == pytest.approx(_cvxpy_diag(sk, L, s), abs=1e-4 * 16)
 
 
+@pytest.mark.parametrize("r, floor", [(2, 0.3), (6, 0.0), (3, 0.2)])
+def test_corollary1_program_derivatives(r, floor):
+    """The factored client terms (L_i = c₀I + F_iF_iᵀ, Woodbury) against the plain barrier: φ equals
+    −Σ log det(τI − L_i^½ΔGΔL_i^½) − ..., its gradient the central differences of that φ, and its
+    Hessian the central differences of the gradient, block by block (δδ, δτ, ττ).  Floor 0: clients
+    with different smallest eigenvalues, so c₀ = 0 and F_i is a full factor."""
+    from cgdbench.stepsizes import sym_power
+    d, m = 6, 3
+    rng = np.random.default_rng(3)
+    Ls = []
+    for i in range(m):
+        B = rng.standard_normal((r, d))
+        Ls.append(B.T @ B / r + (floor if floor > 0 else 0.05 * (i + 1)) * np.eye(d))
+    Ls = np.stack(Ls)
+    L = Ls.mean(0)
+    s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
+    sk = compressors.make("rand-k:2", d)
+    phi, derivs, delta, tau, _ = dist._program(sk, L, s)
+    G, R, Rs = dist.covariance(sk) * L, sym_power(L, 0.5), [sym_power(Li, 0.5) for Li in Ls]
+    c, bK, t = dist._nbhd_const(s), s.n / s.K, 7.0
+
+    def plain(x):
+        dl, ta = x[:d], x[d]
+        v = -t * np.sum(np.log(dl)) - np.linalg.slogdet(np.eye(d) - R @ np.diag(dl) @ R)[1]
+        for Ri in Rs:
+            v -= np.linalg.slogdet(ta * np.eye(d) - Ri @ np.diag(dl) @ G @ np.diag(dl) @ Ri)[1]
+        return v - math.log(bK - ta) - math.log(c * math.exp(np.mean(np.log(dl))) - ta)
+
+    x = np.append(1.3 * delta, tau)
+    assert phi(t, x[:d], x[d]) == pytest.approx(plain(x), rel=1e-12)
+    g, H = derivs(t, x[:d], x[d])
+    steps = 1e-5 * x * np.eye(d + 1)
+    g_fd = np.array([(plain(x + e) - plain(x - e)) / (2 * e[k]) for k, e in enumerate(steps)])
+    grad = lambda y: derivs(t, y[:d], float(y[d]))[0]                          # noqa: E731
+    H_fd = np.array([(grad(x + e) - grad(x - e)) / (2 * e[k]) for k, e in enumerate(steps)])
+    np.testing.assert_allclose(g, g_fd, rtol=0, atol=1e-6 * np.abs(g).max())
+    for block in (np.s_[:d, :d], np.s_[:d, d], np.s_[d, d]):
+        np.testing.assert_allclose(H[block], H_fd[block], rtol=0, atol=1e-6 * np.abs(H[block]).max())
+
+
 def test_corollary1_diag_constraint_generation_bound(monkeypatch):
     """Rounds over client subsets: a relaxation certified in round 1 bounds the optimum, so when later
     rounds are cut short (simulated time-out) the reported factor still covers the true distance."""
@@ -236,6 +276,22 @@ def test_corollary1_full_rule_cache_and_limit(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"corollary1-full.*30 client LMIs of size 256.*use 'corollary1'"):
         stepsizes.build("corollary1-full", "det-cgd1", compressors.make("rand-1", 16), L,
                         setting=dist.Setting(Ls, 50, 1e-3, 0.3, 1.0))
+
+
+def test_corollary1_rule_limit_counts_the_client_rank(tmp_path, monkeypatch):
+    """The size limit of the diagonal program is on n·d²·r (r the client rank above the common floor),
+    and the error names n, d and r."""
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
+    rng = np.random.default_rng(2)
+    Ls = np.stack([0.2 * np.eye(6) + B.T @ B for B in rng.standard_normal((3, 2, 6))])
+    s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
+    sk = compressors.make("rand-1", 6)
+    monkeypatch.setattr(dist, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2 - 1)
+    with pytest.raises(ConfigError, match=r"n = 3 clients, d = 6 and client rank r = 2.*corollary1:RULE"):
+        stepsizes.build("corollary1", "det-cgd1", sk, Ls.mean(0), setting=s)
+    monkeypatch.setattr(dist, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2)
+    D, info = stepsizes.build("corollary1", "det-cgd1", sk, Ls.mean(0), setting=s)
+    assert info["solver"]["exact"], info["solver"]["status"]
 
 
 @pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
