@@ -189,6 +189,17 @@ def test_corollary1_diag_constraint_generation_bound(monkeypatch):
     factor = float(re.search(r"within a factor ([0-9.]+)", status).group(1))
     true = math.exp((_cvxpy_diag(sk, L, s) - np.sum(np.log(delta))) / 16)
     assert 1 - 1e-6 <= true <= factor * (1 + 1e-6), status     # Clarabel is accurate to ~1e-8
+    kept = delta
+    calls.clear()
+
+    def then_fails(*args):
+        if calls:
+            raise RuntimeError("lost feasibility (simulated)")
+        return first_only(*args)
+    monkeypatch.setattr(dist, "_barrier", then_fails)       # a failing later round keeps the earlier point
+    delta2, status2, certified2 = dist.corollary1_diag(sk, L, s)
+    assert not certified2 and "failed (lost feasibility (simulated))" in status2 and "within a factor" in status2
+    assert np.sum(np.log(delta2)) <= np.sum(np.log(kept)) + 1e-12
 
 
 def test_corollary1_diag_checks_its_certificate(monkeypatch):

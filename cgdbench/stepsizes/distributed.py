@@ -353,7 +353,14 @@ def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int =
     while True:
         left = time_limit - (time.perf_counter() - t_start)
         sub = s if len(subset) == n else s.restrict(sorted(subset))
-        delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+        try:
+            delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+        except RuntimeError as exc:                 # no strictly feasible start, lost feasibility
+            if best is None:
+                raise
+            rounds.append(f"{len(subset)} of {n} clients: failed ({exc})")
+            certified = False
+            break
         beta, binding = line_search(np.diag(delta), sketch, L, s, "det-cgd1")
         obj = float(np.sum(np.log(delta)))
         if certified and d * math.log(max(beta, 1.0)) > gap + 1e-9 * d:
