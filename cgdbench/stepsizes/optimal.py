@@ -35,7 +35,9 @@ t ← 10 t up to 1/rtol, with Newton steps solved by preconditioned CG on d×d m
 
 each product O(d³), no d²×d² matrix.  The preconditioner is exact for the
 t-term and the α-part of F′ (α the mean off-diagonal of P) with G replaced by
-its diagonal, in the basis U = CQ (D = CCᵀ, CᵀLC = QΛQᵀ) that diagonalizes DL.  The log det gap
+its diagonal, in the basis U = CQ (D = CCᵀ, CᵀLC = QΛQᵀ) that diagonalizes DL.  CG runs in
+the coordinates H = U X Uᵀ, where the preconditioner is a division and the t-term is t X
+(10 d×d products per iteration instead of 12: 1.18× on a1a).  The log det gap
 to the optimum is at most d/t at an exact centre (Nesterov's bound adds the decrement
 term off it), so stopping at t = 1/rtol = 1e6 leaves det(D)^{1/d} within about a factor
 e^{rtol} of the optimum (measured: within 3·rtol, the centres being loose).  At a time
@@ -150,13 +152,6 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
             MK = M @ K.T
             grad = -t * Di - G + MK + MK.T
 
-            def hess(H):
-                X = H @ K
-                Pi = G @ (H - P * (X + X.T)) @ G
-                NK = (P * Pi) @ K.T
-                MHL = M @ H @ L
-                return t * (Di @ H @ Di) + Pi - NK - NK.T + MHL + MHL.T
-
             Cd = np.linalg.cholesky(D)                  # D = Cd Cdᵀ: U = Cd Q has UᵀD⁻¹U = I, DLU = UΛ
             w, Q = np.linalg.eigh(Cd.T @ L @ Cd)
             U = Cd @ Q
@@ -164,31 +159,39 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
             S = 1.0 - alpha * (w[:, None] + w[None, :])
             den = t + S * S * np.outer(g, g)
 
-            def prec(R):
-                return U @ ((U.T @ R @ U) / den) @ U.T
+            def hess_u(X):
+                """Uᵀ ∇²φ[H] U for H = U X Uᵀ; the t-term is t X, as UᵀD⁻¹U = I."""
+                H = U @ X @ U.T
+                Y = H @ K
+                Pi = G @ (H - P * (Y + Y.T)) @ G
+                NK = (P * Pi) @ K.T
+                MHL = M @ H @ L
+                return t * X + U.T @ (Pi - NK - NK.T + MHL + MHL.T) @ U
 
-            # preconditioned CG on ∇²φ step = −∇φ
+            # preconditioned CG on ∇²φ step = −∇φ, in the coordinates H = U X Uᵀ (residuals UᵀRU),
+            # where the preconditioner is the division by den
             step = np.zeros_like(D)
-            r = -grad
-            z = prec(r)
+            r = -(U.T @ grad @ U)
+            z = r / den
             p = z.copy()
             rz = float(np.sum(r * z))
             r0 = math.sqrt(max(rz, 0.0))
             for _k in range(max_cg):
-                Ap = hess(p)
+                Ap = hess_u(p)
                 pAp = float(np.sum(p * Ap))
                 if not pAp > 0.0:                      # rounding at the end of the path: keep what we have
                     break
                 a = rz / pAp
                 step += a * p
                 r -= a * Ap
-                z = prec(r)
+                z = r / den
                 rz_new = float(np.sum(r * z))
                 cg += 1
                 if math.sqrt(max(rz_new, 0.0)) <= cg_rtol * r0:
                     break
                 p = z + (rz_new / rz) * p
                 rz = rz_new
+            step = U @ step @ U.T
             step = 0.5 * (step + step.T)
             newton += 1
             dec = -float(np.sum(grad * step))           # Newton decrement²
