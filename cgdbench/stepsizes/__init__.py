@@ -136,6 +136,14 @@ def condition_matrix(D: StepsizeMatrix, family: str, sketch, L: np.ndarray) -> n
     raise choices_error("algorithm family", family, FAMILIES)
 
 
+def logdet_chol(M: np.ndarray):
+    """log det M by Cholesky (the sum over a stack of matrices), or None if M is not positive definite."""
+    try:
+        return 2.0 * float(np.log(np.diagonal(np.linalg.cholesky(M), axis1=-2, axis2=-1)).sum())
+    except np.linalg.LinAlgError:
+        return None
+
+
 def sym_power(M: np.ndarray, p: float) -> np.ndarray:
     """M^p for symmetric M by eigendecomposition; for p > 0 negative rounding eigenvalues count as 0."""
     w, V = np.linalg.eigh(0.5 * (M + M.T))

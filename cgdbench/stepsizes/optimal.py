@@ -67,7 +67,7 @@ SOLVERS = ("barrier-newton-cg", "CLARABEL", "SCS")
 # --- diagonal D -------------------------------------------------------------
 def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np.ndarray:
     """argmax Σ log δ  s.t.  A^{1/2} Diag(δ) A^{1/2} ⪯ I  (A ⪰ 0 with positive diagonal)."""
-    from . import sym_power
+    from . import logdet_chol, sym_power
 
     A = 0.5 * (A + A.T)
     d = A.shape[0]
@@ -75,12 +75,8 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
     delta = np.full(d, 0.5 / np.linalg.eigvalsh(A)[-1])  # strictly feasible: B = δ A ⪯ I/2
 
     def phi(t, dl):
-        B = (Ah * dl) @ Ah
-        try:
-            C = np.linalg.cholesky(np.eye(d) - B)
-        except np.linalg.LinAlgError:
-            return math.inf
-        return -t * np.sum(np.log(dl)) - 2 * np.sum(np.log(np.diag(C)))
+        ld = logdet_chol(np.eye(d) - (Ah * dl) @ Ah)
+        return math.inf if ld is None else -t * np.sum(np.log(dl)) - ld
 
     t = 1.0
     while True:
@@ -110,19 +106,13 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
 # --- full D: barrier Newton-CG -------------------------------------------------
 def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300, centre_tol=1e-2):
     """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
-    from . import _lam_max_pencil
+    from . import _lam_max_pencil, logdet_chol
 
     t_start = time.perf_counter()
     d = L.shape[0]
     L = 0.5 * (L + L.T)
     P = 0.5 * (P + P.T)
     alpha = float((P.sum() - np.trace(P)) / (d * (d - 1))) if d > 1 else 0.0
-
-    def logdet_chol(X):
-        try:
-            return 2.0 * float(np.log(np.diag(np.linalg.cholesky(X))).sum())
-        except np.linalg.LinAlgError:
-            return None
 
     def phi(t, D):
         a, b = logdet_chol(D), logdet_chol(D - P * (D @ L @ D))
