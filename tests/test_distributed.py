@@ -242,7 +242,7 @@ def test_corollary1_full_against_brute_force(family, spec, ptr, K, eps2, delta_i
     Ls, L = _clients(2, 3, seed=5, rank=1)
     s = dist.Setting(Ls, K, eps2, delta_inf, 1.0)
     sk = compressors.make(spec, 2, ptr)
-    D, status = dist.corollary1_full(sk, L, s, family)
+    D, status, _ = dist.corollary1_full(sk, L, s, family)
     assert np.linalg.slogdet(D)[1] == pytest.approx(_brute_force_full(sk, L, s, family), abs=1e-6), status
     rep = dist.report(D, sk, L, s, family)
     assert rep["DLD_le_D"] <= 1 + 1e-9
@@ -256,7 +256,7 @@ def test_corollary1_full_beats_the_diagonal_program(family):
     Ls, L = _clients(6, 3)
     sk = compressors.make("rand-k:2", 6)
     for s in (dist.Setting(Ls, 50, 1e-3, 0.3, 1.0), dist.Setting(Ls, 50, 1.0, 0.0, 1.0)):
-        D, status = dist.corollary1_full(sk, L, s, family)
+        D, status, _ = dist.corollary1_full(sk, L, s, family)
         delta, _, certified = dist.corollary1_diag(sk, L, s)
         assert certified
         rep = dist.report(D, sk, L, s, family)
@@ -265,28 +265,116 @@ def test_corollary1_full_beats_the_diagonal_program(family):
         assert np.linalg.slogdet(D)[1] >= np.sum(np.log(delta)) + 1e-3, status    # strictly better here
     Ld = np.stack([np.diag(np.diag(Li)) for Li in Ls])
     s = dist.Setting(Ld, 50, 1e-3, 0.3, 1.0)
-    D, _ = dist.corollary1_full(sk, Ld.mean(0), s, family)
+    D, _, _ = dist.corollary1_full(sk, Ld.mean(0), s, family)
     delta, _, _ = dist.corollary1_diag(sk, Ld.mean(0), s)
     assert np.linalg.slogdet(D)[1] == pytest.approx(np.sum(np.log(delta)), abs=1e-5 * 6)
 
 
-def test_corollary1_full_rule_cache_and_limit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+@pytest.mark.parametrize("delta_inf", [0.14, 0.0])
+def test_corollary1_full_barrier_derivatives(family, delta_inf):
+    """The full-D barrier's gradient and Hessian products (U-coordinates, (c) present or not) against
+    central differences of φ_t along random symmetric directions, at a full D off the central path."""
+    d = 5
+    Ls, L = _binary_clients(d, 4, 3, 1)
+    s = dist.Setting(Ls, 2000, 1e-4, delta_inf, 0.78)
+    sk = compressors.make("rand-1", d)
+    phi, system, D0, tau, _ = dist._full_program(sk, L, s, family)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(d, d)) * 0.03 * np.diag(D0).min()
+    D, t = D0 + A + A.T, 3.0
+    assert math.isfinite(phi(t, D, tau))
+    gD, gt, hess, _, _, U = system(t, D, tau)
+    Ui = np.linalg.inv(U)
+
+    def grad_dot(D_, tau_, H, eta):                 # ⟨∇φ, (H, η)⟩ from the U-coordinates of another point
+        gD_, gt_, *_, U_ = system(t, D_, tau_)
+        Uinv = np.linalg.inv(U_)
+        return float(np.sum((Uinv.T @ gD_ @ Uinv) * H)) + gt_ * eta
+
+    for _ in range(3):
+        X1, X2 = (0.5 * (B + B.T) for B in rng.normal(size=(2, d, d)))
+        e1, e2 = rng.normal(size=2) * tau
+        H1, H2 = U @ X1 @ U.T, U @ X2 @ U.T
+        h = 1e-5
+        fd = (phi(t, D + h * H1, tau + h * e1) - phi(t, D - h * H1, tau - h * e1)) / (2 * h)
+        assert float(np.sum(gD * X1)) + gt * e1 == pytest.approx(fd, rel=1e-6)
+        fd2 = (grad_dot(D + h * H2, tau + h * e2, H1, e1) - grad_dot(D - h * H2, tau - h * e2, H1, e1)) / (2 * h)
+        hx, ht = hess(X2, e2)
+        assert float(np.sum(X1 * hx)) + ht * e1 == pytest.approx(fd2, rel=1e-6)
+    np.testing.assert_allclose(Ui @ U, np.eye(d), atol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
+def test_corollary1_full_barrier_matches_clarabel(family):
+    """d = 6, 10 a1a-like clients, the paper's ε²: the barrier with constraint generation is certified and
+    agrees with Clarabel's log det programs (a different formulation: the λ_D level found by Brent)."""
+    Ls, L = _binary_clients(6, 10, 3, 1)
+    s = dist.Setting(Ls, 2000, 1e-4, 0.14, 0.78)
+    sk = compressors.make("rand-1", 6)
+    D, status, certified = dist.corollary1_full(sk, L, s, family)
+    assert certified and "clients" in status, status
+    Dc, _, _ = dist.corollary1_full(sk, L, s, family, solver="CLARABEL")
+    assert np.linalg.slogdet(D)[1] == pytest.approx(np.linalg.slogdet(Dc)[1], abs=1e-5 * 6), status
+    rep = dist.report(D, sk, L, s, family)
+    assert rep["DLD_le_D"] <= 1 + 1e-9 and rep["lambda_D"] <= rep["nbhd_limit"] * (1 + 1e-9)
+
+
+def test_corollary1_full_rule_cache_fallback_and_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
     Ls, L = _clients(4, 3)
     s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
     sk = compressors.make("rand-1", 4)
     assert stepsizes.canonical("cor1-full") == "corollary1-full"
     D, info = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
-    assert info["solver"]["solver"] == "CLARABEL" and "cache" in info["solver"]
+    assert info["solver"]["solver"] == "barrier" and info["solver"]["exact"] and "cache" in info["solver"]
+    assert info["binding"] == "full-D program" and not any("corollary1-full" in w for w in info["warnings"])
     monkeypatch.setattr(dist, "corollary1_full", None)          # a second build must not solve again
     again, info2 = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
     assert info2["solver"]["cache"] == info["solver"]["cache"]
     np.testing.assert_array_equal(D.dense(), again.dense())
     assert info["corollary1"]["lambda_D"] <= info["corollary1"]["nbhd_limit"] * (1 + 1e-9)
+    monkeypatch.undo()
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path / "fallback"))
+
+    def broken(*args, **kw):
+        raise RuntimeError("could not find a strictly feasible start (simulated)")
+    monkeypatch.setattr(dist, "_full_barrier", broken)          # the barrier fails: Clarabel takes over
+    Dc, infoc = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
+    assert infoc["solver"]["solver"] == "CLARABEL" and "simulated" in infoc["solver"]["errors"][0]
+    assert Dc.logdet() == pytest.approx(D.logdet(), abs=1e-5 * 4)
+    monkeypatch.setattr(dist, "MAX_FULL_BARRIER_WORK", 30 * 16 ** 3 - 1)
     Ls, L = _clients(16, 30)
-    with pytest.raises(ConfigError, match=r"corollary1-full.*30 client LMIs of size 256.*use 'corollary1'"):
+    with pytest.raises(ConfigError, match=r"corollary1-full.*n = 30 clients at d = 16.*n·d³ <= 1.23e\+05.*"
+                                          r"use 'corollary1'"):
         stepsizes.build("corollary1-full", "det-cgd1", compressors.make("rand-1", 16), L,
                         setting=dist.Setting(Ls, 50, 1e-3, 0.3, 1.0))
+
+
+def test_corollary1_full_time_limit_keeps_an_admissible_d(tmp_path, monkeypatch):
+    """A barrier cut short after its first round: the rule returns an admissible full D with a proven
+    factor to the optimum, warns that it is not certified, and the factor covers the true distance."""
+    monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
+    Ls, L = _binary_clients(16, 30, 3, 1)
+    s = dist.Setting(Ls, 2000, 1e-4, 0.14, 0.78)
+    sk = compressors.make("rand-1", 16)
+    best, _, certified = dist.corollary1_full(sk, L, s, "det-cgd1")
+    assert certified
+    real, calls = dist._full_barrier, []
+
+    def first_only(*args, **kw):
+        calls.append(1)
+        out = real(*args, **kw)
+        return out if len(calls) == 1 else (out[0], "time limit (simulated)", False, math.inf)
+    monkeypatch.setattr(dist, "_full_barrier", first_only)
+    D, info = stepsizes.build("corollary1-full", "det-cgd1", sk, L, setting=s)
+    assert len(calls) >= 2 and info["binding"] == "full D, not certified"
+    assert any("within a factor" in w for w in info["warnings"])
+    rep = info["corollary1"]
+    assert rep["DLD_le_D"] <= 1 + 1e-9 and rep["lambda_D"] <= rep["nbhd_limit"] * (1 + 1e-9)
+    factor = float(re.search(r"within a factor ([0-9.]+)", info["solver"]["status"]).group(1))
+    true = math.exp((np.linalg.slogdet(best)[1] - D.logdet()) / 16)
+    assert 1 - 1e-6 <= true <= factor * (1 + 1e-6)
 
 
 def test_corollary1_rule_limit_counts_the_client_rank(tmp_path, monkeypatch):

@@ -200,8 +200,9 @@ REGISTRY = {
                                                "1 (DLD ⪯ D, λ_D ≤ min(n/K, nε²det(D)^1/d/(4Δinf))), or with RULE "
                                                "the largest βW for RULE's shape W; needs --eps2, K = --iters."),
     "corollary1-full": Rule("corollary1-full", "", "distributed: the best full D under Corollary 1's "
-                                                   "conditions, by conic programs (Clarabel) with one LMI per "
-                                                   "client; small d and n only (n·m² <= 15,000); needs --eps2."),
+                                                   "conditions, by a barrier Newton-CG with constraint "
+                                                   "generation over the clients (n·d³ <= 8e8; Clarabel for "
+                                                   "small programs as fallback); needs --eps2."),
     "matrix-smoothness": Rule("matrix-smoothness", "", "DCGD (γI) with γ from Corollary 1 and the smoothness "
                                                        "matrices L, L_i (Safaryan et al. 2021); needs --eps2."),
     "khaled-richtarik": Rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & "
@@ -368,7 +369,9 @@ def _build_distributed(name, shape, family, sketch, L, block_ptr, setting):
             _require_pd(L, "corollary1-full")
             Dd, sinfo = dist.corollary1_full_cached(sketch, L, setting, family)
             D = StepsizeMatrix.blocks(Dd, [0, d])
-            info.update(solver=sinfo, binding="full-D program")
+            info.update(solver=sinfo, binding="full-D program" if sinfo["exact"] else "full D, not certified")
+            if not sinfo["exact"]:
+                info["warnings"].append("corollary1-full: " + sinfo["status"])
         elif name == "corollary1" and shape is None:
             _require_pd(L, "corollary1")
             delta, sinfo = dist.corollary1_diag_cached(sketch, L, setting)

@@ -319,43 +319,59 @@ def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int =
     minimized by damped Newton steps on d + 1 variables (:func:`_barrier`; the client terms
     and their derivatives are in :func:`_program`).  The objective gap after
     the last stage is at most (θ + (λ + √θ)λ/(1 − λ))/t with θ = d + m d + 2 (m the client
-    LMIs present) and λ <= 1/4 the
-    Newton decrement there.
+    LMIs present) and λ <= 1/4 the Newton decrement there.  The clients are taken in by
+    constraint generation (:func:`_generate`).
+    """
+    def relax(sub, left):
+        delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+        return np.diag(delta), status, certified, gap
 
-    **Constraint generation over the clients.**  The program keeping the LMIs of only a
-    subset S of the clients (same n, K, ε², Δ^inf) is a relaxation: its optimum bounds the
-    full one from above.  Rounds start from the FIRST_CLIENTS clients with the largest λ_i at
-    the best diagonal line search; each round solves the relaxation, scales its δ by the line
-    search of the *full* program (so every returned δ is admissible), and adds the ADD_CLIENTS
-    clients whose λ_i most exceed those in S, until no client is violated.  A certified
-    relaxation whose δ is admissible for all clients is certified for the full program; a
-    relaxation certified earlier still bounds the optimum, so a run stopped by the time limit
-    reports how far its best admissible δ can be from the optimum; the best diagonal line search
-    is the starting candidate, so no round can make the result worse.  On a1a with 100 clients
-    about 40 clients matter, and each Newton step on a subset is cheaper (docs/paper-notes.md §7).
+    D, status, certified = _generate(relax, sketch, L, s, "det-cgd1", time_limit, say)
+    return np.diag(D).copy(), status, certified
 
-    The barrier's result is checked, not trusted: if scaling δ by the line search gains more
-    than the gap bound, the certificate is void (an LMI jammed at its boundary can make the
-    Newton decrement look small while the iterate is not centred).  ``say`` receives one line
-    per round (progress).
+
+def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=None, start=None):
+    """Constraint generation over the clients for Corollary 1's programs; ``(D, status, certified)``.
+
+    The program keeping the LMIs of only a subset S of the clients (same n, K, ε², Δ^inf) is a
+    relaxation: its optimum bounds the full one from above.  Rounds start from the FIRST_CLIENTS
+    clients with the largest λ_i at the best diagonal line search; each round solves the relaxation
+    (``relax(setting, seconds left)`` returns ``(D, status, certified, gap bound on log det)``),
+    scales its D by the line search of the *full* program (so every returned D is admissible), and
+    adds the ADD_CLIENTS clients whose λ_i most exceed those in S, until no client is violated.  A
+    certified relaxation whose D is admissible for all clients is certified for the full program; a
+    relaxation certified earlier still bounds the optimum, so a run stopped by the time limit (or by
+    a round that fails) reports how far its best admissible D can be from the optimum; the best
+    diagonal line search (or ``start`` = (admissible D, what it is), if better) is the starting
+    candidate, so no round can make the result worse.  On a1a
+    with 100 clients about 40 clients matter (docs/paper-notes.md §7).
+
+    A relaxation's certificate is checked, not trusted: if scaling its D by the line search gains
+    more than the gap bound, the certificate is void (an LMI jammed at its boundary can make the
+    Newton decrement look small while the iterate is not centred).  ``say`` receives one line per
+    round (progress).
     """
     t_start = time.perf_counter()
     d, n = L.shape[0], s.n
-    best, shape = best_diag_line_search(sketch, L, s)  # admissible: the point every round must beat
-    lam = client_lambdas(np.diag(best), sketch, L, s.client_L)
+    delta, shape = best_diag_line_search(sketch, L, s)  # admissible: the point every round must beat
+    best, best_ld = np.diag(delta), float(np.sum(np.log(delta)))
+    what = f"the line search over the diagonal shape {shape}"
+    if start is not None and np.linalg.slogdet(start[0])[1] > best_ld:
+        (best, what), best_ld = start, float(np.linalg.slogdet(start[0])[1])
+    lam = client_lambdas(best, sketch, L, s.client_L, family)
     subset = [int(i) for i in np.argsort(-lam, kind="stable")[:FIRST_CLIENTS]]
-    upper, rounds, from_rounds = math.inf, [], False  # upper: proven bound on the optimal Σ log δ
+    upper, rounds, from_rounds = math.inf, [], False  # upper: proven bound on the optimal log det D
     while True:
         left = time_limit - (time.perf_counter() - t_start)
         sub = s if len(subset) == n else s.restrict(sorted(subset))
         try:
-            delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+            D, status, certified, gap = relax(sub, left)
         except RuntimeError as exc:                 # no strictly feasible start, lost feasibility
             rounds.append(f"{len(subset)} of {n} clients: failed ({exc})")
             certified = False
             break
-        beta, binding = line_search(np.diag(delta), sketch, L, s, "det-cgd1")
-        obj = float(np.sum(np.log(delta)))
+        beta, binding = line_search(D, sketch, L, s, family)
+        obj = float(np.linalg.slogdet(D)[1])
         if certified and d * math.log(max(beta, 1.0)) > gap + 1e-9 * d:
             certified = False
             status += (f"; NOT certified: scaling D by {beta:.6g} keeps (a)-(c), a gain of "
@@ -363,26 +379,25 @@ def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int =
                        "broke down at an LMI boundary)")
         if certified:
             upper = min(upper, obj + gap)
-        if obj + d * math.log(beta) > float(np.sum(np.log(best))):
-            best, from_rounds = beta * delta, True
+        if obj + d * math.log(beta) > best_ld:
+            best, best_ld, from_rounds = beta * D, obj + d * math.log(beta), True
         rounds.append(f"{len(subset)} of {n} clients: {status}")
         if say is not None:
             say(f"corollary1: round {len(rounds)}, {rounds[-1]}")
         if beta >= 1.0 - 1e-9:                      # every client's LMI holds: the relaxation is exact
             break
-        lam = client_lambdas(np.diag(delta), sketch, L, s.client_L)
+        lam = client_lambdas(D, sketch, L, s.client_L, family)
         top = lam[subset].max()
         out = [int(i) for i in np.argsort(-lam, kind="stable") if lam[i] > top and int(i) not in subset]
         if not out or time.perf_counter() - t_start >= time_limit:
             certified = False
             break
         subset += out[:ADD_CLIENTS]
-    done = float(np.sum(np.log(best)))
     status = "; ".join(f"round {k + 1} ({r})" for k, r in enumerate(rounds))
     if not from_rounds:
-        status += f"; using the line search over the diagonal shape {shape}"
+        status += f"; using {what}"
     if math.isfinite(upper):
-        status += (f"; proven: det(D)^(1/d) is within a factor {math.exp(max(upper - done, 0.0) / d):.6g} "
+        status += (f"; proven: det(D)^(1/d) is within a factor {math.exp(max(upper - best_ld, 0.0) / d):.6g} "
                    "of the optimum")
     return best, status, certified and math.isfinite(upper)
 
@@ -492,6 +507,213 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
     return delta, info
 
 
+# --- the full-D program: barrier Newton-CG ------------------------------------------
+def _full_program(sketch, L, s: Setting, family: str):
+    """φ_t over full symmetric D and τ, its Newton system in U-coordinates, a strict start and θ.
+
+    φ_t(D, τ) = −t log det D − log det(D − DLD) − Σ_i log det(τI − R_i V(D) R_i) − log(n/K − τ)
+    − log(c det(D)^{1/d} − τ), with R_i = L_i^½ and V(D) = C∘(DLD) (Algorithm 1) or D(C∘L)D
+    (Algorithm 2), both matrix-convex in D (C ⪰ 0), so every term is a convex barrier.  With
+    X_i = τI − R_iVR_i, Γ_i = R_iX_i⁻¹R_i, Γ = Σ Γ_i, Ξ = Σ R_iX_i⁻²R_i:
+
+        ∇_D = −tD⁻¹ − G + GDL + LDG + V′*[Γ] − (cg/(dh))D⁻¹,   ∇_τ = −Σ tr X_i⁻¹ + 1/(n/K − τ) + 1/h,
+        ∇²[H, η] = tD⁻¹HD⁻¹ + (a)″[H] + V′*[Σ Γ_iV′[H]Γ_i − ηΞ] + V″*[Γ, H] + (c)″ ,
+                   τ part −⟨Ξ, V′[H]⟩ + η(Σ tr X_i⁻² + 1/(n/K − τ)²) + (c)″,
+
+    (G = (D − DLD)⁻¹, h = c g − τ, g = det(D)^{1/d}; V′ the derivative, V′* its adjoint, V″*[Γ, H]
+    = (C∘Γ)HL + LH(C∘Γ) or ΓH(C∘L) + (C∘L)HΓ).  In the basis U = C_D Q (D = C_DC_Dᵀ, C_DᵀLC_D =
+    QΛQᵀ) D = UUᵀ and DLD = UΛUᵀ, so with H = UXUᵀ the t-term is tX and the (a)-term is *exactly*
+    diagonal: X_jk (g_jg_k(1 − λ_j − λ_k)² + g_jλ_k + g_kλ_j), g = 1/(1 − λ).  That diagonal, t and
+    (c)'s diagonal part are the CG preconditioner; the client terms are not in it.  Each client
+    costs O(d³) per Hessian product (dense R_i; the diagonal program's Woodbury form is not carried
+    over), hence constraint generation.
+    """
+    from . import logdet_chol
+    L = 0.5 * (L + L.T)
+    d, n = L.shape[0], s.n
+    C = covariance(sketch)
+    W = C * L                                           # Algorithm 2: V = DWD
+    R = _roots(s.client_L)
+    c = _nbhd_const(s)
+    bK = n / s.K
+    eye = np.eye(d)
+    alg1 = family == "det-cgd1"
+    if family not in ("det-cgd1", "det-cgd2"):
+        raise choices_error("algorithm family", family, ("det-cgd1", "det-cgd2"))
+
+    def V_of(D):
+        return C * (D @ L @ D) if alg1 else D @ W @ D
+
+    def Vp(H, D):                                       # V′[H]
+        Y = H @ (L if alg1 else W) @ D
+        return C * (Y + Y.T) if alg1 else Y + Y.T
+
+    def sym2(Y):
+        return Y + Y.T
+
+    def Vadj(Z, D):                                     # V′*[Z]: ⟨Z, V′[H]⟩ = ⟨V′*[Z], H⟩
+        return sym2((C * Z) @ D @ L) if alg1 else sym2(Z @ D @ W)
+
+    def V2(Gam, H):                                     # ½∇_H ⟨Γ, V″[H, H]⟩
+        return sym2((C * Gam) @ H @ L) if alg1 else sym2(Gam @ H @ W)
+
+    def phi(t, D, tau):
+        if not 0.0 < tau < bK:
+            return math.inf
+        ld = logdet_chol(D)
+        if ld is None:
+            return math.inf
+        h = c * math.exp(ld / d) - tau if math.isfinite(c) else 1.0
+        if h <= 0:
+            return math.inf
+        la = logdet_chol(D - D @ L @ D)
+        X = tau * eye - R @ V_of(D) @ R
+        lx = logdet_chol(0.5 * (X + np.swapaxes(X, 1, 2)))
+        if la is None or lx is None:
+            return math.inf
+        return -t * ld - la - lx - math.log(bK - tau) - math.log(h)
+
+    def system(t, D, tau):
+        """(∇ in U-coordinates: Uᵀ∇_DU and ∇_τ), the Hessian product in them, preconditioner, U."""
+        Cd = np.linalg.cholesky(D)
+        lam, Q = np.linalg.eigh(Cd.T @ L @ Cd)
+        U = Cd @ Q
+        Ui = np.linalg.solve(U, eye)
+        Di = Ui.T @ Ui
+        ga = 1.0 / (1.0 - lam)
+        G = (Ui.T * ga) @ Ui
+        X = tau * eye - R @ V_of(D) @ R
+        Xi = np.linalg.inv(0.5 * (X + np.swapaxes(X, 1, 2)))
+        Gi = R @ Xi @ R
+        Gam = Gi.sum(0)
+        Xi2 = (R @ (Xi @ Xi) @ R).sum(0)
+        tr1, tr2 = float(np.einsum("ijj->", Xi)), float(np.sum(Xi * Xi))
+        if math.isfinite(c):
+            cg = c * math.exp(2.0 * float(np.log(np.diag(Cd)).sum()) / d)
+            h = cg - tau
+            kc = cg / (d * h)
+        else:
+            cg, h, kc = 0.0, 1.0, 0.0
+        gD = -(t + kc) * Di - G + sym2(G @ D @ L) + Vadj(Gam, D)
+        gt = -tr1 + 1.0 / (bK - tau) + (1.0 / h if math.isfinite(c) else 0.0)
+        S = 1.0 - lam[:, None] - lam[None, :]
+        base = t + kc + np.outer(ga, ga) * S * S + ga[:, None] * lam[None, :] + lam[:, None] * ga[None, :]
+        tt = tr2 + 1.0 / (bK - tau) ** 2
+
+        def hess(Xu, eta):
+            H = U @ Xu @ U.T
+            Y = Vp(H, D)
+            Z = np.einsum("iab,bc,icd->ad", Gi, Y, Gi, optimize=True) - eta * Xi2
+            oD = U.T @ (Vadj(Z, D) + V2(Gam, H)) @ U + base * Xu
+            ot = -float(np.sum(Xi2 * Y)) + eta * tt
+            if math.isfinite(c):                        # (c): rank one in (tr X, η) plus a trace term
+                q = (cg / d) * float(np.trace(Xu)) - eta
+                oD = oD + (q * cg / (d * h * h) - kc * float(np.trace(Xu)) / d) * eye
+                ot -= q / (h * h)
+            return oD, ot
+
+        return U.T @ gD @ U, gt, hess, base, tt + (1.0 / h ** 2 if math.isfinite(c) else 0.0), U
+
+    # strictly feasible start: half the best diagonal line search (λ_D drops by 4, (c)'s cap by 2)
+    delta, _ = best_diag_line_search(sketch, L, s)
+    D = np.diag(0.5 * delta)
+    lam0 = lambda_D(D, sketch, L, s.client_L, family)
+    cap = min(bK, c * math.exp(np.mean(np.log(0.5 * delta))))
+    tau = math.sqrt(lam0 * cap) if lam0 > 0 else 0.5 * cap
+    if not math.isfinite(phi(1.0, D, tau)):
+        raise RuntimeError("could not find a strictly feasible start for Corollary 1's full-D program")
+    theta = d + R.shape[0] * d + 1 + (1 if math.isfinite(c) else 0)
+    return phi, system, D, tau, theta
+
+
+def _pcg(hess, gD, gt, den, dent, rtol, max_cg):
+    """Preconditioned CG on ∇²φ (step, η) = −∇φ in U-coordinates; ``(step, η, iterations)``."""
+    sx, se = np.zeros_like(gD), 0.0
+    rx, re = -gD, -gt
+    zx, ze = rx / den, re / dent
+    px, pe = zx.copy(), ze
+    rz = float(np.sum(rx * zx)) + re * ze
+    r0 = math.sqrt(max(rz, 0.0))
+    k = 0
+    while k < max_cg:
+        ax, ae = hess(px, pe)
+        pap = float(np.sum(px * ax)) + pe * ae
+        if not pap > 0.0:                               # rounding at the end of the path
+            break
+        a = rz / pap
+        sx += a * px
+        se += a * pe
+        rx -= a * ax
+        re -= a * ae
+        zx, ze = rx / den, re / dent
+        rz_new = float(np.sum(rx * zx)) + re * ze
+        k += 1
+        if math.sqrt(max(rz_new, 0.0)) <= rtol * r0:
+            break
+        px = zx + (rz_new / rz) * px
+        pe = ze + (rz_new / rz) * pe
+        rz = rz_new
+    return sx, se, k
+
+
+def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: float, max_newton: int = 500,
+                  cg_rtol: float = 1e-2, max_cg: int = 500):
+    """The barrier iterations of the full-D program: ``(D, status, certified, gap bound)``.
+
+    Damped Newton steps (1/(1 + λ), then Armijo) on (D, τ), the Newton systems solved by CG in
+    U-coordinates to ``cg_rtol``.  CG's decrement −⟨∇φ, step⟩ underestimates the true one, so the
+    last centre is confirmed with CG to 1e-8: the gap bound (θ + (λ + √θ)λ/(1 − λ))/t uses that λ.
+    """
+    t_start = time.perf_counter()
+    phi, system, D, tau, theta = _full_program(sketch, L, s, family)
+    d = L.shape[0]
+    t, t_final, newton, cgs = theta / d, theta / (rtol * d), 0, 0
+    while True:
+        final = t >= t_final * (1 - 1e-12)
+        centred, f0 = False, None
+        for _ in range(max_newton):
+            if time.perf_counter() - t_start > time_limit:
+                return D, (f"time limit {time_limit:g} s reached at t = {t:.0e} after {newton} Newton steps, "
+                           f"{cgs} CG products: feasible, optimality not certified"), False, math.inf
+            gD, gt, hess, den, dent, U = system(t, D, tau)
+            sx, se, k = _pcg(hess, gD, gt, den, dent, cg_rtol, max_cg)
+            cgs += k
+            newton += 1
+            dec = -(float(np.sum(gD * sx)) + gt * se)
+            if final and dec <= 0.0625:                 # confirm the last centre with an accurate solve
+                sx, se, k = _pcg(hess, gD, gt, den, dent, 1e-8, 10 * max_cg)
+                cgs += k
+                dec = -(float(np.sum(gD * sx)) + gt * se)
+            if not dec > 0:
+                return D, (f"Newton system lost positive definiteness at t = {t:.0e} after {newton} Newton "
+                           "steps: feasible, optimality not certified"), False, math.inf
+            if dec <= (0.0625 if final else 2e-2):
+                centred = True
+                break
+            step = U @ sx @ U.T
+            step = 0.5 * (step + step.T)
+            if f0 is None:
+                f0 = phi(t, D, tau)
+            a = min(1.0, 1.0 / (1.0 + math.sqrt(dec)))
+            while a > 1e-12:
+                f1 = phi(t, D + a * step, tau + a * se)
+                if f1 <= f0 - 0.25 * a * dec:
+                    break
+                a *= 0.5
+            else:
+                return D, (f"line search failed at t = {t:.0e} with Newton decrement² {dec:.1e} after "
+                           f"{newton} Newton steps: feasible, optimality not certified"), False, math.inf
+            D, tau, f0 = D + a * step, tau + a * se, f1
+        if final and centred:
+            break
+        if not final:
+            t = min(10.0 * t, t_final)
+    lam = math.sqrt(dec)
+    gap = (theta + (lam + math.sqrt(theta)) * lam / (1 - lam)) / t
+    return D, (f"objective gap <= {gap:.1e}; {newton} Newton steps, {cgs} CG products; λ_D bound τ = {tau:.4g}"), \
+        True, gap
+
+
 # --- the full-D program (conic, small sizes) ----------------------------------------
 def _full_lmis(sketch, L, family: str):
     """(factor, LMI size m): λ_D ≤ u as ‖Y_i(D)‖² ≤ u, Y_i linear in D, one LMI per client.
@@ -511,16 +733,22 @@ def _full_lmis(sketch, L, family: str):
     return E[:, keep] * np.sqrt(w[keep]), d * (1 + int(keep.sum()))
 
 
-#: the full-D program: n client LMIs of size m, 6-15 Clarabel solves; at n·m² ≈ 1e4 each solve
-#: takes ~3 s (d = 16, 10 clients, Algorithm 2: 39 s in all), and n·m² ≈ 3e4 did not finish in 60 s
+#: the full-D program by Clarabel (the fallback): n client LMIs of size m, 6-15 solves; at n·m² ≈ 1e4
+#: each solve takes ~3 s (d = 16, 10 clients, Algorithm 2: 39 s in all), n·m² ≈ 3e4 did not finish in 60 s
 MAX_FULL_PROGRAM = 15_000
+#: the full-D barrier: a Hessian product costs O(d³) per client LMI present
+MAX_FULL_BARRIER_WORK = 100 * 200 ** 3
 
 
-def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str = "CLARABEL",
-                    time_limit: float = 120.0):
-    """max log det D over *full* symmetric D under Corollary 1 (a)-(c); returns ``(D, status)``.
+def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str = "barrier",
+                    time_limit: float = 120.0, rtol: float = 1e-6, say=None, start=None):
+    """max log det D over *full* symmetric D under Corollary 1 (a)-(c); ``(D, status, certified)``.
 
-    Scaled by a feasible point D₀ = β₀ Diag(L)⁻¹ (the line search): D = σX with
+    ``solver="barrier"``: barrier Newton-CG (:func:`_full_barrier`) inside constraint generation
+    over the clients (:func:`_generate`, ``start`` its extra starting candidate), any size within
+    the time limit.
+
+    ``solver="CLARABEL"`` or ``"SCS"``, small sizes: scaled by a feasible point D₀ = β₀ Diag(L)⁻¹ (the line search): D = σX with
     σ = det(D₀)^{1/d}, and λ_D ≤ λ₀v with λ₀ = λ_D(D₀), so X and v are of order one.  For a
     fixed v, P(v) = max log det X subject to
 
@@ -538,6 +766,10 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     The returned D is scaled by the line search (largest β with βD admissible), so it
     satisfies (a)-(c) exactly whatever the solver's tolerance; the status says by how much.
     """
+    if solver == "barrier":
+        def relax(sub, left):
+            return _full_barrier(sketch, L, sub, family, rtol, left)
+        return _generate(relax, sketch, L, s, family, time_limit, say, start)
     import cvxpy as cp
     from scipy.optimize import brentq
 
@@ -608,38 +840,61 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
         raise RuntimeError(f"{solver} returned a D that is not positive definite")
     beta, binding = line_search(D, sketch, L, s, family)
     return beta * D, (f"{solver}, log det program(s) with LMIs ({how}); scaled by β = 1 {beta - 1:+.1e} "
-                      f"to make {binding} hold with equality")
+                      f"to make {binding} hold with equality"), True   # the solver's own optimality certificate
 
 
-def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool = True, time_limit: float = 120.0):
-    """:func:`corollary1_full` with the limit check, solver fallback (Clarabel, SCS) and disk cache."""
+def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool = True, time_limit: float = 300.0):
+    """:func:`corollary1_full` with limit checks, disk cache and solver fallback; returns ``(D, info)``.
+
+    The barrier first (n·d³ <= MAX_FULL_BARRIER_WORK); if it fails, Clarabel then SCS for small
+    programs (n·m² <= MAX_FULL_PROGRAM).  A barrier run stopped by the time limit returns its best
+    admissible D with the proven factor to the optimum (``info["exact"]`` False).  Rounds are
+    reported on stderr when it is a terminal.
+    """
+    import sys
+
     from .optimal import save_npz
     d, n = L.shape[0], s.n
     m = _full_lmis(sketch, L, family)[1]
-    size = n * m * m
-    if size > MAX_FULL_PROGRAM:
-        raise ConfigError(f"stepsize 'corollary1-full': {n} client LMIs of size {m} (d = {d}, {family}, sketch "
-                          f"{sketch.spec()}) give n·m² = {size:.3g}, beyond the dense conic limit "
-                          f"{MAX_FULL_PROGRAM:.3g}; use 'corollary1' (the exact diagonal program) or "
-                          "'corollary1:optimal' (a full D by line search)")
-    path = _cache_path("cor1f", f"corollary1-full-{family}", sketch, L, s, "v1")
+    conic = n * m * m <= MAX_FULL_PROGRAM
+    if n * d ** 3 > MAX_FULL_BARRIER_WORK and not conic:
+        raise ConfigError(f"stepsize 'corollary1-full': n = {n} clients at d = {d} give n·d³ = {n * d ** 3:.3g}, "
+                          f"beyond the full-D barrier's limit n·d³ <= {MAX_FULL_BARRIER_WORK:.3g} (and n·m² = "
+                          f"{n * m * m:.3g} beyond the conic limit {MAX_FULL_PROGRAM:.3g}); use 'corollary1' (the "
+                          "exact diagonal program) or 'corollary1:optimal' (a full D by line search)")
+    path = _cache_path("cor1f", f"corollary1-full-{family}", sketch, L, s, time_limit, "v2")
     if use_cache and path.is_file():
         z = np.load(path)
-        return z["D"], {"status": str(z["status"]), "solver": str(z["solver"]), "cache": str(path), "seconds": 0.0}
-    errors = []
-    for solver in ("CLARABEL", "SCS"):
+        return z["D"], {"status": str(z["status"]), "solver": str(z["solver"]), "exact": bool(z["exact"]),
+                        "cache": str(path), "seconds": 0.0}
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    start = None                                # the diagonal program's D (cached): never return less
+    if n * d * d * _factor_clients(s.client_L)[1].shape[2] <= MAX_DIAG_PROGRAM_WORK:
+        delta, _ = corollary1_diag_cached(sketch, L, s, use_cache, time_limit)
+        start = (np.diag(delta), "the diagonal program's D (rule corollary1)")
+    errors, found = [], []                      # found: (log det, D, info) of solvers that returned a D
+    for solver in ("barrier", "CLARABEL", "SCS"):
+        if (solver == "barrier" and n * d ** 3 > MAX_FULL_BARRIER_WORK) or (solver != "barrier" and not conic):
+            continue
         t0 = time.perf_counter()
         try:
-            D, status = corollary1_full(sketch, L, s, family, solver, time_limit)
+            D, status, exact = corollary1_full(sketch, L, s, family, solver, time_limit, say=say, start=start)
         except Exception as exc:  # solver failure or time-out: next solver
             errors.append(f"{solver}: {exc}")
             continue
-        info = {"status": status, "solver": solver, "seconds": time.perf_counter() - t0, "errors": errors}
-        if use_cache:
-            info["cache"] = save_npz(path, D=D, status=status, solver=solver)
-        return D, info
-    raise ConfigError("stepsize 'corollary1-full': every solver failed (" + "; ".join(errors) + "); "
-                      "use 'corollary1' or 'corollary1:optimal'")
+        found.append((float(np.linalg.slogdet(D)[1]), D, {"status": status, "solver": solver, "exact": exact,
+                                                         "seconds": time.perf_counter() - t0}))
+        if exact:
+            break
+        errors.append(f"{solver}: not certified ({status})")   # a small program then tries Clarabel
+    if not found:
+        raise ConfigError("stepsize 'corollary1-full': every solver failed (" + "; ".join(errors) + "); "
+                          "use 'corollary1' or 'corollary1:optimal'")
+    _, D, info = max(found, key=lambda f: (f[2]["exact"], f[0]))
+    info["errors"] = [e for e in errors if not e.startswith(info["solver"] + ":")]
+    if use_cache:
+        info["cache"] = save_npz(path, D=D, status=info["status"], solver=info["solver"], exact=info["exact"])
+    return D, info
 
 
 # --- Δ^inf and f(x⁰) − f^inf ------------------------------------------------------
