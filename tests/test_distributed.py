@@ -273,8 +273,9 @@ def test_corollary1_full_beats_the_diagonal_program(family):
 @pytest.mark.parametrize("family", ["det-cgd1", "det-cgd2"])
 @pytest.mark.parametrize("delta_inf", [0.14, 0.0])
 def test_corollary1_full_barrier_derivatives(family, delta_inf):
-    """The full-D barrier's gradient and Hessian products (U-coordinates, (c) present or not) against
-    central differences of φ_t along random symmetric directions, at a full D off the central path."""
+    """The full-D barrier's φ_t (client terms by Woodbury) against the plain sum of log dets, and its
+    gradient and Hessian products (U-coordinates, (c) present or not) against central differences
+    of φ_t along random symmetric directions, at a full D off the central path."""
     d = 5
     Ls, L = _binary_clients(d, 4, 3, 1)
     s = dist.Setting(Ls, 2000, 1e-4, delta_inf, 0.78)
@@ -283,8 +284,13 @@ def test_corollary1_full_barrier_derivatives(family, delta_inf):
     rng = np.random.default_rng(0)
     A = rng.normal(size=(d, d)) * 0.03 * np.diag(D0).min()
     D, t = D0 + A + A.T, 3.0
-    assert math.isfinite(phi(t, D, tau))
-    gD, gt, hess, _, _, U = system(t, D, tau)
+    V = dist.noise_matrix(D, sk, L, family)                 # φ_t written out, client LMIs dense
+    ld = lambda M: np.linalg.slogdet(M)[1]                  # noqa: E731
+    h = s.n * s.eps2 / (4 * delta_inf) * math.exp(ld(D) / d) - tau if delta_inf > 0 else 1.0
+    plain = -t * ld(D) - ld(D - D @ L @ D) - sum(ld(tau * np.eye(d) - _root(Li) @ V @ _root(Li)) for Li in Ls) \
+        - math.log(s.n / s.K - tau) - math.log(h)
+    assert phi(t, D, tau) == pytest.approx(plain, rel=1e-10)
+    gD, gt, hess, _, U = system(t, D, tau)
     Ui = np.linalg.inv(U)
 
     def grad_dot(D_, tau_, H, eta):                 # ⟨∇φ, (H, η)⟩ from the U-coordinates of another point

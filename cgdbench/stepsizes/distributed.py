@@ -508,6 +508,10 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
 
 
 # --- the full-D program: barrier Newton-CG ------------------------------------------
+#: client eigen-directions (nearest their LMI's boundary) in the full-D barrier's preconditioner
+PRECOND_DIRECTIONS = 32
+
+
 def _full_program(sketch, L, s: Setting, family: str):
     """φ_t over full symmetric D and τ, its Newton system in U-coordinates, a strict start and θ.
 
@@ -533,7 +537,14 @@ def _full_program(sketch, L, s: Setting, family: str):
     d, n = L.shape[0], s.n
     C = covariance(sketch)
     W = C * L                                           # Algorithm 2: V = DWD
-    R = _roots(s.client_L)
+    c0, F = _factor_clients(s.client_L)
+    # a floor c₀ > 0 is needed (L_i⁻¹ below): without a common one the L_i are raised by c₀,
+    # which only tightens the client LMIs (the final D is checked against the true L_i)
+    c0 = max(c0, 1e-9 * float(np.linalg.eigvalsh(L)[-1]))
+    m, r = F.shape[0], F.shape[2]
+    Ft = np.swapaxes(F, 1, 2)
+    Fh = F.transpose(1, 0, 2).reshape(d, m * r)         # the F_i side by side
+    Sf = c0 * np.eye(r) + Ft @ F                         # S_i = c₀I + F_iᵀF_i
     c = _nbhd_const(s)
     bK = n / s.K
     eye = np.eye(d)
@@ -557,6 +568,14 @@ def _full_program(sketch, L, s: Setting, family: str):
     def V2(Gam, H):                                     # ½∇_H ⟨Γ, V″[H, H]⟩
         return sym2((C * Gam) @ H @ L) if alg1 else sym2(Gam @ H @ W)
 
+    def clients(D, tau):
+        """(E, B, N, V): the client LMIs through Γ_i = c₀E⁻¹ + c₀B_iN_i⁻¹B_iᵀ (see the docstring)."""
+        V = V_of(D)
+        E = tau * eye - c0 * V
+        B = np.linalg.solve(E, Fh).reshape(d, m, r).transpose(1, 0, 2)
+        N = Sf / tau - Ft @ B
+        return E, B, 0.5 * (N + np.swapaxes(N, 1, 2)), V
+
     def phi(t, D, tau):
         if not 0.0 < tau < bK:
             return math.inf
@@ -567,11 +586,14 @@ def _full_program(sketch, L, s: Setting, family: str):
         if h <= 0:
             return math.inf
         la = logdet_chol(D - D @ L @ D)
-        X = tau * eye - R @ V_of(D) @ R
-        lx = logdet_chol(0.5 * (X + np.swapaxes(X, 1, 2)))
-        if la is None or lx is None:
+        E, _, N, _ = clients(D, tau)
+        le = logdet_chol(0.5 * (E + E.T))
+        if la is None or le is None:
             return math.inf
-        return -t * ld - la - lx - math.log(bK - tau) - math.log(h)
+        ln = logdet_chol(N)
+        if ln is None:
+            return math.inf
+        return -t * ld - la - (m * (le + r * math.log(tau / c0)) + ln) - math.log(bK - tau) - math.log(h)
 
     def system(t, D, tau):
         """(∇ in U-coordinates: Uᵀ∇_DU and ∇_τ), the Hessian product in them, preconditioner, U."""
@@ -582,12 +604,24 @@ def _full_program(sketch, L, s: Setting, family: str):
         Di = Ui.T @ Ui
         ga = 1.0 / (1.0 - lam)
         G = (Ui.T * ga) @ Ui
-        X = tau * eye - R @ V_of(D) @ R
-        Xi = np.linalg.inv(0.5 * (X + np.swapaxes(X, 1, 2)))
-        Gi = R @ Xi @ R
-        Gam = Gi.sum(0)
-        Xi2 = (R @ (Xi @ Xi) @ R).sum(0)
-        tr1, tr2 = float(np.einsum("ijj->", Xi)), float(np.sum(Xi * Xi))
+        V = V_of(D)
+        eps, UE = np.linalg.eigh(tau * eye - c0 * V)
+        Ei, Ei2 = (UE / eps) @ UE.T, (UE / eps ** 2) @ UE.T
+        B = (Ei @ Fh).reshape(d, m, r).transpose(1, 0, 2)              # B_i = E⁻¹F_i, (m, d, r)
+        Bh = B.transpose(1, 0, 2).reshape(d, m * r)                     # the B_i side by side
+        Bt = np.swapaxes(B, 1, 2)
+        nu, Wn = np.linalg.eigh(Sf / tau - Ft @ B)
+        Ni = (Wn / nu[:, None, :]) @ np.swapaxes(Wn, 1, 2)
+        M = Bt @ B - Sf / tau ** 2                                      # ∂N_i/∂τ
+        NiM = Ni @ M
+        Sb = (B @ Ni).transpose(1, 0, 2).reshape(d, m * r) @ Bh.T       # Σ B_iN_i⁻¹B_iᵀ
+        Gam = c0 * (m * Ei + Sb)                                        # Σ Γ_i
+        EiSb = Ei @ Sb
+        Xi2 = c0 * (m * Ei2 + EiSb + EiSb.T
+                    + (B @ (NiM @ Ni)).transpose(1, 0, 2).reshape(d, m * r) @ Bh.T)   # Σ Γ_iL_i⁻¹Γ_i
+        tr1 = m * (float(np.sum(1.0 / eps)) + r / tau) + float(np.einsum("ijj->", NiM))    # Σ tr X_i⁻¹
+        tr2 = m * (float(np.sum(eps ** -2.0)) + r / tau ** 2) + float(np.sum(NiM * np.swapaxes(NiM, 1, 2))) \
+            - 2.0 * float(np.sum(Ni * (Sf / tau ** 3 - Bt @ Ei @ B)))                      # Σ tr X_i⁻²
         if math.isfinite(c):
             cg = c * math.exp(2.0 * float(np.log(np.diag(Cd)).sum()) / d)
             h = cg - tau
@@ -603,7 +637,10 @@ def _full_program(sketch, L, s: Setting, family: str):
         def hess(Xu, eta):
             H = U @ Xu @ U.T
             Y = Vp(H, D)
-            Z = np.einsum("iab,bc,icd->ad", Gi, Y, Gi, optimize=True) - eta * Xi2
+            YSb = Y @ Sb
+            K = Ni @ (Bt @ (Y @ Bh).reshape(d, m, r).transpose(1, 0, 2)) @ Ni
+            Z = c0 * c0 * (m * Ei @ Y @ Ei + Ei @ YSb + YSb.T @ Ei
+                           + (B @ K).transpose(1, 0, 2).reshape(d, m * r) @ Bh.T) - eta * Xi2
             oD = U.T @ (Vadj(Z, D) + V2(Gam, H)) @ U + base * Xu
             ot = -float(np.sum(Xi2 * Y)) + eta * tt
             if math.isfinite(c):                        # (c): rank one in (tr X, η) plus a trace term
@@ -612,7 +649,40 @@ def _full_program(sketch, L, s: Setting, family: str):
                 ot -= q / (h * h)
             return oD, ot
 
-        return U.T @ gD @ U, gt, hess, base, tt + (1.0 / h ** 2 if math.isfinite(c) else 0.0), U
+        # preconditioner: the diagonal B (t, (a), (c)'s trace part; τ: its own second derivative
+        # less the selected directions) plus rank-one terms g gᵀ by Woodbury: the eigen-directions
+        # of the N_i (N_iv = νv, a = B_iv: g = (η vᵀM_iv − c₀⟨A, X⟩)/ν) and of E (Ee = εe, a = e:
+        # g = √m (η − c₀⟨A, X⟩)/ε) nearest their boundary, with A = Uᵀ V′*[a aᵀ] U, and (c)'s
+        # ((cg/d) tr X − η)/h
+        order = np.argsort(nu, axis=None)[:min(PRECOND_DIRECTIONS, nu.size)]
+        order = order[nu.ravel()[order] <= 1e3 * nu.min()]
+        ci, ki = np.unravel_index(order, nu.shape)
+        v = Wn[ci, :, ki]
+        ke = np.flatnonzero(eps[:4] <= 1e3 * eps[0])
+        a = np.concatenate([np.einsum("pab,pb->pa", B[ci], v), UE[:, ke].T])
+        scale = np.concatenate([1.0 / nu[ci, ki], math.sqrt(m) / eps[ke]])
+        coef_t = np.concatenate([np.einsum("pa,pab,pb->p", v, M[ci], v), np.ones(len(ke))]) * scale
+        if alg1:                                        # DLU = UΛ: A = MΛ + ΛM, M = (a∘U)ᵀC(a∘U)
+            Ba = a[:, :, None] * U
+            Ak = np.swapaxes(Ba, 1, 2) @ (C @ Ba) * lam[None, None, :]
+        else:                                           # A = Uᵀa bᵀU + (…)ᵀ, b = (C∘L)Da: rank two
+            Ak = (a @ U)[:, :, None] * (a @ D @ W @ U)[:, None, :]
+        Ak = Ak + np.swapaxes(Ak, 1, 2)
+        rows = [np.append(-c0 * Ak.reshape(len(a), d * d) * scale[:, None], coef_t[:, None], axis=1)]
+        t_diag = tt + (1.0 / h ** 2 if math.isfinite(c) else 0.0)
+        if math.isfinite(c):
+            rows.append(np.append((cg / d) * eye.ravel(), -1.0)[None, :] / h)
+        Gm = np.concatenate(rows)
+        bvec = np.append(base.ravel(), max(t_diag - float(np.sum(coef_t ** 2)), 1e-3 * t_diag))
+        BG = Gm / bvec
+        cap = np.linalg.cholesky(np.eye(len(Gm)) + Gm @ BG.T)
+
+        def prec(rx, re):
+            y = np.append(rx.ravel(), re) / bvec
+            z = y - BG.T @ np.linalg.solve(cap.T, np.linalg.solve(cap, Gm @ y))
+            return z[:-1].reshape(d, d), float(z[-1])
+
+        return U.T @ gD @ U, gt, hess, prec, U
 
     # strictly feasible start: half the best diagonal line search (λ_D drops by 4, (c)'s cap by 2)
     delta, _ = best_diag_line_search(sketch, L, s)
@@ -622,15 +692,15 @@ def _full_program(sketch, L, s: Setting, family: str):
     tau = math.sqrt(lam0 * cap) if lam0 > 0 else 0.5 * cap
     if not math.isfinite(phi(1.0, D, tau)):
         raise RuntimeError("could not find a strictly feasible start for Corollary 1's full-D program")
-    theta = d + R.shape[0] * d + 1 + (1 if math.isfinite(c) else 0)
+    theta = d + m * d + 1 + (1 if math.isfinite(c) else 0)
     return phi, system, D, tau, theta
 
 
-def _pcg(hess, gD, gt, den, dent, rtol, max_cg):
+def _pcg(hess, prec, gD, gt, rtol, max_cg):
     """Preconditioned CG on ∇²φ (step, η) = −∇φ in U-coordinates; ``(step, η, iterations)``."""
     sx, se = np.zeros_like(gD), 0.0
     rx, re = -gD, -gt
-    zx, ze = rx / den, re / dent
+    zx, ze = prec(rx, re)
     px, pe = zx.copy(), ze
     rz = float(np.sum(rx * zx)) + re * ze
     r0 = math.sqrt(max(rz, 0.0))
@@ -645,7 +715,7 @@ def _pcg(hess, gD, gt, den, dent, rtol, max_cg):
         se += a * pe
         rx -= a * ax
         re -= a * ae
-        zx, ze = rx / den, re / dent
+        zx, ze = prec(rx, re)
         rz_new = float(np.sum(rx * zx)) + re * ze
         k += 1
         if math.sqrt(max(rz_new, 0.0)) <= rtol * r0:
@@ -675,13 +745,13 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
             if time.perf_counter() - t_start > time_limit:
                 return D, (f"time limit {time_limit:g} s reached at t = {t:.0e} after {newton} Newton steps, "
                            f"{cgs} CG products: feasible, optimality not certified"), False, math.inf
-            gD, gt, hess, den, dent, U = system(t, D, tau)
-            sx, se, k = _pcg(hess, gD, gt, den, dent, cg_rtol, max_cg)
+            gD, gt, hess, prec, U = system(t, D, tau)
+            sx, se, k = _pcg(hess, prec, gD, gt, cg_rtol, max_cg)
             cgs += k
             newton += 1
             dec = -(float(np.sum(gD * sx)) + gt * se)
             if final and dec <= 0.0625:                 # confirm the last centre with an accurate solve
-                sx, se, k = _pcg(hess, gD, gt, den, dent, 1e-8, 10 * max_cg)
+                sx, se, k = _pcg(hess, prec, gD, gt, 1e-8, 10 * max_cg)
                 cgs += k
                 dec = -(float(np.sum(gD * sx)) + gt * se)
             if not dec > 0:
