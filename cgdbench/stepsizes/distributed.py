@@ -527,10 +527,19 @@ def _full_program(sketch, L, s: Setting, family: str):
     (G = (D − DLD)⁻¹, h = c g − τ, g = det(D)^{1/d}; V′ the derivative, V′* its adjoint, V″*[Γ, H]
     = (C∘Γ)HL + LH(C∘Γ) or ΓH(C∘L) + (C∘L)HΓ).  In the basis U = C_D Q (D = C_DC_Dᵀ, C_DᵀLC_D =
     QΛQᵀ) D = UUᵀ and DLD = UΛUᵀ, so with H = UXUᵀ the t-term is tX and the (a)-term is *exactly*
-    diagonal: X_jk (g_jg_k(1 − λ_j − λ_k)² + g_jλ_k + g_kλ_j), g = 1/(1 − λ).  That diagonal, t and
-    (c)'s diagonal part are the CG preconditioner; the client terms are not in it.  Each client
-    costs O(d³) per Hessian product (dense R_i; the diagonal program's Woodbury form is not carried
-    over), hence constraint generation.
+    diagonal: X_jk (g_jg_k(1 − λ_j − λ_k)² + g_jλ_k + g_kλ_j), g = 1/(1 − λ).
+
+    **Client terms by Woodbury.**  With L_i = c₀I + F_iF_iᵀ (:func:`_factor_clients`, rank r),
+    S_i = c₀I + F_iᵀF_i and the shared E = τI − c₀V: Γ_i = (τL_i⁻¹ − V)⁻¹ = c₀E⁻¹ + c₀B_iN_i⁻¹B_iᵀ
+    with B_i = E⁻¹F_i and N_i = S_i/τ − F_iᵀB_i (r × r); log det X_i = log det E + r log(τ/c₀)
+    + log det N_i; tr X_i⁻¹ = tr E⁻¹ + r/τ + tr N_i⁻¹M_i with M_i = ∂N_i/∂τ = B_iᵀB_i − S_i/τ²;
+    tr X_i⁻² = tr E⁻² + r/τ² + tr (N_i⁻¹M_i)² − 2 tr N_i⁻¹(S_i/τ³ − B_iᵀE⁻¹B_i); Ξ = −Σ ∂Γ_i/∂τ.
+    Σ Γ_iYΓ_i = c₀²(m E⁻¹YE⁻¹ + E⁻¹YS + SYE⁻¹ + Σ B_iN_i⁻¹(B_iᵀYB_i)N_i⁻¹B_iᵀ), S = Σ B_iN_i⁻¹B_iᵀ:
+    O(d²r) per client and Hessian product instead of O(d³).
+
+    **Preconditioner** (CG in U-coordinates): the diagonal of t, (a), (c)'s trace part and the
+    exact diagonal of the V″ term, plus rank-one terms by Woodbury for the PRECOND_DIRECTIONS
+    eigen-directions of the N_i (and the few of E) nearest their boundary, and (c)'s rank one.
     """
     from . import logdet_chol
     L = 0.5 * (L + L.T)
@@ -632,6 +641,13 @@ def _full_program(sketch, L, s: Setting, family: str):
         gt = -tr1 + 1.0 / (bK - tau) + (1.0 / h if math.isfinite(c) else 0.0)
         S = 1.0 - lam[:, None] - lam[None, :]
         base = t + kc + np.outer(ga, ga) * S * S + ga[:, None] * lam[None, :] + lam[:, None] * ga[None, :]
+        # + the exact diagonal of ⟨H, V″*[Γ, H]⟩ = 2 tr(M₁XM₂X), M₁ = Uᵀ(C∘Γ)U or UᵀΓU, M₂ = Λ or UᵀWU
+        M1 = U.T @ ((C * Gam) if alg1 else Gam) @ U
+        M2 = np.diag(lam) if alg1 else U.T @ W @ U
+        d1, d2 = np.diag(M1), np.diag(M2)
+        bv = 2.0 * M1 * M2 + np.outer(d1, d2) + np.outer(d2, d1)
+        bv[np.diag_indices(d)] *= 0.5
+        base = base + bv
         tt = tr2 + 1.0 / (bK - tau) ** 2
 
         def hess(Xu, eta):
