@@ -647,7 +647,6 @@ def _full_program(sketch, L, s: Setting, family: str):
         d1, d2 = np.diag(M1), np.diag(M2)
         bv = 2.0 * M1 * M2 + np.outer(d1, d2) + np.outer(d2, d1)
         bv[np.diag_indices(d)] *= 0.5
-        base = base + bv
         tt = tr2 + 1.0 / (bK - tau) ** 2
 
         def hess(Xu, eta):
@@ -689,7 +688,7 @@ def _full_program(sketch, L, s: Setting, family: str):
         if math.isfinite(c):
             rows.append(np.append((cg / d) * eye.ravel(), -1.0)[None, :] / h)
         Gm = np.concatenate(rows)
-        bvec = np.append(base.ravel(), max(t_diag - float(np.sum(coef_t ** 2)), 1e-3 * t_diag))
+        bvec = np.append((base + bv).ravel(), max(t_diag - float(np.sum(coef_t ** 2)), 1e-3 * t_diag))
         BG = Gm / bvec
         cap = np.linalg.cholesky(np.eye(len(Gm)) + Gm @ BG.T)
 
