@@ -1,4 +1,4 @@
-"""asv: the optimal-stepsize solvers (det-CGD1's program (13), Corollary 1's diagonal program).
+"""asv: the optimal-stepsize solvers (det-CGD1's program (13), Corollary 1's diagonal and full-D programs).
 
 Besides seconds, the work counts are tracked: CG products and Newton steps of the det-CGD1
 barrier do not depend on the load of the machine, so a change in them is a change in the
@@ -78,3 +78,32 @@ class Corollary1NewtonStep:
     def time_phi_gradient_hessian(self, dataset):
         self.phi(10.0, self.delta, self.tau)
         self.derivs(10.0, self.delta, self.tau)
+
+
+class Corollary1FullNewtonStep:
+    """The full-D Corollary 1 program (``corollary1-full``) at 40 of 100 clients, its last rounds' size:
+    one Newton system's setup and one Hessian product (the CG's unit of work)."""
+
+    params = [DATASET]
+    param_names = ["dataset"]
+    timeout = 300
+
+    def setup(self, dataset):
+        import numpy as np
+
+        from cgdbench.stepsizes import distributed as dist
+        b = _built(dataset, clients=100, compressor="rand-1", stepsize="diag-inv")
+        s = dist.setting_for(b.problem, b.x0, 2000, 1e-4)
+        lam = dist.client_lambdas(np.diag(dist.best_diag_line_search(b.sketch, b.L, s)[0]), b.sketch, b.L,
+                                  s.client_L)
+        sub = s.restrict(sorted(int(i) for i in np.argsort(-lam)[:40]))
+        _, self.system, self.D, self.tau, _ = dist._full_program(b.sketch, b.L, sub, "det-cgd1")
+        self.hess = self.system(100.0, self.D, self.tau)[2]
+        X = np.random.default_rng(0).normal(size=self.D.shape)
+        self.X = X + X.T
+
+    def time_newton_system(self, dataset):
+        self.system(100.0, self.D, self.tau)
+
+    def time_hessian_product(self, dataset):
+        self.hess(self.X, 0.1 * self.tau)

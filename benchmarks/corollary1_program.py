@@ -8,6 +8,9 @@ Setting: a1a, λ = 0.1, 100 clients (rows split in order), rand-1, K = 2000, ε�
   client LMIs: the factored client terms (L_i = c₀I + F_iF_iᵀ, rank r ≈ 17 above c₀ = 0.2,
   O(d²r) per client by Woodbury) side by side with the same code given full factors
   (c₀ = 0, r = d: O(d³) per client, what the program cost before).  The two must agree.
+* ``--full``: the same for the full-D program (``corollary1-full``): one Newton system's setup
+  and one Hessian product at 15 and 40 clients (its rounds' sizes on a1a), factored against full
+  factors.
 * ``--solve``: the whole solve (constraint generation over the clients, fresh cache),
   with its rounds, time, det(D)^{1/d} and whether it is certified.
 """
@@ -27,6 +30,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("CGDBENCH_DATA", "../shared/datasets"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--full", action="store_true", help="also time the full-D program's Newton system")
     ap.add_argument("--solve", action="store_true", help="also run the whole program (minutes)")
     ns = ap.parse_args(argv)
     os.environ["CGDBENCH_CACHE"] = tempfile.mkdtemp()      # measure solves, not cache hits
@@ -68,6 +72,34 @@ def main(argv=None):
     (ta, fa, ga, Ha), (tb, fb, gb, Hb) = rows["factored"], rows["full factors"]
     agree = max(abs(fa - fb) / abs(fb), np.abs(ga - gb).max() / np.abs(gb).max(), np.abs(Ha - Hb).max() / np.abs(Hb).max())
     print(f"  speed-up {tb / ta:.1f}x; largest relative difference {agree:.1e}")
+    if ns.full:
+        lam = dist.client_lambdas(np.diag(dist.best_diag_line_search(sketch, L, s)[0]), sketch, L, s.client_L)
+        X = np.random.default_rng(0).normal(size=L.shape)
+        X = X + X.T
+        for n_sub in (15, 40):
+            sub = s.restrict(sorted(int(i) for i in np.argsort(-lam)[:n_sub]))
+            rows = {}
+            for label, fac in (("factored", factored), ("full factors", full_factors)):
+                dist._factor_clients = fac
+                try:
+                    phi, system, D, tau, _ = dist._full_program(sketch, L, sub, "det-cgd1")
+                    sys_t, hess_t = [], []
+                    for _ in range(ns.repeats):
+                        t0 = time.perf_counter()
+                        gD, gt, hess, prec, U = system(100.0, D, tau)
+                        t1 = time.perf_counter()
+                        out = hess(X, 0.1 * tau)
+                        hess_t.append(time.perf_counter() - t1)
+                        sys_t.append(t1 - t0)
+                finally:
+                    dist._factor_clients = factored
+                rows[label] = (min(sys_t), min(hess_t), gD, out[0])
+                print(f"  full-D, {n_sub} clients, {label:12}: Newton system {1e3 * min(sys_t):7.1f} ms, "
+                      f"Hessian product {1e3 * min(hess_t):6.2f} ms (best of {ns.repeats})")
+            (sa, ha, ga, oa), (sb, hb, gb, ob) = rows["factored"], rows["full factors"]
+            diff = max(np.abs(ga - gb).max() / np.abs(gb).max(), np.abs(oa - ob).max() / np.abs(ob).max())
+            print(f"  full-D, {n_sub} clients: speed-up {sb / sa:.1f}x (system), {hb / ha:.1f}x (product); "
+                  f"largest relative difference {diff:.1e}")
     if ns.solve:
         t0 = time.perf_counter()
         delta, status, certified = dist.corollary1_diag(sketch, L, s, say=lambda m: print("   ", m[:110], flush=True))

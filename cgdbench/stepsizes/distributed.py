@@ -23,9 +23,10 @@ Rules (all return the largest D of their shape allowed by (a)-(c)):
   on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, generated client by client, see
   :func:`corollary1_diag`).
 * ``corollary1-full`` — max log det D over *full* symmetric D (:func:`corollary1_full`):
-  log det programs with one LMI per client (size 2d for Algorithm 2; d(1 + rank C) for
-  Algorithm 1, a lifting), solved by Clarabel for a root-found λ_D level.  Small sizes only
-  (n·m² <= MAX_FULL_PROGRAM).
+  a barrier Newton-CG on (D, τ) (:func:`_full_program`, :func:`_full_barrier`) inside the same
+  constraint generation, started from the diagonal program's D; for small sizes
+  (n·m² <= MAX_FULL_PROGRAM) Clarabel's log det programs with one LMI per client (size 2d for
+  Algorithm 2, d(1 + rank C) for Algorithm 1, a lifting) are the fallback.
 * ``corollary1:RULE`` — the scalar line search D = βW over the shape W a
   single-node rule builds (λ_{βW} = β² λ_W, det(βW)^{1/d} = β det(W)^{1/d}):
   β = min(1/λ_max(W^{1/2} L W^{1/2}), √(n/(K λ_W)), n ε² det(W)^{1/d}/(4 Δ^inf λ_W)).
