@@ -344,8 +344,8 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
     relaxation certified earlier still bounds the optimum, so a run stopped by the time limit (or by
     a round that fails) reports how far its best admissible D can be from the optimum; the best
     diagonal line search (or ``start`` = (admissible D, what it is), if better) is the starting
-    candidate, so no round can make the result worse.  On a1a
-    with 100 clients about 40 clients matter (docs/paper-notes.md §7).
+    candidate, so no round can make the result worse.  On a1a with 100 clients about 40 clients
+    matter (docs/paper-notes.md §7).
 
     A relaxation's certificate is checked, not trusted: if scaling its D by the line search gains
     more than the gap bound, the certificate is void (an LMI jammed at its boundary can make the
