@@ -187,7 +187,7 @@ def _factor_clients(client_L):
     return c, V[:, :, -r:] * np.sqrt(above[:, None, -r:])
 
 
-def _program(sketch, L, s: Setting):
+def _program(sketch, L, s: Setting, start=None):
     """φ_t, its derivatives, a strictly feasible start (δ, τ) and the barrier parameter θ.
 
     The client LMIs are handled through L_i = c₀I + F_iF_iᵀ (:func:`_factor_clients`) and
@@ -289,8 +289,8 @@ def _program(sketch, L, s: Setting):
             H += np.outer(dh, dh) / h ** 2 - d2h / h
         return grad, 0.5 * (H + H.T)
 
-    # strictly feasible start: δ = σ diag(L)⁻¹/d, σ leaving slack in every constraint
-    u = 1.0 / (d * np.diag(L))
+    # strictly feasible start: δ = σu, σ leaving slack in every constraint, u = diag(L)⁻¹/d or start
+    u = 1.0 / (d * np.diag(L)) if start is None else np.asarray(start, dtype=float)
     lam_u = lambda_D(np.diag(u), sketch, L, s.client_L)
     gm_u = math.exp(np.mean(np.log(u)))
     sigma = 0.5 / float(np.linalg.eigvalsh((R * u) @ R)[-1])
@@ -323,8 +323,8 @@ def corollary1_diag(sketch, L, s: Setting, rtol: float = 1e-6, max_newton: int =
     LMIs present) and λ <= 1/4 the Newton decrement there.  The clients are taken in by
     constraint generation (:func:`_generate`).
     """
-    def relax(sub, left):
-        delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left)
+    def relax(sub, left, best):                 # each round starts from the best δ so far, scaled
+        delta, status, certified, gap = _barrier(sketch, L, sub, rtol, max_newton, left, np.diag(best))
         return np.diag(delta), status, certified, gap
 
     D, status, certified = _generate(relax, sketch, L, s, "det-cgd1", time_limit, say)
@@ -337,7 +337,8 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
     The program keeping the LMIs of only a subset S of the clients (same n, K, ε², Δ^inf) is a
     relaxation: its optimum bounds the full one from above.  Rounds start from the FIRST_CLIENTS
     clients with the largest λ_i at the best diagonal line search; each round solves the relaxation
-    (``relax(setting, seconds left)`` returns ``(D, status, certified, gap bound on log det)``),
+    (``relax(setting, seconds left, best D so far)`` returns ``(D, status, certified, gap bound on
+    log det)``),
     scales its D by the line search of the *full* program (so every returned D is admissible), and
     adds the ADD_CLIENTS clients whose λ_i most exceed those in S, until no client is violated.  A
     certified relaxation whose D is admissible for all clients is certified for the full program; a
@@ -366,7 +367,7 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
         left = time_limit - (time.perf_counter() - t_start)
         sub = s if len(subset) == n else s.restrict(sorted(subset))
         try:
-            D, status, certified, gap = relax(sub, left)
+            D, status, certified, gap = relax(sub, left, best)
         except RuntimeError as exc:                 # no strictly feasible start, lost feasibility
             rounds.append(f"{len(subset)} of {n} clients: failed ({exc})")
             certified = False
@@ -403,10 +404,10 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
     return best, status, certified and math.isfinite(upper)
 
 
-def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: float):
+def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: float, start=None):
     """The barrier iterations of :func:`corollary1_diag`: ``(δ, status, certified, gap bound)``."""
     t_start = time.perf_counter()
-    phi, derivs, delta, tau, theta = _program(sketch, L, s)
+    phi, derivs, delta, tau, theta = _program(sketch, L, s, start)
     d = L.shape[0]
     t, newton = theta / d, 0
     while True:
@@ -513,7 +514,7 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
 PRECOND_DIRECTIONS = 32
 
 
-def _full_program(sketch, L, s: Setting, family: str):
+def _full_program(sketch, L, s: Setting, family: str, start=None):
     """φ_t over full symmetric D and τ, its Newton system in U-coordinates, a strict start and θ.
 
     φ_t(D, τ) = −t log det D − log det(D − DLD) − Σ_i log det(τI − R_i V(D) R_i) − log(n/K − τ)
@@ -700,11 +701,11 @@ def _full_program(sketch, L, s: Setting, family: str):
 
         return U.T @ gD @ U, gt, hess, prec, U
 
-    # strictly feasible start: half the best diagonal line search (λ_D drops by 4, (c)'s cap by 2)
-    delta, _ = best_diag_line_search(sketch, L, s)
-    D = np.diag(0.5 * delta)
+    # strictly feasible start: half an admissible D (λ_D drops by 4, (c)'s cap by 2), by default the
+    # best diagonal line search
+    D = 0.5 * (np.diag(best_diag_line_search(sketch, L, s)[0]) if start is None else start)
     lam0 = lambda_D(D, sketch, L, s.client_L, family)
-    cap = min(bK, c * math.exp(np.mean(np.log(0.5 * delta))))
+    cap = min(bK, c * math.exp(np.linalg.slogdet(D)[1] / d))
     tau = math.sqrt(lam0 * cap) if lam0 > 0 else 0.5 * cap
     if not math.isfinite(phi(1.0, D, tau)):
         raise RuntimeError("could not find a strictly feasible start for Corollary 1's full-D program")
@@ -742,7 +743,7 @@ def _pcg(hess, prec, gD, gt, rtol, max_cg):
     return sx, se, k
 
 
-def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: float, max_newton: int = 500,
+def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: float, start=None, max_newton: int = 500,
                   cg_rtol: float = 1e-2, max_cg: int = 500):
     """The barrier iterations of the full-D program: ``(D, status, certified, gap bound)``.
 
@@ -751,7 +752,7 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
     last centre is confirmed with CG to 1e-8: the gap bound (θ + (λ + √θ)λ/(1 − λ))/t uses that λ.
     """
     t_start = time.perf_counter()
-    phi, system, D, tau, theta = _full_program(sketch, L, s, family)
+    phi, system, D, tau, theta = _full_program(sketch, L, s, family, start)
     d = L.shape[0]
     t, t_final, newton, cgs = theta / d, theta / (rtol * d), 0, 0
     while True:
@@ -853,8 +854,8 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     satisfies (a)-(c) exactly whatever the solver's tolerance; the status says by how much.
     """
     if solver == "barrier":
-        def relax(sub, left):
-            return _full_barrier(sketch, L, sub, family, rtol, left)
+        def relax(sub, left, best):             # each round starts from half the best D so far
+            return _full_barrier(sketch, L, sub, family, rtol, left, best)
         return _generate(relax, sketch, L, s, family, time_limit, say, start)
     import cvxpy as cp
     from scipy.optimize import brentq
