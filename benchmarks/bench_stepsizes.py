@@ -62,6 +62,13 @@ class OptimalDetCGD1:
     track_cg_products.unit = track_newton_steps.unit = "count"
 
 
+def _distributed_a1a(dataset):
+    """The papers' distributed setting on the dataset: (built run, Corollary 1 setting), 100 clients."""
+    from cgdbench.stepsizes import distributed as dist
+    b = _built(dataset, clients=100, compressor="rand-1", stepsize="diag-inv")
+    return b, dist.setting_for(b.problem, b.x0, 2000, 1e-4)
+
+
 class Corollary1NewtonStep:
     """One Newton step's work of Corollary 1's diagonal program (φ, gradient, Hessian), 100 clients."""
 
@@ -71,8 +78,7 @@ class Corollary1NewtonStep:
 
     def setup(self, dataset):
         from cgdbench.stepsizes import distributed as dist
-        b = _built(dataset, clients=100, compressor="rand-1", stepsize="diag-inv")
-        s = dist.setting_for(b.problem, b.x0, 2000, 1e-4)
+        b, s = _distributed_a1a(dataset)
         self.phi, self.derivs, self.delta, self.tau, _ = dist._program(b.sketch, b.L, s)
 
     def time_phi_gradient_hessian(self, dataset):
@@ -92,8 +98,7 @@ class Corollary1FullNewtonStep:
         import numpy as np
 
         from cgdbench.stepsizes import distributed as dist
-        b = _built(dataset, clients=100, compressor="rand-1", stepsize="diag-inv")
-        s = dist.setting_for(b.problem, b.x0, 2000, 1e-4)
+        b, s = _distributed_a1a(dataset)
         lam = dist.client_lambdas(np.diag(dist.best_diag_line_search(b.sketch, b.L, s)[0]), b.sketch, b.L,
                                   s.client_L)
         sub = s.restrict(sorted(int(i) for i in np.argsort(-lam)[:40]))

@@ -404,6 +404,23 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
     return best, status, certified and math.isfinite(upper)
 
 
+def _damped_step(f, f0, dec):
+    """Nesterov's damped Newton step 1/(1 + λ), then Armijo halving: ``(a, f(a))``, or None if none is found.
+
+    f is φ_t along the Newton direction, f0 = f(0), dec = λ² the Newton decrement².  The damped step
+    keeps the iterate inside the Dikin ellipsoid; a full step from far off the path can jam an LMI
+    at its boundary (slack 1e-10 relative), after which Newton crawls (a1a: 500 steps per stage,
+    each lowering φ by about 2).
+    """
+    a = min(1.0, 1.0 / (1.0 + math.sqrt(dec)))
+    while a > 1e-12:
+        fa = f(a)
+        if fa <= f0 - 0.25 * a * dec:
+            return a, fa
+        a *= 0.5
+    return None
+
+
 def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: float, start=None):
     """The barrier iterations of :func:`corollary1_diag`: ``(δ, status, certified, gap bound)``."""
     t_start = time.perf_counter()
@@ -435,19 +452,12 @@ def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: fl
                 break
             if f0 is None:                              # φ_t at the iterate (kept from the line search)
                 f0 = phi(t, delta, tau)
-            # Nesterov's damped step 1/(1 + λ) keeps the iterate inside the Dikin ellipsoid; a full
-            # step from far off the path can jam an LMI at its boundary (slack 1e-10 relative), after
-            # which Newton crawls (a1a: 500 steps per stage, each lowering φ by about 2)
-            a = min(1.0, 1.0 / (1.0 + math.sqrt(dec)))
-            while a > 1e-12:
-                f1 = phi(t, delta + a * step[:d], tau + a * step[d])
-                if f1 <= f0 - 0.25 * a * dec:
-                    break
-                a *= 0.5
-            else:
+            found = _damped_step(lambda a: phi(t, delta + a * step[:d], tau + a * step[d]), f0, dec)
+            if found is None:
                 return delta, (f"line search failed at t = {t:.0e} with Newton decrement² {dec:.1e} after "
                                f"{newton} Newton steps: feasible, optimality not certified"), False, math.inf
-            delta, tau, f0 = delta + a * step[:d], tau + a * step[d], f1
+            a, f0 = found
+            delta, tau = delta + a * step[:d], tau + a * step[d]
         final = theta / t <= rtol * d
         if final and centred:                       # the gap bound θ/t needs only the last centre
             break
@@ -580,12 +590,10 @@ def _full_program(sketch, L, s: Setting, family: str, start=None):
         return sym2((C * Gam) @ H @ L) if alg1 else sym2(Gam @ H @ W)
 
     def clients(D, tau):
-        """(E, B, N, V): the client LMIs through Γ_i = c₀E⁻¹ + c₀B_iN_i⁻¹B_iᵀ (see the docstring)."""
-        V = V_of(D)
-        E = tau * eye - c0 * V
-        B = np.linalg.solve(E, Fh).reshape(d, m, r).transpose(1, 0, 2)
-        N = Sf / tau - Ft @ B
-        return E, B, 0.5 * (N + np.swapaxes(N, 1, 2)), V
+        """(E, N_i): log det X_i = log det E + r log(τ/c₀) + log det N_i (see the docstring)."""
+        E = tau * eye - c0 * V_of(D)
+        N = Sf / tau - Ft @ np.linalg.solve(E, Fh).reshape(d, m, r).transpose(1, 0, 2)
+        return E, 0.5 * (N + np.swapaxes(N, 1, 2))
 
     def phi(t, D, tau):
         if not 0.0 < tau < bK:
@@ -597,7 +605,7 @@ def _full_program(sketch, L, s: Setting, family: str, start=None):
         if h <= 0:
             return math.inf
         la = logdet_chol(D - D @ L @ D)
-        E, _, N, _ = clients(D, tau)
+        E, N = clients(D, tau)
         le = logdet_chol(0.5 * (E + E.T))
         if la is None or le is None:
             return math.inf
@@ -781,16 +789,12 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
             step = 0.5 * (step + step.T)
             if f0 is None:
                 f0 = phi(t, D, tau)
-            a = min(1.0, 1.0 / (1.0 + math.sqrt(dec)))
-            while a > 1e-12:
-                f1 = phi(t, D + a * step, tau + a * se)
-                if f1 <= f0 - 0.25 * a * dec:
-                    break
-                a *= 0.5
-            else:
+            found = _damped_step(lambda a: phi(t, D + a * step, tau + a * se), f0, dec)
+            if found is None:
                 return D, (f"line search failed at t = {t:.0e} with Newton decrement² {dec:.1e} after "
                            f"{newton} Newton steps: feasible, optimality not certified"), False, math.inf
-            D, tau, f0 = D + a * step, tau + a * se, f1
+            a, f0 = found
+            D, tau = D + a * step, tau + a * se
         if final and centred:
             break
         if not final:
