@@ -404,6 +404,13 @@ def _generate(relax, sketch, L, s: Setting, family: str, time_limit: float, say=
     return best, status, certified and math.isfinite(upper)
 
 
+def _gap_bound(theta, dec, t):
+    """Bound on the objective gap at t from a point with Newton decrement λ = √dec <= 1/4:
+    (θ + (λ + √θ)λ/(1 − λ))/t (Nesterov, Introductory Lectures, Thm 4.2.7)."""
+    lam = math.sqrt(dec)
+    return (theta + (lam + math.sqrt(theta)) * lam / (1 - lam)) / t
+
+
 def _damped_step(f, f0, dec):
     """Nesterov's damped Newton step 1/(1 + λ), then Armijo halving: ``(a, f(a))``, or None if none is found.
 
@@ -463,8 +470,7 @@ def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: fl
             break
         if not final:
             t *= 10.0
-    lam = math.sqrt(dec)
-    gap = (theta + (lam + math.sqrt(theta)) * lam / (1 - lam)) / t
+    gap = _gap_bound(theta, dec, t)
     return delta, f"objective gap <= {gap:.1e}; {newton} Newton steps; λ_D bound τ = {tau:.4g}", True, gap
 
 
@@ -721,36 +727,6 @@ def _full_program(sketch, L, s: Setting, family: str, start=None):
     return phi, system, D, tau, theta
 
 
-def _pcg(hess, prec, gD, gt, rtol, max_cg):
-    """Preconditioned CG on ∇²φ (step, η) = −∇φ in U-coordinates; ``(step, η, iterations)``."""
-    sx, se = np.zeros_like(gD), 0.0
-    rx, re = -gD, -gt
-    zx, ze = prec(rx, re)
-    px, pe = zx.copy(), ze
-    rz = float(np.sum(rx * zx)) + re * ze
-    r0 = math.sqrt(max(rz, 0.0))
-    k = 0
-    while k < max_cg:
-        ax, ae = hess(px, pe)
-        pap = float(np.sum(px * ax)) + pe * ae
-        if not pap > 0.0:                               # rounding at the end of the path
-            break
-        a = rz / pap
-        sx += a * px
-        se += a * pe
-        rx -= a * ax
-        re -= a * ae
-        zx, ze = prec(rx, re)
-        rz_new = float(np.sum(rx * zx)) + re * ze
-        k += 1
-        if math.sqrt(max(rz_new, 0.0)) <= rtol * r0:
-            break
-        px = zx + (rz_new / rz) * px
-        pe = ze + (rz_new / rz) * pe
-        rz = rz_new
-    return sx, se, k
-
-
 def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: float, start=None, max_newton: int = 500,
                   cg_rtol: float = 1e-2, max_cg: int = 500):
     """The barrier iterations of the full-D program: ``(D, status, certified, gap bound)``.
@@ -759,6 +735,7 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
     U-coordinates to ``cg_rtol``.  CG's decrement −⟨∇φ, step⟩ underestimates the true one, so the
     last centre is confirmed with CG to 1e-8: the gap bound (θ + (λ + √θ)λ/(1 − λ))/t uses that λ.
     """
+    from .optimal import pcg
     t_start = time.perf_counter()
     phi, system, D, tau, theta = _full_program(sketch, L, s, family, start)
     d = L.shape[0]
@@ -771,12 +748,12 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
                 return D, (f"time limit {time_limit:g} s reached at t = {t:.0e} after {newton} Newton steps, "
                            f"{cgs} CG products: feasible, optimality not certified"), False, math.inf
             gD, gt, hess, prec, U = system(t, D, tau)
-            sx, se, k = _pcg(hess, prec, gD, gt, cg_rtol, max_cg)
+            sx, se, k = pcg(hess, prec, gD, gt, cg_rtol, max_cg)
             cgs += k
             newton += 1
             dec = -(float(np.sum(gD * sx)) + gt * se)
             if final and dec <= 0.0625:                 # confirm the last centre with an accurate solve
-                sx, se, k = _pcg(hess, prec, gD, gt, 1e-8, 10 * max_cg)
+                sx, se, k = pcg(hess, prec, gD, gt, 1e-8, 10 * max_cg)
                 cgs += k
                 dec = -(float(np.sum(gD * sx)) + gt * se)
             if not dec > 0:
@@ -799,8 +776,7 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
             break
         if not final:
             t = min(10.0 * t, t_final)
-    lam = math.sqrt(dec)
-    gap = (theta + (lam + math.sqrt(theta)) * lam / (1 - lam)) / t
+    gap = _gap_bound(theta, dec, t)
     return D, (f"objective gap <= {gap:.1e}; {newton} Newton steps, {cgs} CG products; λ_D bound τ = {tau:.4g}"), \
         True, gap
 

@@ -104,6 +104,40 @@ def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np
 
 
 # --- full D: barrier Newton-CG -------------------------------------------------
+def pcg(hess, prec, gX, gs, rtol, max_cg):
+    """Preconditioned CG on ∇²φ (X, s) = −(gX, gs) for a matrix unknown X and a scalar s (both
+    barriers: det-CGD1's (13), s unused, and Corollary 1's full-D program, s = τ); the products
+    ``hess(X, s)`` and ``prec(RX, rs)`` return pairs.  Stops at a preconditioned residual of
+    ``rtol`` relative, or when pᵀ∇²φp <= 0 (rounding at the end of the path); ``(X, s, iterations)``.
+    """
+    sx, se = np.zeros_like(gX), 0.0
+    rx, re = -gX, -gs
+    zx, ze = prec(rx, re)
+    px, pe = zx.copy(), ze
+    rz = float(np.sum(rx * zx)) + re * ze
+    r0 = math.sqrt(max(rz, 0.0))
+    k = 0
+    while k < max_cg:
+        ax, ae = hess(px, pe)
+        pap = float(np.sum(px * ax)) + pe * ae
+        if not pap > 0.0:
+            break
+        a = rz / pap
+        sx += a * px
+        se += a * pe
+        rx -= a * ax
+        re -= a * ae
+        zx, ze = prec(rx, re)
+        rz_new = float(np.sum(rx * zx)) + re * ze
+        k += 1
+        if math.sqrt(max(rz_new, 0.0)) <= rtol * r0:
+            break
+        px = zx + (rz_new / rz) * px
+        pe = ze + (rz_new / rz) * pe
+        rz = rz_new
+    return sx, se, k
+
+
 def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300, centre_tol=1e-2):
     """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
     from . import _lam_max_pencil, logdet_chol
@@ -159,28 +193,10 @@ def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max
                 return t * X + U.T @ (Pi - NK - NK.T + MHL + MHL.T) @ U
 
             # preconditioned CG on ∇²φ step = −∇φ, in the coordinates H = U X Uᵀ (residuals UᵀRU),
-            # where the preconditioner is the division by den
-            step = np.zeros_like(D)
-            r = -(U.T @ grad @ U)
-            z = r / den
-            p = z.copy()
-            rz = float(np.sum(r * z))
-            r0 = math.sqrt(max(rz, 0.0))
-            for _k in range(max_cg):
-                Ap = hess_u(p)
-                pAp = float(np.sum(p * Ap))
-                if not pAp > 0.0:                      # rounding at the end of the path: keep what we have
-                    break
-                a = rz / pAp
-                step += a * p
-                r -= a * Ap
-                z = r / den
-                rz_new = float(np.sum(r * z))
-                cg += 1
-                if math.sqrt(max(rz_new, 0.0)) <= cg_rtol * r0:
-                    break
-                p = z + (rz_new / rz) * p
-                rz = rz_new
+            # where the preconditioner is the division by den; (13) has no scalar unknown
+            step, _, k = pcg(lambda X, _e: (hess_u(X), 0.0), lambda R, _e: (R / den, 0.0),
+                             U.T @ grad @ U, 0.0, cg_rtol, max_cg)
+            cg += k
             step = U @ step @ U.T
             step = 0.5 * (step + step.T)
             newton += 1
