@@ -815,9 +815,9 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     over the clients (:func:`_generate`, ``start`` its extra starting candidate), any size within
     the time limit.
 
-    ``solver="CLARABEL"`` or ``"SCS"``, small sizes: scaled by a feasible point D₀ = β₀ Diag(L)⁻¹ (the line search): D = σX with
-    σ = det(D₀)^{1/d}, and λ_D ≤ λ₀v with λ₀ = λ_D(D₀), so X and v are of order one.  For a
-    fixed v, P(v) = max log det X subject to
+    ``solver="CLARABEL"`` or ``"SCS"``, small sizes: scaled by a feasible point D₀ = β₀ Diag(L)⁻¹
+    (the line search): D = σX with σ = det(D₀)^{1/d}, and λ_D ≤ λ₀v with λ₀ = λ_D(D₀), so X and v
+    are of order one.  For a fixed v, P(v) = max log det X subject to
 
         (a) DLD ⪯ D:            [[X, √σ X L^½], [√σ L^½ X, I]] ⪰ 0
         λ_D ≤ λ₀v:              [[v I, Y_iᵀ], [Y_i, I]] ⪰ 0 for every client (Y_i ∝ _full_lmis)
