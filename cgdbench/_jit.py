@@ -13,6 +13,7 @@ starts a fresh cache.  ``$NUMBA_CACHE_DIR`` still wins when set; the default is
 """
 import hashlib
 import os
+import types
 from pathlib import Path
 
 import numba
@@ -47,6 +48,41 @@ njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)
 #: for a kernel taking eight arrays, measured).  Not for large kernels: inlining
 #: the logistic gradient into the prange body made the engine 25% slower.
 njit_inline = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True, inline="always")
-#: kernels with ``prange``; the work split never depends on the thread count
-njit_parallel = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True, nogil=True)
 prange = numba.prange
+
+
+class TwoPath:
+    """A ``prange`` kernel compiled twice from one source: ``.parallel`` and ``.serial``.
+
+    The work split never depends on the thread count (fixed client ranges, each with its
+    own buffer row, reduced in order), so both paths do the same arithmetic in the same
+    order and give bit-identical results.  The engine picks, chunk by chunk, whichever
+    path is faster *now* (:class:`cgdbench.parallel.PathChooser`): a parallel region
+    needs every thread of the team scheduled, and when another process holds a core a
+    2-thread region can cost many times the serial loop.
+
+    The serial twin is a copy of the function under another ``__qualname__``: Numba's
+    disk cache keys a function by module, qualified name and line, not by its
+    compile flags, so two dispatchers of one function would share (and overwrite)
+    one cache entry.
+    """
+
+    def __init__(self, fn):
+        self.py_func = fn
+        self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        self.__module__ = fn.__module__
+        self.parallel = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True, nogil=True)(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "__serial"
+        twin.__module__ = fn.__module__
+        self.serial = njit(twin)
+
+    def __call__(self, *args):
+        return self.parallel(*args)
+
+    def path(self, name: str):
+        return self.serial if name == "serial" else self.parallel
+
+
+#: kernels with ``prange``: compiled as a parallel and a serial path (see :class:`TwoPath`)
+njit_parallel = TwoPath

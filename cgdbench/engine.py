@@ -1,9 +1,11 @@
 """Engine: build the arrays a config describes, run the jitted loop, return a Trace.
 
 The K iterations run inside the jitted kernel in a few hundred chunks; between
-chunks Python only advances the progress bar and reads the clock (the per-row
-``wall_time`` is interpolated linearly inside a chunk).  A Ctrl-C or SIGTERM
-between chunks ends the run as ``interrupted`` with everything computed so far.
+chunks Python only advances the progress bar, reads the clock (the per-row
+``wall_time`` is interpolated linearly inside a chunk) and picks the compiled path
+of the next chunk, parallel or serial (:mod:`cgdbench.parallel`; both give
+bit-identical results).  A Ctrl-C or SIGTERM between chunks ends the run as
+``interrupted`` with everything computed so far.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__, algorithms, compressors, data, problems, stepsizes, store
+from . import __version__, algorithms, compressors, data, environment, parallel, problems, stepsizes, store
 from .algorithms.det_cgd import DIVERGED, client_ranges, det_cgd_chunk
 from .config import RunConfig
 from .errors import CgdbenchError
 
 MAX_CHUNKS = 200
+#: long runs still get chunks short enough for the path choice to follow the machine's load
+MAX_CHUNK_ITERS = 1000
 
 
 @dataclass
@@ -100,7 +104,8 @@ class Trace:
         c = self.config
         attrs = {
             "config": c.to_json(), "status": self.status, "package_version": __version__,
-            "git_commit": store.git_commit(), "created": store.now(), "D_kind": self.D.kind,
+            "git_commit": self.meta.get("environment", {}).get("git_commit") or environment.git_commit(),
+            "created": store.now(), "D_kind": self.D.kind,
             "G_KD": self.G_KD, "iterations_completed": self.iterations,
             "meta": json.dumps(self.meta, sort_keys=True, default=str),
         }
@@ -217,13 +222,17 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     if out is not None:
         store.check_writable(out)
     t_build = time.perf_counter()
+    layer = parallel.check_threading_layer()
     b = built or build(config, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
     job = _EfJob(b) if config.family == "ef" else _DetCgdJob(b)
-    job.call(0, 0)  # compile (or load from cache) outside the timed loop
+    threads = _threads()
+    chooser = parallel.PathChooser(threads, key=job.shape_key())
+    for path in chooser.paths:
+        job.call(0, 0, path)  # compile (or load from cache) outside the timed loop
     compile_seconds = time.perf_counter() - t_build
 
     K = config.iters
-    chunk = max(1, math.ceil((K + 1) / MAX_CHUNKS))
+    chunk = max(1, min(math.ceil((K + 1) / MAX_CHUNKS), MAX_CHUNK_ITERS))
     stops = job.stops()  # iterations where Python must look at the state (second-order checkpoints)
     status, k = "completed", 0
     marks = [(0, 0.0)]  # (iteration reached, seconds of iterating)
@@ -243,8 +252,14 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
             nxt = next((q for q in stops if k < q < k_end), None)
             if nxt is not None:
                 k_end = nxt
-            code, k_next = job.call(k, k_end)
-            marks.append((k_next, time.perf_counter() - t0 - paused))
+            path, cap = chooser.pick()
+            if cap is not None:
+                k_end = min(k_end, k + cap)
+            tc = time.perf_counter()
+            code, k_next = job.call(k, k_end, path)
+            t_now = time.perf_counter()
+            chooser.record(path, t_now - tc, k_next - k)
+            marks.append((k_next, t_now - t0 - paused))
             if bar is not None:
                 bar.update(min(k_next, K) - min(k, K))
             k = k_next
@@ -275,7 +290,8 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         "det_root": b.D.det_root(), "logdet_D": b.D.logdet(),
         "f_lower": getattr(b.problem, "f_lower", None),
         "stepsize": b.stepsize_info, "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-        "seconds_per_iter": run_seconds / max(completed, 1), "threads": _threads(),
+        "seconds_per_iter": run_seconds / max(completed, 1), "threads": threads, "threading_layer": layer,
+        "paths": chooser.report(), "environment": environment.describe(threads, layer),
         "warnings": list(b.stepsize_info.get("warnings", [])), **job.meta(),
     }
     if status == "failed":
@@ -321,8 +337,12 @@ class _DetCgdJob:
             o["iteration"], o["loss"], o["grad_norm_sq"], o["grad_norm_sq_D"], o["bits_up"], o["bits_down"])
         self.ranges = R
 
-    def call(self, k0, k1):
-        return det_cgd_chunk(k0, k1, self.b.config.iters, *self.args)
+    def call(self, k0, k1, path):
+        return det_cgd_chunk.path(path)(k0, k1, self.b.config.iters, *self.args)
+
+    def shape_key(self):
+        p = self.b.problem
+        return ("det-cgd", p.n, p.d, int(p.indptr[-1]), self.b.config.algorithm, self.b.config.compressor)
 
     def stops(self):
         return ()
@@ -383,8 +403,12 @@ class _EfJob:
         self.lam_method = None
         self.sosp_seconds = 0.0
 
-    def call(self, k0, k1):
-        return self.kernel(k0, k1, self.b.config.iters, *self.args)
+    def call(self, k0, k1, path):
+        return self.kernel.path(path)(k0, k1, self.b.config.iters, *self.args)
+
+    def shape_key(self):
+        c, p = self.b.config, self.b.problem
+        return ("ef-sgd", c.problem, p.n, p.d, p.m, c.batch_size, c.algorithm, c.compressor)
 
     def stops(self):
         every, K = self.b.config.sosp_every, self.b.config.iters

@@ -20,7 +20,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import h5py
@@ -52,21 +51,6 @@ def check_writable(path) -> Path:
         if path.stat().st_size and not h5py.is_hdf5(path):
             raise StoreError(f"output file {str(path)!r} exists and is not an HDF5 file; refusing to touch it")
     return path
-
-
-def git_commit() -> str:
-    """Commit of the source tree this package runs from (``unknown`` outside a checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        if out.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _open(path: Path, mode: str):

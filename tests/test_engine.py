@@ -1,10 +1,4 @@
-"""The jitted det-CGD loop against the Python/NumPy loop, bits, determinism, divergence."""
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
+"""The jitted det-CGD loop against the Python/NumPy loop, bits, divergence (thread counts: test_parallel)."""
 import numpy as np
 import pytest
 
@@ -127,27 +121,3 @@ def test_bad_configs():
             RunConfig(**kw)
     with pytest.raises(ConfigError, match="more clients than rows"):
         cgdbench.run(RunConfig(clients=5000, iters=1))
-
-
-DETERMINISM_SCRIPT = textwrap.dedent("""
-    import json, sys, numpy as np, numba, cgdbench
-    cfg = cgdbench.RunConfig(**json.loads(sys.argv[1]))
-    tr = cgdbench.run(cfg)
-    blob = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D, tr.bits_up.astype(float)])
-    print(json.dumps({"threads": numba.get_num_threads(), "hex": blob.tobytes().hex()}))
-""")
-
-
-@pytest.mark.parametrize("kw", [
-    dict(algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", clients=37),
-    dict(algorithm="det-cgd2", compressor="bern-q:0.5", stepsize="optimal", clients=20, blocks="3"),
-])
-def test_bit_identical_across_thread_counts(kw):
-    out = {}
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        res = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, json.dumps({**kw, "iters": 60, "seed": 9})],
-                             capture_output=True, text=True, env=env, check=True)
-        out[threads] = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["1"]["threads"] == 1 and out["2"]["threads"] == 2
-    assert out["1"]["hex"] == out["2"]["hex"]

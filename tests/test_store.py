@@ -72,13 +72,16 @@ def test_interrupted_run_is_stored(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = engine.det_cgd_chunk
 
-    def flaky(*a):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*a)
+    class Flaky:
+        def path(self, name):
+            def call(*a):
+                calls["n"] += 1
+                if calls["n"] == 4:
+                    raise KeyboardInterrupt
+                return real.path(name)(*a)
+            return call
 
-    monkeypatch.setattr(engine, "det_cgd_chunk", flaky)
+    monkeypatch.setattr(engine, "det_cgd_chunk", Flaky())
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt) as e:
         cgdbench.run(RunConfig(iters=1000), out=out)

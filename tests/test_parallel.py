@@ -1,0 +1,174 @@
+"""Threading policy: both compiled paths give bit-identical runs, the chooser follows the load, bad settings fail clearly."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import pytest
+
+import cgdbench
+from cgdbench import environment, parallel
+from cgdbench.errors import ConfigError
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, numpy as np, numba, cgdbench
+    cfg = cgdbench.RunConfig(**json.loads(sys.argv[1]))
+    tr = cgdbench.run(cfg)
+    blob = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D, tr.bits_up.astype(float)]
+                          + [np.asarray(v, dtype=float).ravel() for v in tr.extras.values()])
+    print(json.dumps({"threads": numba.get_num_threads(), "chunks": tr.meta["paths"]["chunks"],
+                      "hex": blob.tobytes().hex()}))
+""")
+#: (NUMBA_NUM_THREADS, CGDBENCH_PATH): one thread; two threads on each fixed path; two threads chosen per chunk
+SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
+
+
+@pytest.mark.parametrize("kw", [
+    dict(algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", clients=37, iters=300),
+    dict(algorithm="det-cgd2", compressor="bern-q:0.5", stepsize="optimal", clients=20, blocks="3", iters=300),
+    dict(problem="mlp-autoencoder", hidden="6,3,6", algorithm="ef-sgd", compressor="rand-k:0.1", clients=5,
+         noise=0.01, iters=300, batch_size=16, reset_iters=7, log_every=3),
+], ids=["det-cgd1", "det-cgd2", "ef-sgd"])
+def test_every_prange_kernel_is_bit_identical_on_every_path_and_thread_count(kw):
+    out = {}
+    for threads, path in SETTINGS:
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "CGDBENCH_PATH": path}
+        res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps({**kw, "seed": 9})], capture_output=True,
+                             text=True, env=env)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out[threads, path] = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["1", "auto"]["threads"] == 1 and out["2", "parallel"]["threads"] == 2
+    # each setting ran the path it names (so the comparison compares the two compilations)
+    assert out["1", "auto"]["chunks"]["parallel"] == 0 and out["2", "serial"]["chunks"]["parallel"] == 0
+    assert out["2", "parallel"]["chunks"]["serial"] == 0 and out["2", "parallel"]["chunks"]["parallel"] > 0
+    assert out["2", "auto"]["chunks"]["parallel"] > 0 and out["2", "auto"]["chunks"]["serial"] > 0
+    assert len({o["hex"] for o in out.values()}) == 1
+
+
+class FakeMachine:
+    """Seconds per iteration of each path (a function of the chunk number), on a fake clock."""
+
+    def __init__(self, parallel_cost, serial_cost):
+        self.parallel_cost, self.serial_cost = parallel_cost, serial_cost
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def chooser(self, key):
+        return parallel.PathChooser(2, "auto", key=key, clock=self.clock)
+
+    def drive(self, chooser, chunks, chunk=10):
+        total = 0.0
+        for i in range(chunks):
+            path, cap = chooser.pick()
+            n = min(chunk, cap) if cap else chunk
+            seconds = n * (self.parallel_cost(i) if path == "parallel" else self.serial_cost(i))
+            self.now += seconds
+            chooser.record(path, seconds, n)
+            total += seconds
+        return total
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory(monkeypatch):
+    monkeypatch.setattr(parallel.PathChooser, "_memory", {})
+
+
+def test_chooser_runs_parallel_on_a_quiet_machine():
+    m = FakeMachine(lambda i: 38e-6, lambda i: 72e-6)
+    c = m.chooser("quiet")
+    m.drive(c, 200)
+    assert c.chunks["parallel"] > 0.95 * 200 and c.switches == 0
+
+
+def test_chooser_falls_back_to_serial_when_parallel_regions_stall():
+    """On a busy machine a 2-thread region now and then waits a time slice (~7 ms) for a core."""
+    m = FakeMachine(lambda i: 7e-3 if i % 3 == 0 else 45e-6, lambda i: 72e-6)
+    c = m.chooser("busy")
+    total = m.drive(c, 2000)
+    assert c.chunks["serial"] > 0.97 * 2000
+    assert total <= 1.3 * 2000 * 10 * 72e-6  # within 1.3x of running serial throughout
+
+
+def test_chooser_switches_back_when_the_load_goes():
+    m = FakeMachine(lambda i: 7e-3 if i < 50 else 38e-6, lambda i: 72e-6)
+    c = m.chooser("load-goes")
+    m.drive(c, 2000)  # the stalls push the next probe back by 20x their cost (~1.4 s), then it recovers
+    assert c.switches >= 1 and c._best == "parallel"
+
+
+def test_chooser_remembers_across_runs_in_a_process():
+    busy = FakeMachine(lambda i: 7e-3, lambda i: 72e-6)
+    busy.drive(busy.chooser("k"), 50)
+    again = busy.chooser("k")
+    assert again.pick() == ("serial", None)  # no first probe of the stalling path
+    assert parallel.PathChooser(2, "auto", key="other").pick()[0] == "parallel"
+
+
+def test_fixed_settings_and_one_thread():
+    assert parallel.PathChooser(1, "auto").paths == ("serial",)
+    assert parallel.PathChooser(2, "serial").paths == ("serial",)
+    assert parallel.PathChooser(2, "parallel").paths == ("parallel",)
+
+
+def test_bad_path_setting(monkeypatch):
+    monkeypatch.setenv("CGDBENCH_PATH", "fast")
+    with pytest.raises(ConfigError, match=r"CGDBENCH_PATH='fast': choose one of auto, parallel, serial"):
+        parallel.path_setting()
+
+
+def _cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "cgdbench.cli", "run", "--iters", "5", "--quiet", *args],
+                          capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_unknown_threading_layer_is_a_one_line_error():
+    r = _cli({"NUMBA_THREADING_LAYER": "fastest"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "NUMBA_THREADING_LAYER='fastest' is not a Numba threading layer; choose one of" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unavailable_threading_layer_names_the_usable_ones():
+    usable = parallel.available_layers()
+    missing = next((x for x in ("tbb", "omp", "workqueue") if x not in usable), None)
+    if missing is None:
+        pytest.skip("every threading layer loads on this machine")
+    r = _cli({"NUMBA_THREADING_LAYER": missing})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"NUMBA_THREADING_LAYER='{missing}' cannot be used here" in r.stderr
+    assert f"layers that load here: {', '.join(usable)}" in r.stderr
+
+
+def test_a_written_run_records_its_environment(tmp_path):
+    out = tmp_path / "r.h5"
+    cgdbench.run(cgdbench.RunConfig(iters=20), out=out)
+    with h5py.File(out, "r") as f:
+        attrs = dict(f["runs"][next(iter(f["runs"]))].attrs)
+    meta = json.loads(attrs["meta"])
+    env = meta["environment"]
+    for key in ("package_version", "python", "numpy", "numba", "scipy", "h5py", "threading_layer", "threads",
+                "cpu", "git_commit"):
+        assert env.get(key) not in (None, ""), key
+    assert env["threads"] == meta["threads"] and env["threading_layer"] == meta["threading_layer"] != "not started"
+    assert set(meta["paths"]["chunks"]) == {"parallel", "serial"}
+    assert attrs["git_commit"] == env["git_commit"]
+
+
+def test_commit_only_from_a_work_tree_that_tracks_the_package(tmp_path):
+    def git(*a):
+        subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x")
+    site = tmp_path / "site-packages" / "cgdbench"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    # installed (untracked) inside another repository: that repository's HEAD is not ours
+    assert environment.commit_of(site / "__init__.py") == environment.NOT_A_CHECKOUT
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "y")
+    assert len(environment.commit_of(site / "__init__.py")) == 40
+    assert environment.commit_of(tmp_path.parent / "nowhere.py") == environment.NOT_A_CHECKOUT
