@@ -1,9 +1,12 @@
 """Datasets: the manifest, LIBSVM files found by name or path, and the bundled synthetic default.
 
-Files are never shipped with the project.  A name is looked up in a data
-directory (``--data-dir``, else ``$CGDBENCH_DATA``, else the user cache
-directory); a path is read as it is.  Files named in the manifest are checked
-against its sha256 and shape.
+Files are never shipped with the project.  **The data-directory rule** (CLI, API, gate,
+tests and benchmarks alike): a name is looked up in ``--data-dir`` (``data_dir=``) when
+given, else in each directory of ``$CGDBENCH_DATA`` (several separated by ``:``), else in
+the user cache directory (``~/.cache/cgdbench/datasets`` on Linux), which
+``cgdbench datasets add DIR`` fills with links to (or copies of) the files in DIR.  A
+path is read as it is.  Files named in the manifest are checked against its sha256
+and shape.
 """
 from __future__ import annotations
 
@@ -68,12 +71,62 @@ def default_data_dir() -> Path:
 
 
 def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Where a dataset name is looked up, in order."""
+    """Where a dataset name is looked up, in order (the data-directory rule, module docstring)."""
     if data_dir is not None:
         return [Path(data_dir)]
     if os.environ.get(ENV_VAR):
-        return [Path(os.environ[ENV_VAR])]
+        return [Path(p) for p in os.environ[ENV_VAR].split(os.pathsep) if p]
     return [default_data_dir()]
+
+
+def locate(name: str, data_dir=None) -> Path | None:
+    """The file a manifest name resolves to under the rule, or ``None``."""
+    entry = manifest()[name]
+    return next((d / entry["file"] for d in data_dirs(data_dir) if (d / entry["file"]).is_file()), None)
+
+
+def status(data_dir=None) -> list[tuple[str, str]]:
+    """``(name, where)`` for every dataset: the file found, or ``missing``."""
+    rows = [(SYNTHETIC, "bundled (generated from a seed, no file)")]
+    for name, entry in manifest().items():
+        path = locate(name, data_dir)
+        rows.append((name, f"{entry['rows']} × {entry['features']}, {entry['description']}: "
+                           + (str(path) if path else f"missing ({entry['file']!r} not found)")))
+    return rows
+
+
+def add(source: str | os.PathLike, copy: bool = False, verify: bool = True) -> list[tuple[str, str]]:
+    """Put the manifest's files found in ``source`` into the cache directory (links, or copies).
+
+    Files are checked against the manifest's sha256 first (``verify=False`` skips it);
+    returns ``(name, what happened)`` per dataset found.  Nothing is downloaded.
+    """
+    import shutil
+    src = Path(source).expanduser()
+    if not src.is_dir():
+        raise DataError(f"{str(src)!r} is not a directory; give the directory that holds the LIBSVM files")
+    dest = default_data_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name, entry in manifest().items():
+        f = src / entry["file"]
+        if not f.is_file():
+            continue
+        if verify and sha256_of(f) != entry["sha256"]:
+            done.append((name, f"skipped: sha256 of {f} differs from the manifest"))
+            continue
+        target = dest / entry["file"]
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if copy:
+            shutil.copy2(f, target)
+        else:
+            target.symlink_to(f.resolve())
+        done.append((name, f"{'copied' if copy else 'linked'} {f} -> {target}"))
+    if not done:
+        raise DataError(f"no file of the manifest ({', '.join(e['file'] for e in manifest().values())}) "
+                        f"in {str(src)!r}")
+    return done
 
 
 def sha256_of(path: Path) -> str:
@@ -181,9 +234,9 @@ def load(dataset: str | os.PathLike | None = None, data_dir=None,
         if path is None:
             looked = ", ".join(str(p) for p in tried)
             raise DataError(
-                f"dataset {text!r} not found (looked for {looked}). Download {entry['file']!r} from "
-                f"the LIBSVM binary collection ({manifest_source()}) into one of those "
-                f"directories, or point --data-dir / ${ENV_VAR} at a directory that holds it")
+                f"dataset {text!r} not found (looked for {looked}). Point --data-dir or ${ENV_VAR} at a "
+                f"directory that holds {entry['file']!r}, or run `cgdbench datasets add DIR` once; the "
+                f"file is in the LIBSVM binary collection ({manifest_source()})")
         return _load_file(path, text, entry, allow_hash_mismatch)
     path = Path(text)
     if path.exists() or os.sep in text or text.startswith("."):

@@ -5,18 +5,22 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The real LIBSVM files come through the package's one data-directory rule
+# (cgdbench.data.data_dirs); in this workspace they sit in ../shared/datasets.
+os.environ.setdefault("CGDBENCH_DATA", str(ROOT.parent / "shared" / "datasets"))
 
 
 def shared_datasets() -> Path:
-    """The real LIBSVM files: $CGDBENCH_DATA, else ../shared/datasets next to the checkout.
+    """The directory that holds a1a under the data-directory rule.
 
-    Tests that need them fail (never skip) when they are missing: CI always has them.
+    Tests that need the real files fail (never skip) when they are missing: CI always has them.
     """
-    env = os.environ.get("CGDBENCH_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "datasets"
-    if not (path / "a1a").is_file():
-        pytest.fail(f"real datasets not found at {path}; set CGDBENCH_DATA to ../shared/datasets")
-    return path
+    from cgdbench import data
+    path = data.locate("a1a")
+    if path is None:
+        pytest.fail(f"real datasets not found in {[str(p) for p in data.data_dirs()]}; set CGDBENCH_DATA "
+                    "to the directory that holds a1a (../shared/datasets here)")
+    return path.parent
 
 
 @pytest.fixture(scope="session")
