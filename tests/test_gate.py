@@ -28,13 +28,18 @@ def statuses(rows):
 
 
 def test_pass():
-    rows, ok = gate.compare(BASE, current(timings__k1={"speedup": 5.01}))  # within 2x
+    rows, ok = gate.compare(BASE, current(timings__k1={"speedup": 6.7}))  # within the default 1.5x
     assert ok and not statuses(rows)
+    rows, ok = gate.compare(BASE, current(timings__k1={"speedup": 6.6}))
+    assert not ok and statuses(rows) == {("k1", "speedup"): "slower"}
 
 
 def test_changed_metric_fails_even_by_one_ulp():
     rows, ok = gate.compare(BASE, current(metrics__c1__final_loss=0.5000000000000001))
     assert not ok and statuses(rows) == {("c1", "final_loss"): "changed"}
+    table = gate.format_rows(rows, only_failures=True)
+    # full precision, and the difference
+    assert "0.5000000000000001" in table and "+1.1102230246251565e-16" in table
 
 
 def test_missing_and_new_cells_fail():
@@ -70,3 +75,74 @@ def test_update_baseline_round_trip(tmp_path, data_dir, capsys):
     assert "changed" in capsys.readouterr().out
     with pytest.raises(gate.GateError, match="--update-baseline"):
         gate.run_gate(tmp_path / "none.json", data_dir=data_dir, skip_timings=True)
+
+
+class NoisyMachine:
+    """A fake clock: each call costs its nominal seconds times noise; now and then a call is preempted.
+
+    The noise is what a shared 2-core machine does to single-threaded timings: a few percent
+    of jitter on every call, and 30% of calls stretched up to 4x by another process.
+    """
+
+    def __init__(self, seed):
+        import numpy as np
+        self.rng = np.random.default_rng(seed)
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def cost(self, seconds):
+        def call():
+            factor = 1 + abs(self.rng.normal(0, 0.03))
+            if self.rng.random() < 0.3:
+                factor *= self.rng.uniform(1, 4)
+            self.now += seconds * factor
+        return call
+
+
+def _simulated_ratio(seed, kernel_s, numpy_s):
+    m = NoisyMachine(seed)
+    fast, slow = gate._best_pair(m.cost(kernel_s), m.cost(numpy_s), gate.DEFAULT_REPEATS, clock=m.clock)
+    return slow / fast
+
+
+def test_timing_half_passes_noise_and_fails_a_2x_slowdown():
+    """The gate's pass/fail logic on a simulated noisy timer: 200 machines, unchanged code and a 2x slower kernel."""
+    base = {"timings": {"k": {"speedup": 36.0}}}
+    unchanged = [gate.compare(base, {"timings": {"k": {"speedup": _simulated_ratio(s, 1e-3, 36e-3)}}})[1]
+                 for s in range(200)]
+    slower = [gate.compare(base, {"timings": {"k": {"speedup": _simulated_ratio(s, 2e-3, 36e-3)}}})[1]
+              for s in range(200)]
+    assert all(unchanged) and not any(slower)
+
+
+def test_baseline_from_another_machine_or_version_is_refused(tmp_path, capsys):
+    doc = json.loads(gate.DEFAULT_BASELINE.read_text())
+    doc["environment"] = {**gate.environment(), "cpu": "Some Other CPU", "numba": "0.1.0"}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(doc))
+    assert gate.run_gate(path) == 1
+    out = capsys.readouterr().out
+    assert "recorded on another version or machine" in out
+    assert "cpu: baseline 'Some Other CPU', here" in out and "numba: baseline '0.1.0', here" in out
+    assert "python:" not in out  # only the values that differ
+
+
+def test_the_shipped_baseline_is_for_this_environment():
+    """The committed baseline was recorded with the versions and CPU CI runs on (else CI's gate refuses it)."""
+    doc = json.loads(gate.DEFAULT_BASELINE.read_text())
+    assert gate.env_differences(doc, gate.environment()) == []
+
+
+def test_bad_gate_options():
+    for kw, msg in [(dict(repeats=0), "--repeats 0"), (dict(tolerance=float("nan")), "--tolerance nan"),
+                    (dict(tolerance=0.5), "--tolerance 0.5"), (dict(slowdown=0), "--inject-slowdown 0")]:
+        with pytest.raises(gate.GateError, match=msg):
+            gate.run_gate(**kw)
+
+
+def test_baseline_ships_inside_the_package():
+    import cgdbench
+    from pathlib import Path
+    assert gate.DEFAULT_BASELINE.parent == Path(cgdbench.__file__).resolve().parent
