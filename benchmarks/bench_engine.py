@@ -1,8 +1,10 @@
 """asv: per-iteration cost of every algorithm, memory with many clients, JIT compile time.
 
-Data: a1a when $CGDBENCH_DATA (or ../shared/datasets) holds it, else the bundled
-synthetic default; the ``dataset`` parameter records which.  Compilation happens
-in ``setup`` (the kernels are cached on disk), never inside ``time_``.
+Data: a1a when the data-directory rule finds it, else the bundled synthetic default;
+the ``dataset`` parameter records which.  Compilation happens in ``setup`` (the kernels
+are cached on disk), never inside ``time_``.  One Numba thread unless NUMBA_NUM_THREADS
+is set (``benchmarks/__init__.py``).  (A per-iteration ``track_`` was dropped: a timing
+reported as a track has no samples, so asv flagged its noise as a change.)
 """
 from cgdbench import RunConfig, build, run
 
@@ -32,12 +34,6 @@ class Iteration:
 
     def time_200_iterations(self, dataset, algorithm, clients):
         run(self.cfg, built=self.built)
-
-    # asv divides nothing: report per-iteration seconds through a track as well
-    def track_seconds_per_iteration(self, dataset, algorithm, clients):
-        return run(self.cfg, built=self.built).meta["run_seconds"] / self.iters
-
-    track_seconds_per_iteration.unit = "seconds"
 
 
 class Memory:

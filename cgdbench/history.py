@@ -1,9 +1,11 @@
-"""Export asv results to an HDF5 table and trend plots (``cgdbench history``).
+"""Export asv results to an HDF5 table (``cgdbench history``): what asv itself does not offer.
 
-asv keeps one JSON file per (machine, commit, environment) under
-``results/<machine>/``; each maps a benchmark name to a row aligned with
-``result_columns`` (``result`` is the flat list over the parameter grid,
-``params`` the grid itself).  Units come from ``results/benchmarks.json``.
+asv is the trend view (``asv publish`` / ``asv preview``: one HTML page per benchmark
+over commits) and the comparison tool (``asv compare``, ``asv continuous``, ``asv find``).
+What it lacks is one table of every result, the deterministic tracks included, to load
+in h5py/pandas next to the runs' own HDF5 files; this module writes that, reading the
+results through asv's own code (``asv.results.iter_results``), not by parsing asv's
+files, so the asv version can move.
 
 The HDF5 table ``/history`` has one row per (commit, machine, env, benchmark,
 parameter combination): columns ``commit``, ``date`` (ISO), ``machine``, ``env``,
@@ -20,7 +22,6 @@ import warnings
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from .errors import CgdbenchError
 from .store import _open
@@ -36,11 +37,12 @@ class HistoryError(CgdbenchError):
 
 
 def _benchmarks(results_dir: Path) -> tuple[dict, dict]:
-    """Units and parameter names per benchmark, from ``benchmarks.json``."""
+    """Units and parameter names per benchmark, from asv's ``benchmarks.json`` (read by asv)."""
+    from asv import util
     f = results_dir / "benchmarks.json"
     try:
-        meta = json.loads(f.read_text())
-    except (OSError, ValueError) as exc:
+        meta = util.load_json(str(f), api_version=2)
+    except Exception as exc:  # noqa: BLE001 — asv raises its own UserError subclasses
         warnings.warn(f"cannot read {f} ({exc}); units and parameter names unknown", stacklevel=3)
         return {}, {}
     units, names = {}, {}
@@ -52,7 +54,9 @@ def _benchmarks(results_dir: Path) -> tuple[dict, dict]:
 
 
 def read_results(results_dir) -> list[dict]:
-    """All result rows of an asv results directory (corrupt files are skipped with a warning)."""
+    """All result rows of an asv results directory (unreadable files are skipped with a warning)."""
+    from asv import results as asv_results
+    from asv import util
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HistoryError(f"{str(results_dir)!r} is not a directory")
@@ -62,15 +66,14 @@ def read_results(results_dir) -> list[dict]:
                            "<machine>/machine.json); point --results at asv's results_dir")
     units, names = _benchmarks(results_dir)
     rows = []
-    for mdir in sorted(machines):
-        for f in sorted(mdir.glob("*.json")):
-            if f.name == "machine.json":
-                continue
-            try:
-                rows.extend(_rows_of(json.loads(f.read_text()), units, names))
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-                warnings.warn(f"skipping {f}: not a readable asv result file ({type(exc).__name__}: {exc})",
-                              stacklevel=2)
+    for root, filename, machine in sorted(asv_results.iter_results_paths(str(results_dir))):
+        path = Path(root) / filename
+        try:
+            res = asv_results.Results.load(str(path), machine_name=machine)
+            rows.extend(_rows_of(res, machine, units, names))
+        except (util.UserError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            warnings.warn(f"skipping {path}: not a readable asv result file ({type(exc).__name__}: {exc})",
+                          stacklevel=2)
     return rows
 
 
@@ -89,21 +92,15 @@ def _value(v) -> float:
         return float("nan")
 
 
-def _rows_of(doc: dict, units: dict, param_names: dict) -> list[dict]:
-    cols = doc["result_columns"]
-    i_res, i_par = cols.index("result"), cols.index("params")
-    date = _dt.datetime.fromtimestamp(doc["date"] / 1000, _dt.timezone.utc).isoformat()
-    base = {"commit": doc["commit_hash"], "date": date, "machine": doc["params"]["machine"],
-            "env": doc.get("env_name", "")}
+def _rows_of(res, machine: str, units: dict, param_names: dict) -> list[dict]:
+    date = _dt.datetime.fromtimestamp(res.date / 1000, _dt.timezone.utc).isoformat()
+    base = {"commit": res.commit_hash, "date": date, "machine": machine, "env": res.env_name or ""}
     rows = []
-    for bench, entry in doc["results"].items():
-        result = entry[i_res]
-        params = entry[i_par] if len(entry) > i_par else []
+    for bench in sorted(res.get_all_result_keys()):
+        params = res.get_result_params(bench) or []
         names = param_names.get(bench) or [f"p{i}" for i in range(len(params))]
         combos = list(itertools.product(*params)) if params else [()]
-        values = result if isinstance(result, list) else [result]
-        if result is None:
-            values = [None] * len(combos)
+        values = res.get_result_value(bench, params)
         if len(values) != len(combos):
             raise ValueError(f"{bench}: {len(values)} results for {len(combos)} parameter combinations")
         for combo, v in zip(combos, values):
@@ -112,8 +109,8 @@ def _rows_of(doc: dict, units: dict, param_names: dict) -> list[dict]:
     return rows
 
 
-def export(results_dir, out, plots_dir=None) -> dict:
-    """Append new rows to ``out`` (HDF5); optionally write one trend PNG per benchmark."""
+def export(results_dir, out) -> dict:
+    """Append the results' new rows to the ``/history`` table of ``out`` (HDF5)."""
     rows = read_results(results_dir)
     out = Path(out)
     if not out.resolve().parent.is_dir():
@@ -137,8 +134,7 @@ def export(results_dir, out, plots_dir=None) -> dict:
             if new:
                 g[c][n0:] = [r[c] for r in new]
         total = n0 + len(new)
-    plots = plot(out, plots_dir) if plots_dir else []
-    return {"read": len(rows), "added": len(new), "total": total, "plots": plots}
+    return {"read": len(rows), "added": len(new), "total": total}
 
 
 def read_table(path) -> dict:
@@ -148,37 +144,3 @@ def read_table(path) -> dict:
             raise HistoryError(f"{str(path)!r} has no /history table")
         g = f["history"]
         return {c: (g[c][()] if c == "value" else g[c].asstr()[()]) for c in COLUMNS}
-
-
-def plot(path, plots_dir) -> list[str]:
-    """One PNG per benchmark: value by commit (date order), one line per parameter set and machine."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = read_table(path)
-    plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for bench in sorted(set(t["benchmark"])):
-        sel = np.flatnonzero(t["benchmark"] == bench)
-        commits = sorted({(t["date"][i], t["commit"][i]) for i in sel})
-        pos = {c: j for j, (_, c) in enumerate(commits)}
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for series in sorted({(t["params"][i], t["machine"][i]) for i in sel}):
-            idx = [i for i in sel if (t["params"][i], t["machine"][i]) == series]
-            idx.sort(key=lambda i: pos[t["commit"][i]])
-            label = ", ".join(f"{k}={v}" for k, v in json.loads(series[0]).items()) or bench.rsplit(".", 1)[-1]
-            ax.plot([pos[t["commit"][i]] for i in idx], [t["value"][i] for i in idx], "o-",
-                    label=f"{label} [{series[1]}]")
-        ax.set_xticks(range(len(commits)), [c[:8] for _, c in commits], rotation=45, ha="right", fontsize=7)
-        ax.set_xlabel("commit (by date)")
-        ax.set_ylabel(t["unit"][sel[0]] or "value")
-        ax.set_title(bench, fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = plots_dir / (bench.replace("/", "_") + ".png")
-        fig.savefig(name, dpi=100)
-        plt.close(fig)
-        written.append(str(name))
-    return written

@@ -1,4 +1,4 @@
-"""`cgdbench history`: asv results -> HDF5 table and plots."""
+"""`cgdbench history`: asv results (read through asv's own code) -> HDF5 table."""
 import json
 import warnings
 
@@ -13,29 +13,35 @@ COLUMNS = ["result", "params", "version", "started_at", "duration"]
 
 
 def fake_results(root, commits):
-    """A minimal asv results directory (format version 2) with one machine."""
+    """An asv results directory with one machine, written by asv's own Results class."""
+    import datetime
+    from asv import results as asv_results
+    from asv.runner import BenchmarkResult
     (root / "vm").mkdir(parents=True, exist_ok=True)
     (root / "vm" / "machine.json").write_text(json.dumps({"machine": "vm", "version": 1}))
     (root / "benchmarks.json").write_text(json.dumps({
-        "bench.T.time_x": {"type": "time", "unit": "seconds", "param_names": ["algorithm", "clients"]},
-        "bench.track_bits": {"type": "track", "unit": "bits", "param_names": []},
+        "bench.T.time_x": {"type": "time", "unit": "seconds", "param_names": ["algorithm", "clients"],
+                           "params": [["'gd'", "'det-cgd1'"], ["1", "100"]], "version": "v"},
+        "bench.track_bits": {"type": "track", "unit": "bits", "param_names": [], "params": [], "version": "v"},
         "version": 2}))
     for i, (commit, t) in enumerate(commits):
-        doc = {"commit_hash": commit, "env_name": "env1", "date": 1_700_000_000_000 + i * 86_400_000,
-               "params": {"machine": "vm"}, "result_columns": COLUMNS, "version": 2,
-               "results": {
-                   "bench.T.time_x": [[t, 2 * t, None, 4 * t], [["'gd'", "'det-cgd1'"], ["1", "100"]], "v", 0, 1.0],
-                   "bench.track_bits": [[1000 + i], [], "v", 0, 1.0]}}
-        (root / "vm" / f"{commit[:8]}-env1.json").write_text(json.dumps(doc))
+        res = asv_results.Results({"machine": "vm"}, {}, commit, 1_700_000_000_000 + i * 86_400_000, "3.11",
+                                  "env1", {})
+        bench = {"name": "bench.T.time_x", "version": "v", "params": [["'gd'", "'det-cgd1'"], ["1", "100"]]}
+        res.add_result(bench, BenchmarkResult(result=[t, 2 * t, None, 4 * t], samples=[[t], [2 * t], None, [4 * t]], number=[1] * 4,
+                                              errcode=0, stderr="", profile=None), started_at=datetime.datetime(2023, 11, 14, tzinfo=datetime.timezone.utc), duration=1.0)
+        bench = {"name": "bench.track_bits", "version": "v", "params": []}
+        res.add_result(bench, BenchmarkResult(result=[1000 + i], samples=[[1000 + i]], number=[1], errcode=0, stderr="",
+                                              profile=None), started_at=datetime.datetime(2023, 11, 14, tzinfo=datetime.timezone.utc), duration=1.0)
+        res.save(str(root))
 
 
 def test_round_trip_and_append_without_duplicates(tmp_path):
     res = tmp_path / "results"
     fake_results(res, [("a" * 40, 1.0), ("b" * 40, 1.5)])
     out = tmp_path / "h.h5"
-    r = history.export(res, out, plots_dir=tmp_path / "plots")
+    r = history.export(res, out)
     assert (r["read"], r["added"], r["total"]) == (10, 10, 10)
-    assert len(r["plots"]) == 2 and all((tmp_path / "plots" / p.split("/")[-1]).is_file() for p in r["plots"])
     t = history.read_table(out)
     sel = (t["benchmark"] == "bench.T.time_x") & (t["commit"] == "b" * 40)
     params = [json.loads(p) for p in t["params"][sel]]
@@ -78,8 +84,9 @@ def test_cli(tmp_path):
     res = tmp_path / "results"
     fake_results(res, [("a" * 40, 1.0)])
     r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "history", "--results", str(res), "--out",
-                        str(tmp_path / "h.h5"), "--plots", str(tmp_path / "p")], capture_output=True, text=True)
+                        str(tmp_path / "h.h5")], capture_output=True, text=True)
     assert r.returncode == 0 and "5 new rows" in r.stdout, r.stderr
+    (tmp_path / "p").mkdir()
     r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "history", "--results", str(tmp_path / "p"),
                         "--out", str(tmp_path / "h.h5")], capture_output=True, text=True)
     assert r.returncode == 2 and "not an asv results directory" in r.stderr
