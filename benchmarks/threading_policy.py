@@ -136,6 +136,10 @@ def main(argv=None):
     ap.add_argument("--load", default="0,1", help="competing CPU-bound processes per cell (comma list)")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args(argv)
+    from cgdbench import data
+    if ns.dataset in data.manifest() and data.locate(ns.dataset, ns.data_dir) is None:
+        ap.error(f"dataset {ns.dataset!r} not found in {', '.join(map(str, data.data_dirs(ns.data_dir)))}; "
+                 "pass --data-dir, set CGDBENCH_DATA or run `cgdbench datasets add DIR`")
     rows = []
     print(f"{ns.dataset}, {ns.clients} clients, det-CGD1 rand-1 diag-inv, K = {ns.iters}, log every {ns.log_every}; "
           f"µs/iteration, median [10-90%] of {ns.repeats}", flush=True)

@@ -34,7 +34,7 @@ LAYERS = ("default", "safe", "forksafe", "threadsafe", "tbb", "omp", "workqueue"
 PROBE_FIRST, PROBE_MAX = 2, 64
 #: the parallel path must look this much faster than the serial one to be chosen
 PARALLEL_MARGIN = 1.25
-WINDOW, PROBE_ITERS = 4, 2
+WINDOW, PROBE_ITERS = 6, 2
 #: a probe waits until PROBE_BUDGET times what the last probe cost (over staying put) has run: <= 5% overhead
 PROBE_BUDGET = 20.0
 
@@ -49,10 +49,11 @@ def path_setting() -> str:
 class PathChooser:
     """Picks ``"parallel"`` or ``"serial"`` for each chunk from the seconds per iteration it saw.
 
-    A path's cost is the mean over its last :data:`WINDOW` timed chunks: on a loaded
-    machine parallel chunks are usually fine and now and then many times slower (one
-    thread of the team waits a whole time slice for a core), and it is that tail that
-    costs, so a mean (not a median) is kept.  Parallel is chosen only when it looks
+    A path's cost is the mean over its last :data:`WINDOW` timed chunks, the largest left
+    out: on a loaded machine parallel chunks are often many times slower (one thread of
+    the team waits a whole time slice for a core), and it is that tail that costs, so a
+    mean (not a median) is kept; but one outlier on a quiet machine (an interrupt, a page
+    fault) must not send a run to the serial path for the rest of it.  Parallel is chosen only when it looks
     :data:`PARALLEL_MARGIN` times faster.  The path not in use is timed again after
     ``gap`` chunks, on a short chunk of :data:`PROBE_ITERS` iterations (a probe that
     hits the tail costs little), and not before :data:`PROBE_BUDGET` times the extra cost
@@ -95,7 +96,10 @@ class PathChooser:
             self._next_probe = self._gap
 
     def cost(self, path: str) -> float:
+        """Mean seconds per iteration over the window, its largest sample left out once there are 4 or more."""
         v = self.samples[path]
+        if len(v) >= 4:
+            return (sum(v) - max(v)) / (len(v) - 1)
         return sum(v) / len(v) if v else math.nan
 
     def pick(self) -> tuple[str, int | None]:

@@ -84,6 +84,14 @@ def test_chooser_runs_parallel_on_a_quiet_machine():
     assert c.chunks["parallel"] > 0.95 * 200 and c.switches == 0
 
 
+def test_one_slow_chunk_on_a_quiet_machine_does_not_send_the_run_to_serial():
+    m = FakeMachine(lambda i: 300e-6 if i % 97 == 0 else 38e-6, lambda i: 72e-6)
+    c = m.chooser("outliers")
+    total = m.drive(c, 2000)
+    assert c.chunks["parallel"] > 0.97 * 2000
+    assert total <= 1.15 * 2000 * 10 * 38e-6 + 19 * 10 * 300e-6
+
+
 def test_chooser_falls_back_to_serial_when_parallel_regions_stall():
     """On a busy machine a 2-thread region now and then waits a time slice (~7 ms) for a core."""
     m = FakeMachine(lambda i: 7e-3 if i % 3 == 0 else 45e-6, lambda i: 72e-6)
