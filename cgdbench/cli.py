@@ -12,11 +12,11 @@ import sys
 
 import numpy as np
 
-from . import __version__, algorithms, compressors, data, problems, stepsizes
+from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
 from .config import DOWNLINK, VALUE_BITS, X0_CHOICES, RunConfig
 from .errors import CgdbenchError, ConfigError
 
-LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes")
+LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes", "suites")
 
 
 def _choices(pairs) -> str:
@@ -36,6 +36,33 @@ def _parser() -> argparse.ArgumentParser:
     dsa.add_argument("action", choices=("add",), help="add: link (or --copy) the manifest's files found in DIR")
     dsa.add_argument("dir", help="directory holding a1a, w8a, ... (e.g. ../shared/datasets)")
     dsa.add_argument("--copy", action="store_true", help="copy the files instead of linking them")
+
+    cp = sub.add_parser("compare", help="run a named suite or a TOML grid into one HDF5 file; print a summary table")
+    src = cp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--suite", help="a named suite (cgdbench list suites)")
+    src.add_argument("--config", help="a TOML grid: RunConfig fields, lists are axes (README)")
+    cp.add_argument("--out", required=True, help="HDF5 file; cells already completed there are skipped")
+    cp.add_argument("--dataset", default=None, help="the suite's dataset (default: a1a when found, else synthetic)")
+    cp.add_argument("--data-dir", default=None)
+    cp.add_argument("--seeds", type=int, default=None, help="seeds per method (default: the suite's)")
+    cp.add_argument("--iters", type=int, default=None, help="K (default: the suite's)")
+    cp.add_argument("--target", type=float, default=None, help="ε² of the 'to ε²' columns (default: the suite's)")
+    cp.add_argument("--rerun", action="store_true", help="run completed cells again (replacing them)")
+    cp.add_argument("--workers", type=int, default=1, help="processes (default 1: in this process)")
+    cp.add_argument("--dask", action="store_true", help="run on a Dask LocalCluster of --workers processes")
+    cp.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://HOST:8786")
+    cp.add_argument("--yes", action="store_true", help=f"allow grids of more than {500} cells")
+    cp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of a results file (summary, figures, runs)")
+    rp.add_argument("file", help="HDF5 results file")
+    rp.add_argument("-o", "--out", required=True, help="HTML file to write")
+    rp.add_argument("--target", type=float, default=1e-2, help="ε² of the summary's 'to ε²' columns")
+
+    ex = sub.add_parser("export", help="a results file as CSV: one row per logged iteration per run")
+    ex.add_argument("file", help="HDF5 results file")
+    ex.add_argument("--csv", required=True, help="CSV file to write")
 
     h = sub.add_parser("history", help="export every asv result to an HDF5 table (trends: asv publish)")
     h.add_argument("--results", required=True, help="asv results directory (asv.conf.json results_dir)")
@@ -63,10 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot runs of an HDF5 file: mean over seeds with quantile bands")
     pl.add_argument("file", help="HDF5 results file")
     pl.add_argument("-o", "--out", required=True, help="PNG (or PDF/SVG) to write")
-    pl.add_argument("--x", default="iteration", choices=("iteration", "bits_up", "wall_time"))
-    pl.add_argument("--y", default="loss", help="per-iteration dataset(s), comma separated (default loss)")
+    pl.add_argument("--x", default="iteration", help="iteration, bits_up, bits_total or wall_time")
+    pl.add_argument("--y", default="loss,grad_norm_sq",
+                    help="comma separated: loss, grad_norm_sq, grad_norm_sq_D, G, suboptimality, lambda_min, "
+                         "stoch_grad_norm_sq, ... (default loss,grad_norm_sq)")
     pl.add_argument("--band", default="10,90", help="quantile band in percent (default 10,90)")
-    pl.add_argument("--log-y", action="store_true")
+    pl.add_argument("--log-y", action="store_true", default=None,
+                    help="log y on every panel (default: log for ‖∇f‖², G and suboptimality)")
+    pl.add_argument("--linear-y", dest="log_y", action="store_false", help="linear y on every panel")
+    pl.add_argument("--log-x", action="store_true", help="log x (bits axes span decades)")
+    pl.add_argument("--where", action="append", default=[], metavar="FIELD=V[,V2]",
+                    help="keep runs whose config FIELD is one of the values (repeatable)")
 
     es = sub.add_parser("escape", help="saddle-escape experiment (the saddle paper's Fig. 2, in spirit): "
                                        "noise vs none × compressors × seeds from the saddle")
@@ -176,6 +210,7 @@ def _list(what: str | None, data_dir=None) -> None:
         "algorithms": algorithms.describe(),
         "compressors": compressors.describe(),
         "stepsizes": stepsizes.describe(),
+        "suites": suites.describe(),
     }
     for name in ([what] if what else LISTS):
         print(f"{name}:")
@@ -185,6 +220,51 @@ def _list(what: str | None, data_dir=None) -> None:
         if name == "datasets":
             print(f"  (looked in: {', '.join(str(p) for p in data.data_dirs(data_dir))}; "
                   f"--data-dir, else ${data.ENV_VAR}, else the cache directory)")
+
+
+def _where(items) -> dict:
+    import dataclasses
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ConfigError(f"--where {item!r}: write FIELD=VALUE[,VALUE2] with FIELD one of: {', '.join(fields)}")
+        out[key] = value.split(",")
+    return out
+
+
+def _compare(ns) -> int:
+    from . import sweep as sw
+    from .store import check_writable
+    check_writable(ns.out)
+    if ns.suite:
+        for opt in ("seeds", "iters"):
+            v = getattr(ns, opt)
+            if v is not None and v < 1:
+                raise ConfigError(f"--{opt} {v}: need at least 1")
+        sweep = suites.make(ns.suite, dataset=ns.dataset, seeds=ns.seeds, iters=ns.iters)
+    else:
+        given = [o for o in ("dataset", "seeds", "iters") if getattr(ns, o) is not None]
+        if given:
+            raise ConfigError(f"--{given[0]} applies to --suite; in a --config grid set {given[0]} in the file")
+        sweep = sw.load_toml(ns.config)
+    if ns.target is not None:
+        if not (ns.target > 0 and np.isfinite(ns.target)):
+            raise ConfigError(f"--target {ns.target}: need a number > 0")
+        sweep.target = ns.target
+    sw.check_size(sweep, ns.yes)
+    signal.signal(signal.SIGTERM, _sigterm)
+    counts = sw.run_sweep(sweep, ns.out, rerun=ns.rerun, workers=ns.workers, scheduler=ns.scheduler,
+                          dask=ns.dask, data_dir=ns.data_dir, progress=not ns.quiet and sys.stderr.isatty())
+    rows = sw.summary_rows(ns.out, sweep.target, ids={c.id for c in sweep.cells})
+    if ns.json:
+        print(json.dumps({"counts": counts, "target": sweep.target, "rows": rows}, default=float))
+    else:
+        print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed) in {counts['seconds']:.1f} s, "
+              f"{counts['skipped']} skipped; results in {ns.out}")
+        print(sw.format_summary(rows, sweep.target))
+    return 1 if counts["failed"] else 0
 
 
 def _sigterm(signum, frame):
@@ -209,6 +289,9 @@ def _run(ns) -> int:
         if trace is None:
             print("cgdbench: interrupted before the run started; nothing written", file=sys.stderr)
             return 130
+    if trace.run_id and trace.run_id != store.run_id(cfg):
+        print(f"cgdbench: note: this config is already in {ns.out} as {store.run_id(cfg)}; stored as the "
+              f"deliberate repeat {trace.run_id} (summaries and plots count a seed once)", file=sys.stderr)
     if ns.json:
         print(json.dumps({"status": trace.status, "iterations": trace.iterations, "run_id": trace.run_id,
                           "final_loss": float(trace.loss[-1]) if trace.loss.size else None,
@@ -321,12 +404,24 @@ def main(argv=None) -> int:
             return _compressors(ns)
         if ns.command == "plot":
             from .plot import plot_file
-            fig = plot_file(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band), log_y=ns.log_y)
+            fig = plot_file(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band), log_y=ns.log_y,
+                            log_x=ns.log_x, where=_where(ns.where))
             print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {ns.out}")
             return 0
         if ns.command == "escape":
             from .plot import escape_experiment
             return escape_experiment(ns)
+        if ns.command == "compare":
+            return _compare(ns)
+        if ns.command == "report":
+            from .report import write_report
+            r = write_report(ns.file, ns.out, ns.target)
+            print(f"report: {r['runs']} runs, {r['methods']} methods, {r['figures']} figure(s) -> {ns.out}")
+            return 0
+        if ns.command == "export":
+            from .report import export_csv
+            print(f"export: {export_csv(ns.file, ns.csv)} rows -> {ns.csv}")
+            return 0
         if ns.command == "history":
             from .history import export
             res = export(ns.results, ns.out)

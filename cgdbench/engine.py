@@ -114,8 +114,7 @@ class Trace:
         # compressed SGD: D = ηI, stored as the scalar (d×d would be η on a diagonal)
         arrays["D"] = np.float64(self.D.gamma) if c.family == "ef" else store.stepsize_array(self.D)
         arrays.update(self.extras)
-        slug = f"{c.algorithm}.{c.compressor}.{c.stepsize}.n{c.clients}.s{c.seed}".replace("/", "_")
-        return {"attrs": attrs, "arrays": arrays, "slug": slug}
+        return {"attrs": attrs, "arrays": arrays, "run_id": store.run_id(c)}
 
     def summary(self) -> str:
         c = self.config

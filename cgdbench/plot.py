@@ -18,26 +18,38 @@ from . import store
 from .errors import ConfigError, StoreError
 
 
-def load_groups(path, ys) -> dict:
-    """``{config JSON without seed: [run dict, ...]}`` for completed runs having every y in ``ys``."""
+def load_groups(path, ys, where: dict | None = None) -> dict:
+    """``{config JSON without seed: [run dict, ...]}`` for completed runs having every y in ``ys``.
+
+    Deliberate repeats (``repeat_of``) are left out: a seed counts once.  ``where`` keeps
+    the runs whose config has those values (a list value: any of them).
+    """
     groups: dict = {}
     for run_id in store.list_runs(path):
         rec = store.read_run(path, run_id)
-        if rec.get("status") != "completed":
+        if rec.get("status") != "completed" or rec.get("repeat_of"):
             continue
-        missing = [y for y in ys if y not in rec]
-        if missing:
+        if any(y not in rec for y in ys):
             continue
         cfg = dict(rec["config"])
+        if where and not all(_matches(cfg.get(k), v) for k, v in where.items()):
+            continue
         cfg.pop("seed", None)
         groups.setdefault(json.dumps(cfg, sort_keys=True), []).append(rec)
     return groups
 
 
+def _matches(value, wanted) -> bool:
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    return any(str(value) == str(w) for w in wanted)
+
+
 def _label(cfg: dict, varying: list[str]) -> str:
-    if not varying:
-        return f"{cfg['algorithm']} {cfg['compressor']}"
-    return ", ".join(f"{k}={cfg[k]}" for k in varying)
+    """The method (algorithm | compressor | stepsize), then any other field that differs between lines."""
+    head = f"{cfg['algorithm']} | {cfg['compressor']} | {cfg['stepsize']}"
+    rest = [f"{k}={cfg[k]}" for k in varying if k not in ("algorithm", "compressor", "stepsize")
+            and cfg.get(k) is not None]
+    return ", ".join([head] + rest)
 
 
 def band_stats(runs: list[dict], y: str, band: tuple[float, float]):
@@ -50,33 +62,116 @@ def band_stats(runs: list[dict], y: str, band: tuple[float, float]):
         return runs[0]["iteration"][:n], np.nanmean(Y, axis=0), lo, hi
 
 
-def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), log_y: bool = False) -> dict:
+#: human labels (with units) of the per-iteration datasets and the x axes
+LABELS = {
+    "iteration": "iteration k", "bits_up": "bits sent up (cumulative)", "bits_total": "bits sent up + down",
+    "wall_time": "wall time (s)", "loss": "f(x^k)", "grad_norm_sq": "‖∇f(x^k)‖²",
+    "grad_norm_sq_D": "‖∇f(x^k)‖²_{D/det(D)^{1/d}}", "G": "G_{k,D} (running mean of ‖∇f‖²_D)",
+    "suboptimality": "f(x^k) − f*", "stoch_grad_norm_sq": "‖stochastic gradient‖² (mean since last log)",
+    "lambda_min": "λ_min(∇²f(x^k))", "resets": "resets (cumulative)",
+}
+#: drawn in log scale by default (positive, spanning decades)
+LOG_Y = {"grad_norm_sq", "grad_norm_sq_D", "G", "suboptimality", "stoch_grad_norm_sq"}
+DERIVED = {"G": ("grad_norm_sq_D",), "suboptimality": ("loss",), "bits_total": ("bits_up", "bits_down")}
+X_CHOICES = ("iteration", "bits_up", "bits_total", "wall_time")
+
+
+def _series(rec, name):
+    """A per-iteration dataset, or one derived from them; its own x (λ_min has its own iterations)."""
+    if name == "G":
+        g = np.asarray(rec["grad_norm_sq_D"], dtype=float)
+        return np.cumsum(g) / np.arange(1, g.size + 1)
+    if name == "suboptimality":
+        f_star = rec["meta"].get("f_star")
+        if f_star is None:
+            raise StoreError("--y suboptimality needs f*, which only problems with an exact minimum record "
+                             "(least-squares, the saddle problems)")
+        return np.asarray(rec["loss"], dtype=float) - f_star
+    if name == "bits_total":
+        return np.asarray(rec["bits_up"], dtype=float) + np.asarray(rec["bits_down"], dtype=float)
+    return np.asarray(rec[name], dtype=float)
+
+
+def _x_of(rec, y, x):
+    if y == "lambda_min":
+        if x != "iteration":
+            raise StoreError("--y lambda_min is drawn against its own iterations (lambda_min_iter); use --x iteration")
+        return np.asarray(rec["lambda_min_iter"], dtype=float)
+    return np.asarray(rec["iteration"], dtype=float) if x == "iteration" else _series(rec, x)
+
+
+def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
+              where: dict | None = None) -> dict:
+    """Paper-style figure: one panel per y, one line per method (mean over seeds) with a quantile band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from pathlib import Path
 
-    groups = load_groups(path, ys)
+    out = Path(out)
+    if not out.resolve().parent.is_dir():
+        raise StoreError(f"-o {str(out)!r}: directory {str(out.resolve().parent)!r} does not exist")
+    fmts = plt.gcf().canvas.get_supported_filetypes()
+    plt.close("all")
+    if out.suffix.lstrip(".").lower() not in fmts:
+        raise StoreError(f"-o {str(out)!r}: unknown figure format {out.suffix or '(none)'!r}; use one of "
+                         f"{', '.join('.' + k for k in sorted(fmts))}")
+    if x not in X_CHOICES:
+        raise ConfigError(f"--x {x!r}: choose one of {', '.join(X_CHOICES)}")
+    needs = sorted({n for y in ys for n in DERIVED.get(y, (y,))} | set(DERIVED.get(x, (x,))) - {"iteration"}
+                   | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
+    groups = load_groups(path, needs, where)
     if not groups:
-        raise StoreError(f"{str(path)!r} has no completed runs with dataset(s) {', '.join(ys)}")
+        present = _present(path)
+        raise StoreError(f"{str(path)!r} has no completed runs{' matching the filter' if where else ''} with "
+                         f"{', '.join(needs)}; the runs record: {', '.join(present) or 'nothing'}")
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
-    fig, axes = plt.subplots(len(ys), 1, figsize=(7, 3.2 * len(ys)), sharex=True, squeeze=False)
+    ncol = 1 if len(groups) <= 6 else 2
+    legend_in = 0.2 * -(-len(groups) // ncol) + 0.35  # inches below the axes for the legend
+    height = 2.8 * len(ys) + 0.8 + legend_in
+    fig, axes = plt.subplots(len(ys), 1, figsize=(7.5, height), sharex=True, squeeze=False)
+    if len(groups) > 10:  # more lines than tab10 has colours
+        for ax in axes[:, 0]:
+            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for (key, runs), cfg in zip(groups.items(), cfgs):
+        label = f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
         for ax, y in zip(axes[:, 0], ys):
-            it, mean, lo, hi = band_stats(runs, y, band)
-            xs = it if x == "iteration" else np.asarray(runs[0][x][:it.size], dtype=float)
-            line, = ax.plot(xs, mean, lw=1.3, label=f"{_label(cfg, varying)} ({len(runs)} seeds)")
+            n = min(_series(r, y).size for r in runs)
+            Y = np.stack([_series(r, y)[:n] for r in runs])
+            xs = _x_of(runs[0], y, x)[:n]
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(Y, axis=0)
+                lo, hi = np.nanpercentile(Y, band, axis=0) if Y.shape[0] > 1 else (Y[0], Y[0])
+            line, = ax.plot(xs, mean, lw=1.3, label=label, marker="o" if xs.size < 20 else None, ms=4)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-            ax.set_ylabel(y)
-            if log_y:
-                ax.set_yscale("log")
-    axes[-1, 0].set_xlabel(x)
-    axes[0, 0].legend(fontsize=7)
-    axes[0, 0].set_title(f"mean over seeds, band {band[0]:g}%–{band[1]:g}%", fontsize=9)
-    fig.tight_layout()
+    for ax, y in zip(axes[:, 0], ys):
+        ax.set_ylabel(LABELS.get(y, y))
+        if (y in LOG_Y) if log_y is None else log_y:
+            ax.set_yscale("log")
+        if log_x:
+            ax.set_xscale("log" if x != "iteration" else "symlog")
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel(LABELS.get(x, x))
+    first = cfgs[0]
+    ds = groups[next(iter(groups))][0]["meta"].get("dataset", {}).get("name", first.get("dataset"))
+    common = f"{first['problem']} on {ds}, n = {first['clients']}" if "problem" not in varying else "several problems"
+    axes[0, 0].set_title(f"{common} — mean over seeds, {band[0]:g}–{band[1]:g}% band", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # the legend sits below the axes, on the canvas
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return {"groups": len(groups), "runs": sum(len(r) for r in groups.values())}
+    return {"groups": len(groups), "runs": sum(len(r) for r in groups.values()), "axes": axes}
+
+
+def _present(path) -> list[str]:
+    names = set()
+    for run_id in store.list_runs(path):
+        rec = store.read_run(path, run_id)
+        names |= {k for k, v in rec.items() if isinstance(v, np.ndarray) and v.ndim == 1 and v.size > 1}
+    return sorted(names)
 
 
 def _split_specs(text: str) -> list[str]:

@@ -63,17 +63,35 @@ def _open(path: Path, mode: str):
         raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
 
 
-def _run_id(runs: h5py.Group, config_json: str, slug: str) -> str:
-    base = f"{slug}.{hashlib.sha256(config_json.encode()).hexdigest()[:10]}"
-    run_id, n = base, 1
-    while run_id in runs:
-        n += 1
-        run_id = f"{base}.r{n}"
-    return run_id
+def run_id(config) -> str:
+    """The id a RunConfig is stored under: a readable slug and a hash of the full config.
+
+    The same config always gets the same id, which is what lets a sweep skip what is done.
+    """
+    c = config
+    slug = f"{c.algorithm}.{c.compressor}.{c.stepsize}.n{c.clients}.s{c.seed}".replace("/", "_")
+    return f"{slug}.{hashlib.sha256(c.to_json().encode()).hexdigest()[:10]}"
 
 
-def write_run(path, record: dict) -> str:
-    """Append one run; returns its id.  ``record`` is :meth:`cgdbench.engine.Trace.record`."""
+def failed_record(config, error: str) -> dict:
+    """What a cell that raised is stored as: its config, status ``failed``, the error; no arrays."""
+    from . import __version__
+    from .environment import describe
+    meta = {"error": error, "environment": describe(), "warnings": []}
+    attrs = {"config": config.to_json(), "status": "failed", "package_version": __version__,
+             "git_commit": meta["environment"]["git_commit"], "created": now(), "G_KD": float("nan"),
+             "iterations_completed": 0, "meta": json.dumps(meta, sort_keys=True, default=str)}
+    return {"attrs": attrs, "arrays": {}, "run_id": run_id(config)}
+
+
+def write_run(path, record: dict, replace: bool = False) -> str:
+    """Append one run; returns its id.  ``record`` is :meth:`cgdbench.engine.Trace.record`.
+
+    A config already stored: a failed or interrupted earlier run (or any, with
+    ``replace``) is replaced; a completed one is kept and the new run is stored as a
+    deliberate repeat ``<id>.rN`` with attribute ``repeat_of`` (summaries and plots
+    count a seed once).
+    """
     path = check_writable(path)
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT):
@@ -82,18 +100,39 @@ def write_run(path, record: dict) -> str:
                 runs = f.require_group("runs")
                 for stale in [k for k in runs if k.startswith(".")]:  # a writer that died mid-run
                     del runs[stale]
-                run_id = _run_id(runs, record["attrs"]["config"], record["slug"])
-                tmp = runs.create_group(f".{run_id}.partial")
-                for key, value in record["attrs"].items():
+                base = record["run_id"]
+                attrs = dict(record["attrs"])
+                target, old = base, None
+                if base in runs:
+                    if replace or runs[base].attrs.get("status") != "completed":
+                        old = base
+                    else:
+                        n = 2
+                        while f"{base}.r{n}" in runs:
+                            n += 1
+                        target = f"{base}.r{n}"
+                        attrs["repeat_of"] = base
+                tmp = runs.create_group(f".{target}.partial")
+                for key, value in attrs.items():
                     tmp.attrs[key] = value
                 for key, value in record["arrays"].items():
                     tmp.create_dataset(key, data=value)
-                runs.move(tmp.name.rsplit("/", 1)[1], run_id)
+                if old is not None:
+                    del runs[old]
+                runs.move(tmp.name.rsplit("/", 1)[1], target)
                 f.flush()
     except Timeout:
         raise StoreError(f"{str(path)!r} is locked by another cgdbench writer "
                          f"(waited {LOCK_TIMEOUT:.0f} s for {str(path)}.lock)") from None
-    return run_id
+    return target
+
+
+def completed_ids(path) -> set:
+    """Ids of the runs stored ``completed`` (repeats excluded)."""
+    with _open(Path(path), "r") as f:
+        runs = f.get("runs", {})
+        return {k for k in runs if not k.startswith(".") and runs[k].attrs.get("status") == "completed"
+                and "repeat_of" not in runs[k].attrs}
 
 
 def list_runs(path) -> list[str]:

@@ -1,0 +1,123 @@
+"""A results file as one self-contained HTML page, and as CSV (``cgdbench report``, ``cgdbench export``).
+
+The page embeds its figures (PNG as data URIs), so it needs no server and no network: the
+summary table (median and 10-90% over seeds), figures of loss and ‖∇f‖² per problem, and
+every run's config, status, environment, commit and warnings.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import StoreError
+
+PER_ITERATION_COLUMNS = ("iteration", "loss", "grad_norm_sq", "grad_norm_sq_D", "bits_up", "bits_down", "wall_time")
+
+
+def _check_out(out, suffixes) -> Path:
+    out = Path(out)
+    if not out.resolve().parent.is_dir():
+        raise StoreError(f"output directory {str(out.resolve().parent)!r} does not exist")
+    if out.suffix.lower() not in suffixes:
+        raise StoreError(f"{str(out)!r}: expected a {' or '.join(suffixes)} file name")
+    return out
+
+
+def _runs(path):
+    runs = [store.read_run(path, i) for i in store.list_runs(path)]
+    if not runs:
+        raise StoreError(f"{str(path)!r} holds no runs")
+    return runs
+
+
+def export_csv(path, out) -> int:
+    """One row per logged iteration per run; config fields as columns.  Returns the number of rows."""
+    out = _check_out(out, (".csv",))
+    runs = _runs(path)
+    cfg_keys = sorted({k for r in runs for k in r["config"]})
+    n = 0
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run_id", "status", *cfg_keys, *PER_ITERATION_COLUMNS])
+        for r in runs:
+            head = [r["run_id"], r["status"], *[_cell(r["config"].get(k)) for k in cfg_keys]]
+            rows = len(r["iteration"]) if "iteration" in r else 0
+            for j in range(rows):
+                w.writerow(head + [_cell(r[c][j]) if c in r else "" for c in PER_ITERATION_COLUMNS])
+                n += 1
+    return n
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, (np.floating, float)):
+        return repr(float(v))
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
+def _figure(path, where, ys) -> str | None:
+    from .plot import plot_file
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "f.png"
+        try:
+            plot_file(path, png, ys=ys, where=where)
+        except StoreError:
+            return None
+        return base64.b64encode(png.read_bytes()).decode()
+
+
+def write_report(path, out, target: float = 1e-2) -> dict:
+    from .sweep import format_summary, summary_rows
+    out = _check_out(out, (".html", ".htm"))
+    runs = _runs(path)
+    e = html.escape
+    rows = summary_rows(path, target)
+    problems = sorted({(r["config"]["problem"], str(r["config"].get("dataset"))) for r in runs
+                       if r["status"] == "completed"})
+    figs = []
+    for problem, dataset in problems:
+        ys = ("loss", "grad_norm_sq")
+        img = _figure(path, {"problem": problem, "dataset": dataset}, ys)
+        if img:
+            figs.append((f"{problem} on {dataset if dataset != 'None' else 'the default data'}", img))
+    warnings = [(r["run_id"], w) for r in runs for w in r.get("meta", {}).get("warnings", [])]
+    summary = e(format_summary(rows, target)) if rows else "no completed runs"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cgdbench report: {e(Path(path).name)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
+             "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top} "
+             "pre{font-size:11px;overflow-x:auto;background:#f6f6f6;padding:8px} img{max-width:100%}"
+             " .failed{color:#b00}</style></head><body>",
+             f"<h1>cgdbench report: {e(str(path))}</h1>",
+             f"<p>{len(runs)} runs: " + ", ".join(f"{sum(r['status'] == s for r in runs)} {s}"
+                                                  for s in store.STATUSES if any(r['status'] == s for r in runs))
+             + "</p>", "<h2 id='summary'>Summary</h2>", f"<pre id='summary-table'>{summary}</pre>",
+             "<h2 id='figures'>Figures</h2>"]
+    for title, img in figs:
+        parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='data:image/png;base64,{img}'>")
+    parts.append("<h2 id='warnings'>Warnings</h2>")
+    parts.append("<ul>" + "".join(f"<li><code>{e(i)}</code>: {e(str(w))}</li>" for i, w in warnings) + "</ul>"
+                 if warnings else "<p>none</p>")
+    parts.append("<h2 id='runs'>Runs</h2><table id='runs-table'><tr><th>run</th><th>status</th><th>config</th>"
+                 "<th>environment</th><th>commit</th></tr>")
+    for r in runs:
+        env = r.get("meta", {}).get("environment", {})
+        env_text = ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "threads", "threading_layer",
+                                                         "cpu") if k in env)
+        cfg = {k: v for k, v in r["config"].items() if v is not None}
+        err = r.get("meta", {}).get("error")
+        parts.append(f"<tr><td><code>{e(r['run_id'])}</code></td><td class='{e(r['status'])}'>{e(r['status'])}"
+                     + (f"<br>{e(err)}" if err else "") + f"</td><td><code>{e(json.dumps(cfg))}</code></td>"
+                     f"<td>{e(env_text)}</td><td><code>{e(str(r.get('git_commit', '')))}</code></td></tr>")
+    parts.append("</table></body></html>")
+    out.write_text("\n".join(parts))
+    return {"runs": len(runs), "figures": len(figs), "methods": len(rows)}

@@ -1,0 +1,158 @@
+"""Named comparison suites: every experiment of the two papers that fits a 2-core machine, and a smoke suite.
+
+Each suite is a function ``(dataset, seeds, iters) -> Sweep``; ``None`` means the suite's
+default.  Registered with :func:`suite` (name, aliases, one-line doc); ``cgdbench list
+suites`` prints them.  Settings follow ``shared/PAPERS.md`` (the authors' README):
+λ = 0.1, x⁰ = 1/√d, single node K = 3000, distributed 100 clients, ε² = 1e-4, K = 2000.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import data
+from .config import RunConfig
+from .errors import choices_error
+from .sweep import Cell, Sweep
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    aliases: tuple
+    doc: str
+    build: Callable
+    default_seeds: int
+    default_iters: int
+
+
+REGISTRY: dict[str, Suite] = {}
+ALIASES: dict[str, str] = {}
+
+
+def suite(name, doc, seeds, iters, aliases=()):
+    def deco(fn):
+        REGISTRY[name] = Suite(name, tuple(aliases), doc, fn, seeds, iters)
+        for a in aliases:
+            ALIASES[a] = name
+        return fn
+    return deco
+
+
+def get(name: str) -> Suite:
+    key = ALIASES.get(name, name)
+    if key not in REGISTRY:
+        raise choices_error("suite", name, list(REGISTRY))
+    return REGISTRY[key]
+
+
+def describe() -> list[tuple[str, str]]:
+    return [(s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""), s.doc) for s in REGISTRY.values()]
+
+
+def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = None) -> Sweep:
+    s = get(name)
+    seeds = s.default_seeds if seeds is None else seeds
+    iters = s.default_iters if iters is None else iters
+    if seeds < 1:
+        raise choices_error("--seeds (at least 1)", seeds, ["1", "2", "..."])
+    sw = s.build(dataset, seeds, iters)
+    sw.name = s.name
+    sw.description = s.doc
+    return sw
+
+
+def _paper_dataset(dataset):
+    """The paper's a1a when it is found (data-directory rule), else the bundled default shaped like it."""
+    if dataset is not None:
+        return dataset
+    return "a1a" if data.locate("a1a") else None
+
+
+def _cells(configs) -> list:
+    out, seen = [], set()
+    for kw in configs:
+        c = Cell(RunConfig(**kw))
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
+
+
+@suite("smoke", "every algorithm × every compatible sketch/compressor on small problems (the synthetic "
+                "default and a 20-d quartic saddle), 1 seed, 300 iterations: the registry runs end to end",
+       seeds=1, iters=300, aliases=("registry",))
+def _smoke(dataset, seeds, iters):
+    det = [("gd", "identity", "scalar", None), ("dcgd", "rand-1", "scalar", None),
+           ("dcgd", "rand-k:10", "scalar", None)]
+    for algo in ("det-cgd1", "det-cgd2"):
+        det += [(algo, "identity", "diag-inv", None), (algo, "rand-1", "diag-inv", None),
+                (algo, "rand-k:10", "l-inv", None), (algo, "importance-rand-1", "diag-inv", None),
+                (algo, "block-rand-k:4", "l-inv", "3"), (algo, "bern-q:0.5", "l-inv", "3")]
+    det += [("det-cgd2", "rand-1", "optimal", None), ("det-cgd1", "rand-1", "optimal-diag", None)]
+    configs = [dict(dataset=dataset, clients=4, algorithm=a, compressor=c, stepsize=s, blocks=b, iters=iters,
+                    seed=seed, log_every=1) for a, c, s, b in det for seed in range(seeds)]
+    vec = ["identity", "rand-k:0.25", "rand-k-unscaled:0.25", "top-k:0.25", "sign", "qsgd:4", "natural",
+           "sketch-top-k:0.25"]
+    configs += [dict(problem="saddle-quartic", dim=20, algorithm=a, compressor=c, lr=0.05, noise=0.01, clients=2,
+                     batch_size=16, iters=iters, seed=seed, log_every=5, x0="saddle")
+                for a in ("sgd", "ef-sgd") for c in vec for seed in range(seeds)]
+    return Sweep("smoke", _cells(configs), target=1e-2)
+
+
+@suite("detcgd-scalar-vs-matrix", "det-CGD D.1.1: scalar vs matrix stepsizes, single node, rand-1, λ = 0.1, "
+                                  "K = 3000 (DCGD γI; det-CGD1 diag⁻¹, L⁻¹, optimal; det-CGD2 diag⁻¹, optimal)",
+       seeds=3, iters=3000, aliases=("d.1.1", "scalar-vs-matrix"))
+def _d11(dataset, seeds, iters):
+    methods = [("dcgd", "scalar"), ("det-cgd1", "diag-inv"), ("det-cgd1", "l-inv"), ("det-cgd1", "optimal"),
+               ("det-cgd2", "diag-inv"), ("det-cgd2", "optimal")]
+    ds = _paper_dataset(dataset)
+    return Sweep("detcgd-scalar-vs-matrix", _cells(
+        dict(dataset=ds, lam=0.1, algorithm=a, compressor="rand-1", stepsize=s, iters=iters, seed=seed, log_every=1)
+        for a, s in methods for seed in range(seeds)), target=1e-2)
+
+
+@suite("detcgd-same-stepsize", "det-CGD D.1.2: det-CGD1 vs det-CGD2 with the same stepsize rule (L⁻¹, γ by "
+                               "Theorem 2 for each), rand-τ with τ ≈ d/4, d/2, 3d/4, single node, K = 3000",
+       seeds=3, iters=3000, aliases=("d.1.2", "same-stepsize"))
+def _d12(dataset, seeds, iters):
+    ds = _paper_dataset(dataset)
+    configs = [dict(dataset=ds, lam=0.1, algorithm=a, compressor=f"rand-k:{frac}", stepsize="l-inv", iters=iters,
+                    seed=seed, log_every=1)
+               for frac in (0.25, 0.5, 0.75) for a in ("det-cgd1", "det-cgd2") for seed in range(seeds)]
+    return Sweep("detcgd-same-stepsize", _cells(configs), target=1e-2)
+
+
+@suite("detcgd-distributed", "det-CGD D.2.1: 100 clients, rand-1, ε² = 1e-4, K = 2000: DCGD with the "
+                             "Khaled-Richtárik γ and with matrix smoothness, det-CGD1 and det-CGD2 with the "
+                             "Corollary 1 stepsizes (first build of corollary1 ≈ 1.5 min, then cached)",
+       seeds=3, iters=2000, aliases=("d.2.1", "distributed"))
+def _d21(dataset, seeds, iters):
+    ds = _paper_dataset(dataset)
+    methods = [("dcgd", "khaled-richtarik"), ("dcgd", "matrix-smoothness"), ("det-cgd1", "corollary1"),
+               ("det-cgd2", "corollary1")]
+    return Sweep("detcgd-distributed", _cells(
+        dict(dataset=ds, lam=0.1, clients=100, algorithm=a, compressor="rand-1", stepsize=s, eps2=1e-4,
+             iters=iters, seed=seed, log_every=1) for a, s in methods for seed in range(seeds)), target=1e-4)
+
+
+@suite("compression-for-free", "det-CGD Table 1 rows 9/12: det-CGD2 with Bern-q (q = 1/2 per layer, 3 layers) "
+                               "against uncompressed det-CGD2, optimal D, single node, K = 3000",
+       seeds=3, iters=3000, aliases=("for-free",))
+def _free(dataset, seeds, iters):
+    ds = _paper_dataset(dataset)
+    return Sweep("compression-for-free", _cells(
+        dict(dataset=ds, lam=0.1, blocks="3", algorithm="det-cgd2", compressor=c, stepsize="optimal", iters=iters,
+             seed=seed, log_every=1) for c in ("identity", "bern-q:0.5") for seed in range(seeds)), target=1e-2)
+
+
+@suite("saddle-escape", "saddle paper Figure 2 (in spirit, on the MLP autoencoder of 8×8 digits): from the saddle, "
+                        "ef-sgd without and with noise r = 0.01 × uncompressed / TopK 0.1% / RandomK 0.1% "
+                        "(η = 0.1, 0.1, 0.0005), 10 seeds",
+       seeds=10, iters=3000, aliases=("escape", "figure2"))
+def _escape(dataset, seeds, iters):
+    comps = [("identity", 0.1), ("top-k:0.001", 0.1), ("rand-k:0.001", 0.0005)]
+    return Sweep("saddle-escape", _cells(
+        dict(problem="mlp-autoencoder", dataset=dataset, hidden="32", algorithm="ef-sgd", compressor=c, noise=r,
+             lr=lr, batch_size=64, iters=iters, log_every=25, reset_iters=100, x0="saddle", seed=seed)
+        for c, lr in comps for r in (0.0, 0.01) for seed in range(seeds)), target=1e-2)

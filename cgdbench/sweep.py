@@ -1,0 +1,376 @@
+"""Sweeps: a grid of RunConfigs run into one HDF5 file, skipping what is done, and their summary table.
+
+A **cell** is one RunConfig; its id is the run id the store gives it (``store.run_id``:
+a readable slug plus a hash of the full config), so the same cell always has the same
+id and a sweep run again skips every cell already ``completed`` in the file (``rerun``
+forces them).  Cells run
+
+* in-process (default): one interpreter, kernels compiled once, and the data and the
+  stepsize built once per distinct setting (cells that differ only in ``seed`` or
+  ``log_every`` share one :class:`~cgdbench.engine.Built`);
+* on a process pool (``workers=N``), or on a Dask cluster (``scheduler="tcp://..."``, or
+  ``dask=True`` with ``workers=N`` for a LocalCluster).
+
+Only this process (the client) writes the HDF5 file; workers return records.  Each
+finished cell is written at once, so a sweep killed with SIGKILL loses no finished cell,
+and running it again does exactly the unfinished ones.  A failing cell is stored as
+``failed`` with its error and the others go on.
+
+Grid files (TOML): top-level keys are RunConfig field names; a list is a grid axis (the
+cells are the Cartesian product), anything else a fixed value.  An optional ``[compare]``
+table holds ``target`` (the ε² of the summary's "to ε²" columns)::
+
+    algorithm = ["det-cgd1", "det-cgd2"]
+    compressor = "rand-1"
+    stepsize = ["diag-inv", "optimal"]
+    dataset = "a1a"
+    clients = 10
+    iters = 2000
+    seed = [0, 1, 2]
+    [compare]
+    target = 1e-2
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .config import RunConfig
+from .errors import CgdbenchError, ConfigError
+
+#: a grid larger than this needs ``yes=True`` (``--yes``)
+MAX_CELLS = 500
+#: fields that do not change what ``engine.build`` makes for det-CGD cells
+_NOT_BUILT = ("seed", "log_every")
+COMPARE_KEYS = ("target",)
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: RunConfig
+
+    @property
+    def id(self) -> str:
+        return store.run_id(self.config)
+
+
+@dataclass
+class Sweep:
+    """Cells plus what the summary needs to know about them."""
+
+    name: str
+    cells: list
+    target: float = 1e-2
+    description: str = ""
+    notes: list = field(default_factory=list)
+
+
+def _fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def expand(spec: dict, name: str = "grid") -> Sweep:
+    """Cells of a grid dict (lists are axes); unknown keys name the valid ones."""
+    spec = dict(spec)
+    opts = spec.pop("compare", {}) or {}
+    if not isinstance(opts, dict):
+        raise ConfigError("[compare] must be a table, e.g. [compare] target = 1e-2")
+    bad = sorted(set(opts) - set(COMPARE_KEYS))
+    if bad:
+        raise ConfigError(f"unknown [compare] key(s) {bad}; allowed: {', '.join(COMPARE_KEYS)}")
+    known = _fields()
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; RunConfig fields are: {', '.join(known)}")
+    axes = {k: v for k, v in spec.items() if isinstance(v, list)}
+    empty = [k for k, v in axes.items() if not v]
+    if empty:
+        raise ConfigError(f"grid axis {empty[0]!r} is an empty list: the grid has no cells")
+    fixed = {k: v for k, v in spec.items() if k not in axes}
+    cells, seen = [], set()
+    for combo in itertools.product(*axes.values()):
+        cfg = RunConfig(**fixed, **dict(zip(axes, combo)))
+        cell = Cell(cfg)
+        if cell.id not in seen:
+            seen.add(cell.id)
+            cells.append(cell)
+    target = opts.get("target", 1e-2)
+    try:
+        target = float(target)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[compare] target {target!r}: must be a number > 0") from None
+    if not (math.isfinite(target) and target > 0):
+        raise ConfigError(f"[compare] target {target!r}: must be a number > 0")
+    return Sweep(name, cells, target)
+
+
+def load_toml(path) -> Sweep:
+    import tomllib
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {str(path)!r}: no such file")
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {str(path)!r} is not valid TOML: {exc}") from None
+    return expand(spec, name=path.stem)
+
+
+def check_size(sweep: Sweep, yes: bool = False) -> None:
+    n = len(sweep.cells)
+    if n == 0:
+        raise ConfigError(f"sweep {sweep.name!r} expands to zero cells")
+    if n > MAX_CELLS and not yes:
+        raise ConfigError(f"sweep {sweep.name!r} expands to {n} cells, more than {MAX_CELLS}; pass --yes to run them")
+
+
+# --- running -----------------------------------------------------------------
+def _build_key(cfg: RunConfig):
+    d = cfg.to_dict()
+    if cfg.family == "ef":  # the starting point of the saddle problems depends on the seed
+        return json.dumps(d, sort_keys=True)
+    for k in _NOT_BUILT:
+        d.pop(k)
+    return json.dumps(d, sort_keys=True)
+
+
+class _InProcess:
+    """Runs cells here, reusing one Built per distinct setting."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.built = {}
+
+    def run(self, cell: Cell):
+        from .engine import build, run
+        key = _build_key(cell.config)
+        b = self.built.get(key)
+        t = time.perf_counter()
+        if b is None:
+            b = self.built[key] = build(cell.config, data_dir=self.data_dir)
+        else:
+            b = dataclasses.replace(b, config=cell.config)
+        tr = run(cell.config, built=b)
+        tr.meta["build_seconds"] = time.perf_counter() - t - tr.meta["run_seconds"]
+        return tr.record()
+
+
+def run_cell(config_json: str, data_dir=None) -> dict:
+    """One cell in a worker (process pool or Dask): the record to store, or a failure record."""
+    cfg = RunConfig.from_dict(json.loads(config_json))
+    runner = _worker_runner(data_dir)
+    try:
+        return runner.run(Cell(cfg))
+    except Exception as exc:  # noqa: BLE001 — a failing cell is recorded, the sweep goes on
+        return store.failed_record(cfg, f"{type(exc).__name__}: {exc}")
+
+
+_RUNNER = None
+
+
+def _worker_runner(data_dir):
+    global _RUNNER
+    if _RUNNER is None or _RUNNER.data_dir != data_dir:
+        _RUNNER = _InProcess(data_dir)
+    return _RUNNER
+
+
+def _pool_init():
+    import numba
+    numba.set_num_threads(1)  # N worker processes on the machine's cores: one thread each
+
+
+def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, scheduler: str | None = None,
+              dask: bool = False, data_dir=None, progress: bool = True, log=None) -> dict:
+    """Run the sweep's unfinished cells into ``out``; returns counts (done, skipped, failed)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    store.check_writable(out)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1")
+    done = store.completed_ids(out) if Path(out).exists() else set()
+    todo = [c for c in sweep.cells if rerun or c.id not in done]
+    skipped = len(sweep.cells) - len(todo)
+    counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "seconds": 0.0}
+    log(f"{sweep.name}: {len(sweep.cells)} cells, {skipped} already completed in {out}"
+        + (" (skipped; --rerun runs them again)" if skipped else "") + f", {len(todo)} to run")
+    if not todo:
+        return counts
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="cell", desc=sweep.name, dynamic_ncols=True, leave=False)
+    t0 = time.perf_counter()
+
+    def store_one(cell, record):
+        store.write_run(out, record, replace=rerun)
+        counts["ran"] += 1
+        if record["attrs"]["status"] == "failed":
+            counts["failed"] += 1
+            log(f"cell {cell.id} failed: {json.loads(record['attrs']['meta']).get('error', '?')}")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(cell.id[:60])
+
+    try:
+        if scheduler or dask:
+            _run_dask(todo, store_one, scheduler, workers, data_dir)
+        elif workers > 1:
+            _run_pool(todo, store_one, workers, data_dir)
+        else:
+            runner = _InProcess(data_dir)
+            for cell in todo:
+                if bar is not None:
+                    bar.set_postfix_str(cell.id[:60])
+                try:
+                    record = runner.run(cell)
+                except CgdbenchError as exc:
+                    record = store.failed_record(cell.config, f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # noqa: BLE001 — a bug in one cell: record it, go on
+                    record = store.failed_record(cell.config, f"{type(exc).__name__}: {exc}")
+                store_one(cell, record)
+    finally:
+        if bar is not None:
+            bar.close()
+    counts["seconds"] = time.perf_counter() - t0
+    return counts
+
+
+def _run_pool(todo, store_one, workers, data_dir):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    # spawn: GNU OpenMP is not fork-safe once Numba's pool has started
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_pool_init) as ex:
+        futs = {ex.submit(run_cell, c.config.to_json(), data_dir): c for c in todo}
+        for f in as_completed(futs):
+            store_one(futs[f], f.result())
+
+
+def connect(scheduler: str | None, workers: int, timeout: float = 5.0):
+    """A Dask client: the cluster at ``scheduler``, or a LocalCluster of ``workers`` processes."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("Dask is not installed: pip install 'dask[distributed]' (or the README's install "
+                          "command, which includes it)") from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=timeout), None
+        except (OSError, TimeoutError) as exc:
+            raise CgdbenchError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                                f"({type(exc).__name__}: {exc})") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _run_dask(todo, store_one, scheduler, workers, data_dir):
+    from dask.distributed import as_completed
+    client, cluster = connect(scheduler, workers)
+    try:
+        client.run(_pool_init)
+        futs = {client.submit(run_cell, c.config.to_json(), data_dir, pure=False, key=f"cell-{c.id}"): c
+                for c in todo}
+        for f in as_completed(list(futs)):
+            store_one(futs[f], f.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# --- summary -----------------------------------------------------------------
+METHOD_KEYS = ("problem", "dataset", "clients", "algorithm", "compressor", "stepsize")
+
+
+def _to_target(rec: dict, target: float):
+    """First logged iteration where the running mean of ‖∇f‖²_D over logged rows is <= target, and its bits."""
+    g = np.asarray(rec["grad_norm_sq_D"], dtype=float)
+    it = np.asarray(rec["iteration"])
+    if g.size == 0:
+        return math.nan, math.nan, math.nan
+    G = np.cumsum(g) / np.arange(1, g.size + 1)
+    hit = np.flatnonzero(G <= target)
+    if hit.size == 0:
+        return math.nan, math.nan, math.nan
+    j = int(hit[0])
+    return float(it[j]) + 1, float(rec["bits_up"][j]), float(rec["bits_down"][j])
+
+
+def summary_rows(path, target: float, ids=None) -> list[dict]:
+    """One row per method (config without seed), medians and 10-90% quantiles over seeds."""
+    groups: dict = {}
+    for run_id in store.list_runs(path):
+        if ids is not None and run_id not in ids:
+            continue
+        rec = store.read_run(path, run_id)
+        if rec.get("repeat_of") or rec.get("status") != "completed":
+            continue
+        cfg = dict(rec["config"])
+        seed = cfg.pop("seed")
+        cfg.pop("log_every", None)
+        groups.setdefault(json.dumps(cfg, sort_keys=True), {})[seed] = rec
+    rows = []
+    for key, by_seed in groups.items():
+        cfg = json.loads(key)
+        recs = list(by_seed.values())
+        # from a saddle the gradient starts at ~0, so "G_k <= ε²" says nothing there: det-CGD runs only
+        to = np.array([_to_target(r, target) if cfg.get("algorithm") not in ("sgd", "ef-sgd")
+                       else (math.nan,) * 3 for r in recs])
+        vals = {
+            "final_loss": [r["loss"][-1] for r in recs],
+            "final_grad_norm_sq": [r["grad_norm_sq"][-1] for r in recs],
+            "G_KD": [r["G_KD"] for r in recs],
+            "iters_to_target": to[:, 0], "bits_up_to_target": to[:, 1], "bits_down_to_target": to[:, 2],
+            "us_per_iter": [1e6 * r["meta"]["seconds_per_iter"] for r in recs],
+            "setup_s": [r["meta"].get("compile_seconds", math.nan) for r in recs],
+        }
+        row = {k: cfg.get(k) for k in METHOD_KEYS}
+        row["dataset"] = recs[0]["meta"].get("dataset", {}).get("name", cfg.get("dataset"))
+        row["seeds"] = len(recs)
+        row["reached"] = int(np.isfinite(to[:, 0]).sum())
+        for k, v in vals.items():
+            v = np.asarray(v, dtype=float)
+            fin = v[np.isfinite(v)]
+            row[k] = (tuple(float(q) for q in np.quantile(fin, [0.5, 0.1, 0.9])) if fin.size
+                      else (math.nan, math.nan, math.nan))
+        rows.append(row)
+    rows.sort(key=lambda r: tuple(str(r[k]) for k in METHOD_KEYS))
+    return rows
+
+
+def _q(v, fmt) -> str:
+    med, lo, hi = v
+    if not math.isfinite(med):
+        return "—"
+    if lo == hi:
+        return format(med, fmt)
+    return f"{format(med, fmt)} [{format(lo, fmt)}–{format(hi, fmt)}]"
+
+
+def format_summary(rows, target: float) -> str:
+    cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"),
+            ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
+            ("seeds", lambda r: f"{r['seeds']}"),
+            ("final loss", lambda r: _q(r["final_loss"], ".6g")),
+            ("final ‖∇f‖²", lambda r: _q(r["final_grad_norm_sq"], ".3e")),
+            ("G_K,D", lambda r: _q(r["G_KD"], ".3e")),
+            (f"iters to ε²={target:g}", lambda r: _q(r["iters_to_target"], ".0f") + f" ({r['reached']}/{r['seeds']})"),
+            ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),
+            ("bits down to ε²", lambda r: _q(r["bits_down_to_target"], ".3g")),
+            ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
+            ("setup s", lambda r: _q(r["setup_s"], ".2f"))]
+    table = [[c for c, _ in cols]] + [[f(r) for _, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + (f"\nmedian [10–90%] over seeds; \"to ε²\": first logged iteration where the running "
+                               f"mean of ‖∇f‖²_D (G_k,D when every iterate is logged) is <= {target:g}; "
+                               "(reached/seeds)")

@@ -1,0 +1,230 @@
+"""`cgdbench compare`: grids and suites, skip-if-done, repeats, failure isolation, SIGKILL resume, workers, Dask."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import cgdbench
+from cgdbench import store, suites, sweep
+from cgdbench.errors import CgdbenchError, ConfigError
+
+GRID = {"algorithm": ["det-cgd1", "det-cgd2"], "compressor": "rand-1", "clients": 3, "iters": 30,
+        "seed": [0, 1], "log_every": 1}
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "cgdbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_grid_expansion_and_deterministic_ids():
+    sw = sweep.expand(GRID)
+    assert len(sw.cells) == 4
+    assert [c.id for c in sw.cells] == [c.id for c in sweep.expand(GRID).cells]
+    assert all(c.id == store.run_id(c.config) for c in sw.cells)
+    assert len({c.id for c in sw.cells}) == 4
+    assert {(c.config.algorithm, c.config.seed) for c in sw.cells} == {
+        ("det-cgd1", 0), ("det-cgd1", 1), ("det-cgd2", 0), ("det-cgd2", 1)}
+
+
+def test_bad_grids():
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['itrs'\]; RunConfig fields are: .*iters"):
+        sweep.expand({**GRID, "itrs": 5})
+    with pytest.raises(ConfigError, match="grid axis 'seed' is an empty list"):
+        sweep.expand({**GRID, "seed": []})
+    with pytest.raises(ConfigError, match=r"unknown \[compare\] key"):
+        sweep.expand({**GRID, "compare": {"targt": 1}})
+    big = sweep.expand({**GRID, "seed": list(range(300))})
+    with pytest.raises(ConfigError, match="600 cells, more than 500; pass --yes"):
+        sweep.check_size(big)
+    sweep.check_size(big, yes=True)
+
+
+def test_every_suite_expands_and_names_its_cells():
+    for name in suites.REGISTRY:
+        sw = suites.make(name, seeds=2, iters=10)
+        assert sw.cells and sw.name == name
+        seeds = {c.config.seed for c in sw.cells}
+        assert seeds == {0, 1}
+        assert all(c.config.iters == 10 for c in sw.cells)
+    assert suites.get("d.2.1").name == "detcgd-distributed" and suites.get("figure2").name == "saddle-escape"
+    with pytest.raises(ConfigError, match="unknown suite 'nope'.*smoke"):
+        suites.get("nope")
+
+
+def test_list_suites():
+    r = cli("list", "suites")
+    assert r.returncode == 0
+    for name in suites.REGISTRY:
+        assert name in r.stdout
+
+
+def test_skip_if_done_rerun_and_summary(tmp_path):
+    out = tmp_path / "s.h5"
+    sw = sweep.expand(GRID)
+    c1 = sweep.run_sweep(sw, out, progress=False, log=lambda m: None)
+    assert (c1["ran"], c1["skipped"], c1["failed"]) == (4, 0, 0)
+    c2 = sweep.run_sweep(sw, out, progress=False, log=lambda m: None)
+    assert (c2["ran"], c2["skipped"]) == (0, 4)
+    before = {i: store.read_run(out, i)["created"] for i in store.list_runs(out)}
+    c3 = sweep.run_sweep(sw, out, rerun=True, progress=False, log=lambda m: None)
+    assert c3["ran"] == 4 and len(store.list_runs(out)) == 4  # replaced, not appended
+    assert all(store.read_run(out, i)["created"] != t for i, t in before.items())
+    rows = sweep.summary_rows(out, 1e-2)
+    assert len(rows) == 2 and all(r["seeds"] == 2 for r in rows)
+    # the same cells run alone give the same numbers: a reused Built changes nothing
+    tr = cgdbench.run(sw.cells[1].config)
+    rec = store.read_run(out, sw.cells[1].id)
+    np.testing.assert_array_equal(tr.loss, rec["loss"])
+    np.testing.assert_array_equal(tr.x_final, rec["x_final"])
+    text = sweep.format_summary(rows, 1e-2)
+    assert "det-cgd1 | rand-1 | diag-inv" in text and "median [10–90%] over seeds" in text
+
+
+def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
+    out = tmp_path / "r.h5"
+    cfg = cgdbench.RunConfig(iters=20)
+    a = cgdbench.run(cfg, out=out)
+    b = cgdbench.run(cfg, out=out)
+    assert b.run_id == a.run_id + ".r2"
+    assert store.read_run(out, b.run_id)["repeat_of"] == a.run_id
+    assert store.completed_ids(out) == {a.run_id}
+    rows = sweep.summary_rows(out, 1e-2)
+    assert len(rows) == 1 and rows[0]["seeds"] == 1
+    r = cli("run", "--iters", "20", "--out", str(out), "--quiet")
+    assert r.returncode == 0 and "already in" in r.stderr and "repeat" in r.stderr
+
+
+def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path):
+    out = tmp_path / "f.h5"
+    grid = {"dataset": [None, str(tmp_path / "missing.svm")], "iters": 20}
+    counts = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
+    assert counts["failed"] == 1 and counts["ran"] == 2
+    status = {store.read_run(out, i)["status"] for i in store.list_runs(out)}
+    assert status == {"completed", "failed"}
+    failed = next(store.read_run(out, i) for i in store.list_runs(out) if store.read_run(out, i)["status"] == "failed")
+    assert "does not exist" in failed["meta"]["error"]
+    # a failed cell is not done: the next sweep tries it again (and replaces it)
+    again = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
+    assert (again["ran"], again["skipped"]) == (1, 1) and len(store.list_runs(out)) == 2
+
+
+def test_cli_compare_with_a_toml_grid(tmp_path):
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('algorithm = ["det-cgd1", "gd"]\ncompressor = ["rand-1", "identity"]\nstepsize = "scalar"\n'
+                   'iters = 20\n[compare]\ntarget = 0.5\n')
+    out = tmp_path / "c.h5"
+    r = cli("compare", "--config", str(cfg), "--out", str(out), "--json")
+    # gd takes only identity: that cell fails at RunConfig time, before anything runs
+    assert r.returncode == 2 and "does not compress" in r.stderr and not out.exists()
+    cfg.write_text('algorithm = ["det-cgd1", "det-cgd2"]\ncompressor = "rand-1"\niters = 20\nseed = [0, 1]\n'
+                   '[compare]\ntarget = 0.5\n')
+    r = cli("compare", "--config", str(cfg), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["counts"]["ran"] == 4 and doc["target"] == 0.5 and len(doc["rows"]) == 2
+    r = cli("compare", "--config", str(cfg), "--out", str(out))
+    assert r.returncode == 0 and "4 already completed" in r.stderr and "0 cells run" in r.stdout
+    r = cli("compare", "--suite", "nope", "--out", str(out))
+    assert r.returncode == 2 and "unknown suite 'nope'" in r.stderr
+    r = cli("compare", "--config", str(cfg), "--out", str(tmp_path / "no" / "x.h5"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigkill_mid_sweep_loses_no_finished_cell(tmp_path):
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('clients = 10\niters = 3000\nlog_every = 1\nseed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n')
+    out = tmp_path / "k.h5"
+    p = subprocess.Popen([sys.executable, "-m", "cgdbench.cli", "compare", "--config", str(cfg), "--out", str(out),
+                          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        done = set()
+        while time.time() < deadline and len(done) < 3:
+            time.sleep(0.05)
+            try:
+                done = store.completed_ids(out)
+            except Exception:  # noqa: BLE001 — the file is being written
+                pass
+        assert len(done) >= 3, "the sweep did not finish three cells in time"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    kept = store.completed_ids(out)
+    assert kept and len(kept) < 12
+    counts = sweep.run_sweep(sweep.load_toml(cfg), out, progress=False, log=lambda m: None)
+    assert counts["skipped"] == len(kept) and counts["ran"] == 12 - len(kept)
+    assert len(store.completed_ids(out)) == 12 and len(store.list_runs(out)) == 12
+
+
+def test_process_pool_workers(tmp_path):
+    out = tmp_path / "w.h5"
+    counts = sweep.run_sweep(sweep.expand(GRID), out, workers=2, progress=False, log=lambda m: None)
+    assert (counts["ran"], counts["failed"]) == (4, 0)
+    ref = tmp_path / "ref.h5"
+    sweep.run_sweep(sweep.expand(GRID), ref, progress=False, log=lambda m: None)
+    for i in store.list_runs(ref):
+        np.testing.assert_array_equal(store.read_run(out, i)["loss"], store.read_run(ref, i)["loss"])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dask_scheduler_and_two_workers_on_loopback(tmp_path):
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--dashboard-address", ":0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads",
+                                           "1", "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        from dask.distributed import Client
+        deadline = time.time() + 60
+        while True:
+            try:
+                with Client(addr, timeout=2) as c:
+                    if len(c.scheduler_info()["workers"]) == 2:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, "the Dask cluster did not come up"
+            time.sleep(0.5)
+        out = tmp_path / "d.h5"
+        r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(out), "--scheduler", addr, "--json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads(r.stdout)["counts"]["ran"] == 4
+        assert len(store.completed_ids(out)) == 4
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _grid_file(tmp_path):
+    f = tmp_path / "g.toml"
+    f.write_text('algorithm = ["det-cgd1", "det-cgd2"]\ncompressor = "rand-1"\nclients = 3\niters = 30\n'
+                 'seed = [0, 1]\n')
+    return str(f)
+
+
+def test_unreachable_scheduler_is_a_quick_clear_error(tmp_path):
+    t = time.time()
+    r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(tmp_path / "u.h5"), "--scheduler",
+            f"tcp://127.0.0.1:{_free_port()}")
+    assert r.returncode == 2 and "no Dask scheduler answered" in r.stderr and "Traceback" not in r.stderr
+    assert time.time() - t < 30
+    with pytest.raises(CgdbenchError):
+        sweep.connect(f"tcp://127.0.0.1:{_free_port()}", 1, timeout=1)
