@@ -63,6 +63,27 @@ def _open(path: Path, mode: str):
         raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
 
 
+def _runs_group(f: h5py.File, path, create: bool = False):
+    """The file's ``/runs`` group after checking it is ours: same schema, ``/runs`` a group.
+
+    Checked before anything is written, so a foreign file is never modified.
+    """
+    schema = f.attrs.get("schema")
+    if schema is not None and int(schema) != SCHEMA:
+        raise StoreError(f"{str(path)!r} holds results of schema version {int(schema)}; this cgdbench reads and "
+                         f"writes schema {SCHEMA}: use the cgdbench version that wrote it, or another file")
+    runs = f.get("runs")
+    if runs is not None and not isinstance(runs, h5py.Group):
+        raise StoreError(f"{str(path)!r} is not a cgdbench results file: its /runs is a {type(runs).__name__}, "
+                         "not a group; use another file")
+    if runs is None and create:
+        f.attrs["schema"] = SCHEMA
+        runs = f.create_group("runs")
+    elif create:
+        f.attrs.setdefault("schema", SCHEMA)
+    return runs if runs is not None else {}
+
+
 def run_id(config) -> str:
     """The id a RunConfig is stored under: a readable slug and a hash of the full config.
 
@@ -96,8 +117,7 @@ def write_run(path, record: dict, replace: bool = False) -> str:
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT):
             with _open(path, "a") as f:
-                f.attrs.setdefault("schema", SCHEMA)
-                runs = f.require_group("runs")
+                runs = _runs_group(f, path, create=True)
                 for stale in [k for k in runs if k.startswith(".")]:  # a writer that died mid-run
                     del runs[stale]
                 base = record["run_id"]
@@ -130,21 +150,21 @@ def write_run(path, record: dict, replace: bool = False) -> str:
 def completed_ids(path) -> set:
     """Ids of the runs stored ``completed`` (repeats excluded)."""
     with _open(Path(path), "r") as f:
-        runs = f.get("runs", {})
+        runs = _runs_group(f, path)
         return {k for k in runs if not k.startswith(".") and runs[k].attrs.get("status") == "completed"
                 and "repeat_of" not in runs[k].attrs}
 
 
 def list_runs(path) -> list[str]:
     with _open(Path(path), "r") as f:
-        return [k for k in f.get("runs", {}) if not k.startswith(".")]
+        return [k for k in _runs_group(f, path) if not k.startswith(".")]
 
 
 def read_run(path, run_id: str | None = None) -> dict:
     """One run as a dict of attributes (config decoded) and arrays; default: the last written."""
     with _open(Path(path), "r") as f:
-        runs = f.get("runs")
-        ids = [k for k in (runs or {}) if not k.startswith(".")]
+        runs = _runs_group(f, path)
+        ids = [k for k in runs if not k.startswith(".")]
         if not ids:
             raise StoreError(f"{str(path)!r} holds no runs")
         if run_id is None:

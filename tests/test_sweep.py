@@ -228,3 +228,20 @@ def test_unreachable_scheduler_is_a_quick_clear_error(tmp_path):
     assert time.time() - t < 30
     with pytest.raises(CgdbenchError):
         sweep.connect(f"tcp://127.0.0.1:{_free_port()}", 1, timeout=1)
+
+
+def test_results_of_another_schema_or_a_foreign_file_are_refused_untouched(tmp_path):
+    import h5py
+    other = tmp_path / "old.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["schema"] = 7
+        f.create_group("runs")
+    with pytest.raises(cgdbench.StoreError, match="schema version 7; this cgdbench reads and writes schema 1"):
+        sweep.run_sweep(sweep.expand(GRID), other, progress=False, log=lambda m: None)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f.create_dataset("runs", data=[1, 2, 3])
+    before = foreign.read_bytes()
+    with pytest.raises(cgdbench.StoreError, match="its /runs is a Dataset"):
+        cgdbench.run(cgdbench.RunConfig(iters=5), out=foreign)
+    assert foreign.read_bytes() == before
