@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--suite", help="a named suite (cgdbench list suites)")
     src.add_argument("--config", help="a TOML grid: RunConfig fields, lists are axes (README)")
     cp.add_argument("--out", required=True, help="HDF5 file; cells already completed there are skipped")
-    cp.add_argument("--dataset", default=None, help="the suite's dataset (default: a1a when found, else synthetic)")
+    cp.add_argument("--dataset", default=None,
+                    help="the suite's dataset (default: a1a when found, else synthetic; all: each of a1a, a9a, "
+                         "w8a, mushrooms, phishing that is found)")
     cp.add_argument("--data-dir", default=None)
     cp.add_argument("--seeds", type=int, default=None, help="seeds per method (default: the suite's)")
     cp.add_argument("--iters", type=int, default=None, help="K (default: the suite's)")

@@ -50,13 +50,26 @@ def describe() -> list[tuple[str, str]]:
     return [(s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""), s.doc) for s in REGISTRY.values()]
 
 
+#: the det-CGD paper's datasets; ``--dataset all`` runs a suite on each one the data rule finds
+PAPER_DATASETS = ("a1a", "a9a", "w8a", "mushrooms", "phishing")
+
+
 def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = None) -> Sweep:
     s = get(name)
     seeds = s.default_seeds if seeds is None else seeds
     iters = s.default_iters if iters is None else iters
     if seeds < 1:
         raise choices_error("--seeds (at least 1)", seeds, ["1", "2", "..."])
-    sw = s.build(dataset, seeds, iters)
+    if dataset == "all":
+        found = [d for d in PAPER_DATASETS if data.locate(d)]
+        if not found:
+            raise choices_error("--dataset all: none of the paper's datasets is found; dataset", dataset,
+                                list(PAPER_DATASETS))
+        parts = [s.build(d, seeds, iters) for d in found]
+        sw = Sweep(s.name, [c for p in parts for c in p.cells], target=parts[0].target,
+                   notes=[f"datasets: {', '.join(found)}"])
+    else:
+        sw = s.build(dataset, seeds, iters)
     sw.name = s.name
     sw.description = s.doc
     return sw

@@ -320,6 +320,10 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
         seed = cfg.pop("seed")
         cfg.pop("log_every", None)
         groups.setdefault(json.dumps(cfg, sort_keys=True), {})[seed] = rec
+    cfgs = [json.loads(k) for k in groups]
+    # fields that tell methods apart beyond METHOD_KEYS (noise, lr, blocks, ...): shown with the method
+    varying = sorted(k for k in (cfgs[0] if cfgs else {}) if k not in METHOD_KEYS
+                     and len({json.dumps(c.get(k)) for c in cfgs}) > 1)
     rows = []
     for key, by_seed in groups.items():
         cfg = json.loads(key)
@@ -336,6 +340,7 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
             "setup_s": [r["meta"].get("compile_seconds", math.nan) for r in recs],
         }
         row = {k: cfg.get(k) for k in METHOD_KEYS}
+        row["also"] = {k: cfg.get(k) for k in varying}
         row["dataset"] = recs[0]["meta"].get("dataset", {}).get("name", cfg.get("dataset"))
         row["seeds"] = len(recs)
         row["reached"] = int(np.isfinite(to[:, 0]).sum())
@@ -345,7 +350,7 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
             row[k] = (tuple(float(q) for q in np.quantile(fin, [0.5, 0.1, 0.9])) if fin.size
                       else (math.nan, math.nan, math.nan))
         rows.append(row)
-    rows.sort(key=lambda r: tuple(str(r[k]) for k in METHOD_KEYS))
+    rows.sort(key=lambda r: tuple(str(r[k]) for k in METHOD_KEYS) + tuple(str(v) for v in r["also"].values()))
     return rows
 
 
@@ -359,7 +364,8 @@ def _q(v, fmt) -> str:
 
 
 def format_summary(rows, target: float) -> str:
-    cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"),
+    cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"
+             + "".join(f", {k}={v}" for k, v in r.get("also", {}).items())),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
             ("seeds", lambda r: f"{r['seeds']}"),
             ("final loss", lambda r: _q(r["final_loss"], ".6g")),

@@ -92,13 +92,14 @@ def readme_commands():
 def test_readme_main_command_runs(tmp_path):
     cmds = readme_commands()
     install = cmds[0]
-    assert "pip install" in install and "cgdbench run" in install
-    run_part = install[install.index("cgdbench run"):]
-    args = shlex.split(run_part)[2:]
-    r = cli("run", *args, cwd=tmp_path)
+    assert "pip install" in install and "cgdbench compare" in install
+    args = shlex.split(install[install.index("cgdbench compare"):])[2:]
+    r = cli("compare", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    out = args[args.index("--out") + 1]
-    assert store.read_run(tmp_path / out)["status"] == "completed"
+    out = tmp_path / args[args.index("--out") + 1]
+    ids = store.list_runs(out)
+    assert len(ids) > 20 and all(store.read_run(out, i)["status"] == "completed" for i in ids)
+    assert "det-cgd1 | rand-1 | diag-inv" in r.stdout and "ef-sgd | top-k:0.25" in r.stdout  # the summary table
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -54,6 +54,8 @@ def test_every_suite_expands_and_names_its_cells():
         assert seeds == {0, 1}
         assert all(c.config.iters == 10 for c in sw.cells)
     assert suites.get("d.2.1").name == "detcgd-distributed" and suites.get("figure2").name == "saddle-escape"
+    every = suites.make("detcgd-scalar-vs-matrix", dataset="all", seeds=1, iters=10)  # ../shared has all five
+    assert {c.config.dataset for c in every.cells} == set(suites.PAPER_DATASETS)
     with pytest.raises(ConfigError, match="unknown suite 'nope'.*smoke"):
         suites.get("nope")
 
