@@ -218,7 +218,12 @@ def escape_experiment(ns) -> int:
               f"loss {tr.loss[0]:.4f} -> {tr.loss[-1]:.4f}, λ_min {tr.meta.get('sosp', {}).get('lambda_min', float('nan')):.3e}",
               file=sys.stderr)
     figure = ns.plot or str(ns.out).rsplit(".", 1)[0] + ".png"
-    summary = plot_escape(ns.out, figure, specs)
+    keys = set()
+    for c in grid:
+        d = c.to_dict()
+        d.pop("seed")
+        keys.add(json.dumps(d, sort_keys=True))
+    summary = plot_escape(ns.out, figure, specs, only=keys)
     for row in summary:
         print(f"{row['compressor']:<16} r={row['noise']:<6g} final loss mean {row['final_loss_mean']:.4f} "
               f"[{row['final_loss_lo']:.4f}, {row['final_loss_hi']:.4f}]  first iteration below 90% of the "
@@ -227,13 +232,19 @@ def escape_experiment(ns) -> int:
     return 0
 
 
-def plot_escape(path, out, specs=None, band=(10.0, 90.0)) -> list[dict]:
-    """Figure 2 layout: one column per compressor; loss (top) and stochastic ‖∇F‖² (bottom); no noise red, noise green."""
+def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dict]:
+    """Figure 2 layout: one column per compressor; loss (top) and stochastic ‖∇F‖² (bottom); no noise red, noise green.
+
+    ``only``: the configs (JSON without seed) to draw, e.g. this grid's; other runs in the file
+    (another η, another problem) are left out rather than mixed into a compressor's column.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = load_groups(path, ("loss", "stoch_grad_norm_sq"))
+    if only is not None:
+        groups = {k: v for k, v in groups.items() if k in only}
     by = {}
     for key, runs in groups.items():
         cfg = json.loads(key)
@@ -266,7 +277,8 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0)) -> list[dict]:
                             "final_loss_hi": float(np.percentile(final, band[1])),
                             "escape_iter_median": int(np.median(first)) if min(first) >= 0 else
                             f"not escaped in {sum(f < 0 for f in first)} of {len(first)} runs"})
-        axes[0, j].set_title(comp, fontsize=10)
+        lrs = sorted({r["config"]["lr"] for (c, _), runs in by.items() if c == comp for r in runs})
+        axes[0, j].set_title(f"{comp}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
         axes[1, j].set_yscale("log")
         axes[1, j].set_xlabel("iteration")
     axes[0, 0].set_ylabel("loss f(x_t)")
