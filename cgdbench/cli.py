@@ -9,6 +9,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -224,6 +225,17 @@ def _list(what: str | None, data_dir=None) -> None:
                   f"--data-dir, else ${data.ENV_VAR}, else the cache directory)")
 
 
+def _finite(v):
+    """JSON has no NaN: None instead (and tuples as lists)."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
 def _where(items) -> dict:
     import dataclasses
     fields = [f.name for f in dataclasses.fields(RunConfig)]
@@ -257,11 +269,18 @@ def _compare(ns) -> int:
         sweep.target = ns.target
     sw.check_size(sweep, ns.yes)
     signal.signal(signal.SIGTERM, _sigterm)
-    counts = sw.run_sweep(sweep, ns.out, rerun=ns.rerun, workers=ns.workers, scheduler=ns.scheduler,
-                          dask=ns.dask, data_dir=ns.data_dir, progress=not ns.quiet and sys.stderr.isatty())
+    try:
+        counts = sw.run_sweep(sweep, ns.out, rerun=ns.rerun, workers=ns.workers, scheduler=ns.scheduler,
+                              dask=ns.dask, data_dir=ns.data_dir, progress=not ns.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        from .store import completed_ids
+        done = completed_ids(ns.out) & {c.id for c in sweep.cells} if Path(ns.out).exists() else set()
+        print(f"cgdbench: interrupted; {len(done)} of {len(sweep.cells)} cells are stored in {ns.out}; "
+              "the same command runs the rest", file=sys.stderr)
+        return 130
     rows = sw.summary_rows(ns.out, sweep.target, ids={c.id for c in sweep.cells})
     if ns.json:
-        print(json.dumps({"counts": counts, "target": sweep.target, "rows": rows}, default=float))
+        print(json.dumps(_finite({"counts": counts, "target": sweep.target, "rows": rows})))
     else:
         print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed) in {counts['seconds']:.1f} s, "
               f"{counts['skipped']} skipped; results in {ns.out}")

@@ -116,12 +116,20 @@ def add(source: str | os.PathLike, copy: bool = False, verify: bool = True) -> l
             done.append((name, f"skipped: sha256 of {f} differs from the manifest"))
             continue
         target = dest / entry["file"]
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        if copy:
-            shutil.copy2(f, target)
-        else:
-            target.symlink_to(f.resolve())
+        if target.exists() and target.resolve() == f.resolve():
+            done.append((name, f"already in the cache directory ({target})"))
+            continue
+        tmp = target.with_name(f".{target.name}.partial")
+        try:
+            if tmp.exists() or tmp.is_symlink():
+                tmp.unlink()
+            if copy:
+                shutil.copy2(f, tmp)
+            else:
+                tmp.symlink_to(f.resolve())
+            os.replace(tmp, target)  # the old entry stays until the new one is complete
+        except OSError as exc:
+            raise DataError(f"cannot {'copy' if copy else 'link'} {f} into {dest}: {exc}") from None
         done.append((name, f"{'copied' if copy else 'linked'} {f} -> {target}"))
     if not done:
         raise DataError(f"no file of the manifest ({', '.join(e['file'] for e in manifest().values())}) "

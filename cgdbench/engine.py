@@ -222,6 +222,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         store.check_writable(out)
     t_build = time.perf_counter()
     layer = parallel.check_threading_layer()
+    parallel.path_setting()  # a bad CGDBENCH_PATH fails here, before any build
     b = built or build(config, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
     job = _EfJob(b) if config.family == "ef" else _DetCgdJob(b)
     threads = _threads()
@@ -248,7 +249,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
             paused = time.perf_counter() - t0
         while k <= K:
             k_end = min(k + chunk, K + 1)
-            nxt = next((q for q in stops if k < q < k_end), None)
+            nxt = min((q for q in stops if k < q < k_end), default=None)
             if nxt is not None:
                 k_end = nxt
             path, cap = chooser.pick()

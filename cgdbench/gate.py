@@ -251,7 +251,13 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
     if not update:
         if not baseline_path.is_file():
             raise GateError(f"no gate baseline at {baseline_path}; create it with `cgdbench gate --update-baseline`")
-        baseline = json.loads(baseline_path.read_text())
+        try:
+            baseline = json.loads(baseline_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GateError(f"gate baseline {baseline_path} is not valid JSON ({exc}); restore it from git or "
+                            "record a new one with --update-baseline") from None
+        if not isinstance(baseline, dict) or "metrics" not in baseline:
+            raise GateError(f"gate baseline {baseline_path} holds no 'metrics'; not a cgdbench gate baseline")
     here = environment()
     if baseline is not None:
         diffs = env_differences(baseline, here)

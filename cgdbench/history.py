@@ -38,7 +38,7 @@ class HistoryError(CgdbenchError):
 
 def _benchmarks(results_dir: Path) -> tuple[dict, dict]:
     """Units and parameter names per benchmark, from asv's ``benchmarks.json`` (read by asv)."""
-    from asv import util
+    _, util = _asv()
     f = results_dir / "benchmarks.json"
     try:
         meta = util.load_json(str(f), api_version=2)
@@ -53,10 +53,18 @@ def _benchmarks(results_dir: Path) -> tuple[dict, dict]:
     return units, names
 
 
+def _asv():
+    try:
+        from asv import results, util
+    except ImportError:
+        raise HistoryError("cgdbench history reads asv's results with asv itself: pip install 'asv>=0.6,<0.7' "
+                           "(or the README's install command)") from None
+    return results, util
+
+
 def read_results(results_dir) -> list[dict]:
     """All result rows of an asv results directory (unreadable files are skipped with a warning)."""
-    from asv import results as asv_results
-    from asv import util
+    asv_results, util = _asv()
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HistoryError(f"{str(results_dir)!r} is not a directory")

@@ -14,14 +14,29 @@ def running_G(trace) -> np.ndarray:
     return np.cumsum(v) / np.arange(1, v.size + 1)
 
 
+def to_target(iteration, grad_norm_sq_D, bits_up, bits_down, eps2: float):
+    """``(k, bits up, bits down)`` for the first logged row where the running mean of ‖∇f‖²_D is <= ε².
+
+    With every iterate logged the running mean over rows 0..j is G_{j+1,D}, so k = j + 1
+    iterations were run and the bits are those of row j + 1 (bits before iteration k's
+    messages).  With sparser logging the mean is over the logged rows only.  ``(-1, -1, -1)``
+    if never reached.
+    """
+    g = np.asarray(grad_norm_sq_D, dtype=float)
+    hit = np.flatnonzero(np.cumsum(g) / np.arange(1, g.size + 1) <= eps2) if g.size else []
+    if len(hit) == 0:
+        return -1, -1, -1
+    j = int(hit[0])
+    nxt = min(j + 1, len(bits_up) - 1)
+    return int(iteration[j]) + 1, int(bits_up[nxt]), int(bits_down[nxt])
+
+
 def to_eps(trace, eps2: float) -> dict:
     """First k with G_{k,D} <= ε², and the uplink bits spent to get there (-1 if never)."""
-    G = running_G(trace)
-    hit = np.flatnonzero(G <= eps2)
-    if hit.size == 0:
-        return {"iterations_to_eps": -1, "bits_to_eps": -1}
-    k = int(hit[0]) + 1  # G index j is G_{j+1}
-    return {"iterations_to_eps": k, "bits_to_eps": int(trace.bits_up[k])}
+    running_G(trace)  # checks that every iterate was logged
+    k, up, _ = to_target(trace.iteration[: trace.iterations + 1], trace.grad_norm_sq_D[: trace.iterations],
+                         trace.bits_up, trace.bits_down, eps2)
+    return {"iterations_to_eps": k, "bits_to_eps": up}
 
 
 def summary(trace, eps2: float) -> dict:

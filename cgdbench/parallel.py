@@ -56,17 +56,21 @@ class PathChooser:
     fault) must not send a run to the serial path for the rest of it.  Parallel is chosen only when it looks
     :data:`PARALLEL_MARGIN` times faster.  The path not in use is timed again after
     ``gap`` chunks, on a short chunk of :data:`PROBE_ITERS` iterations (a probe that
-    hits the tail costs little), and not before :data:`PROBE_BUDGET` times the extra cost
-    of the last chunk that ran slower than the other path would have has run (so probing
-    costs at most ~5%: waking a sleeping team on a busy machine costs milliseconds, and a
-    stalled parallel chunk many times that); ``gap`` doubles (up to :data:`PROBE_MAX`) each
+    hits the tail costs little), and not before :data:`PROBE_BUDGET` times the last probe's
+    extra cost over the path in use has run (so probing costs at most ~5%: waking a
+    sleeping team on a busy machine costs milliseconds); ``gap`` doubles (up to :data:`PROBE_MAX`) each
     time the probe leaves the choice as it was, and drops back to :data:`PROBE_FIRST`
     when it flips.
     """
 
-    #: what earlier runs in this process learnt, per kernel and problem shape (an in-process
-    #: sweep or benchmark does not pay a first probe per run on a busy machine)
+    #: what earlier runs in this process learnt, per kernel, problem shape and thread count (an
+    #: in-process sweep or benchmark does not pay a first probe per run on a busy machine)
     _memory: dict = {}
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop what earlier runs learnt (the next run of each shape times both paths afresh)."""
+        cls._memory.clear()
 
     def __init__(self, threads: int, setting: str | None = None, key=None, clock=time.perf_counter):
         setting = setting or path_setting()
@@ -88,7 +92,7 @@ class PathChooser:
         self._best = self.paths[0]
         self._warm = None          # seconds of the untimed first iteration of a parallel probe under way
         self._warming_done = False
-        self._key = (key, self.paths)
+        self._key = (key, self.paths, threads)
         seen = self._memory.get(self._key)
         if seen is not None:
             self.samples = {p: list(v) for p, v in seen["samples"].items()}
@@ -111,7 +115,7 @@ class PathChooser:
         probe = next((p for p in self.paths if not self.samples[p]), None)
         if probe is None and self._i >= self._next_probe and self._clock() >= self._next_probe_at:
             probe = next(p for p in self.paths if p != self._best)
-        if probe == "parallel" and self._best != "parallel":
+        if probe == "parallel" and (self._best != "parallel" or not self.samples["parallel"]):
             # one untimed iteration first: it wakes the sleeping team, a cost paid once per switch
             self._warm = 0.0
             return "parallel", 1
@@ -131,7 +135,7 @@ class PathChooser:
         warm, self._warm, self._warming_done = (self._warm or 0.0), None, False
         probe = path != self._best
         other = "serial" if path == "parallel" else "parallel"
-        if self.samples[other]:
+        if probe and self.samples[other]:
             # what this chunk cost over the other path: the next probe waits PROBE_BUDGET times that, so
             # probes, and chunks run on a path that turned out slower, cost at most ~1/PROBE_BUDGET
             excess = warm + seconds - (iterations + (1 if warm else 0)) * self.cost(other)

@@ -40,8 +40,17 @@ def load_groups(path, ys, where: dict | None = None) -> dict:
 
 
 def _matches(value, wanted) -> bool:
+    """``--where noise=0`` matches a stored 0.0: numbers compare as numbers, the rest as text."""
     wanted = wanted if isinstance(wanted, list) else [wanted]
-    return any(str(value) == str(w) for w in wanted)
+    for w in wanted:
+        if str(value) == str(w):
+            return True
+        try:
+            if not isinstance(value, bool) and float(value) == float(w):
+                return True
+        except (TypeError, ValueError):
+            pass
+    return False
 
 
 def _label(cfg: dict, varying: list[str]) -> str:

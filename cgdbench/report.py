@@ -18,7 +18,7 @@ import numpy as np
 from . import store
 from .errors import StoreError
 
-PER_ITERATION_COLUMNS = ("iteration", "loss", "grad_norm_sq", "grad_norm_sq_D", "bits_up", "bits_down", "wall_time")
+PER_ITERATION_COLUMNS = store.PER_ITERATION
 
 
 def _check_out(out, suffixes) -> Path:
@@ -49,6 +49,9 @@ def export_csv(path, out) -> int:
         for r in runs:
             head = [r["run_id"], r["status"], *[_cell(r["config"].get(k)) for k in cfg_keys]]
             rows = len(r["iteration"]) if "iteration" in r else 0
+            if rows == 0:  # a failed run: one row, so it is not silently absent
+                w.writerow(head + [""] * len(PER_ITERATION_COLUMNS))
+                n += 1
             for j in range(rows):
                 w.writerow(head + [_cell(r[c][j]) if c in r else "" for c in PER_ITERATION_COLUMNS])
                 n += 1

@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -30,6 +31,8 @@ from .errors import StoreError
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "interrupted", "failed")
+#: statuses a sweep does not run again (interrupted and failed cells it does)
+DONE = ("completed", "diverged")
 PER_ITERATION = ("iteration", "loss", "grad_norm_sq", "grad_norm_sq_D", "bits_up", "bits_down", "wall_time")
 DENSE_D_LIMIT = 2000
 LOCK_TIMEOUT = 60.0
@@ -53,14 +56,22 @@ def check_writable(path) -> Path:
     return path
 
 
+#: how long an open waits for another process's HDF5 file lock (a reader glancing at a sweep's file)
+OPEN_RETRY_SECONDS = 10.0
+
+
 def _open(path: Path, mode: str):
-    try:
-        return h5py.File(path, mode)
-    except (BlockingIOError, OSError) as exc:
-        if "lock" in str(exc).lower():
-            raise StoreError(f"{str(path)!r} is open in another process (HDF5 file lock); "
-                             "close it there and retry") from None
-        raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except (BlockingIOError, OSError) as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
+            if time.monotonic() >= deadline:
+                raise StoreError(f"{str(path)!r} is open in another process (HDF5 file lock, waited "
+                                 f"{OPEN_RETRY_SECONDS:g} s); close it there and retry") from None
+            time.sleep(0.05)
 
 
 def _runs_group(f: h5py.File, path, create: bool = False):
@@ -108,10 +119,11 @@ def failed_record(config, error: str) -> dict:
 def write_run(path, record: dict, replace: bool = False) -> str:
     """Append one run; returns its id.  ``record`` is :meth:`cgdbench.engine.Trace.record`.
 
-    A config already stored: a failed or interrupted earlier run (or any, with
-    ``replace``) is replaced; a completed one is kept and the new run is stored as a
-    deliberate repeat ``<id>.rN`` with attribute ``repeat_of`` (summaries and plots
-    count a seed once).
+    A config already stored: a failed or interrupted earlier run (or, with ``replace``,
+    a completed or diverged one, unless the new run failed) is replaced; otherwise the
+    new run is stored as a deliberate repeat ``<id>.rN`` with attribute ``repeat_of``
+    (summaries and plots count a seed once).  The old run is renamed away before it is
+    deleted, so a crash in between keeps one of the two.
     """
     path = check_writable(path)
     try:
@@ -119,12 +131,17 @@ def write_run(path, record: dict, replace: bool = False) -> str:
             with _open(path, "a") as f:
                 runs = _runs_group(f, path, create=True)
                 for stale in [k for k in runs if k.startswith(".")]:  # a writer that died mid-run
-                    del runs[stale]
+                    kept = stale[1:-len(".replaced")] if stale.endswith(".replaced") else None
+                    if kept and kept not in runs:  # died between moving the old run away and the new one in
+                        runs.move(stale, kept)
+                    else:
+                        del runs[stale]
                 base = record["run_id"]
                 attrs = dict(record["attrs"])
                 target, old = base, None
                 if base in runs:
-                    if replace or runs[base].attrs.get("status") != "completed":
+                    finished = runs[base].attrs.get("status") in DONE
+                    if not finished or (replace and attrs["status"] != "failed"):
                         old = base
                     else:
                         n = 2
@@ -138,8 +155,10 @@ def write_run(path, record: dict, replace: bool = False) -> str:
                 for key, value in record["arrays"].items():
                     tmp.create_dataset(key, data=value)
                 if old is not None:
-                    del runs[old]
+                    runs.move(old, f".{old}.replaced")
                 runs.move(tmp.name.rsplit("/", 1)[1], target)
+                if old is not None:
+                    del runs[f".{old}.replaced"]
                 f.flush()
     except Timeout:
         raise StoreError(f"{str(path)!r} is locked by another cgdbench writer "
@@ -148,10 +167,10 @@ def write_run(path, record: dict, replace: bool = False) -> str:
 
 
 def completed_ids(path) -> set:
-    """Ids of the runs stored ``completed`` (repeats excluded)."""
+    """Ids of the runs that are done: ``completed`` or ``diverged`` (a deterministic outcome), repeats excluded."""
     with _open(Path(path), "r") as f:
         runs = _runs_group(f, path)
-        return {k for k in runs if not k.startswith(".") and runs[k].attrs.get("status") == "completed"
+        return {k for k in runs if not k.startswith(".") and runs[k].attrs.get("status") in DONE
                 and "repeat_of" not in runs[k].attrs}
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from . import data
 from .config import RunConfig
-from .errors import choices_error
+from .errors import ConfigError, choices_error
 from .sweep import Cell, Sweep
 
 
@@ -58,16 +58,23 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
     s = get(name)
     seeds = s.default_seeds if seeds is None else seeds
     iters = s.default_iters if iters is None else iters
-    if seeds < 1:
-        raise choices_error("--seeds (at least 1)", seeds, ["1", "2", "..."])
+    if seeds < 1 or iters < 1:
+        raise ConfigError(f"--seeds {seeds} / --iters {iters}: both need to be at least 1")
     if dataset == "all":
         found = [d for d in PAPER_DATASETS if data.locate(d)]
         if not found:
             raise choices_error("--dataset all: none of the paper's datasets is found; dataset", dataset,
                                 list(PAPER_DATASETS))
+        if s.name in ("saddle-escape",):
+            raise ConfigError(f"--dataset all applies to the det-CGD suites; {s.name} runs on its own data "
+                              "(give --dataset NAME to change it)")
         parts = [s.build(d, seeds, iters) for d in found]
-        sw = Sweep(s.name, [c for p in parts for c in p.cells], target=parts[0].target,
-                   notes=[f"datasets: {', '.join(found)}"])
+        cells, seen = [], set()
+        for c in (c for p in parts for c in p.cells):  # cells that do not read the dataset appear once
+            if c.id not in seen:
+                seen.add(c.id)
+                cells.append(c)
+        sw = Sweep(s.name, cells, target=parts[0].target, notes=[f"datasets: {', '.join(found)}"])
     else:
         sw = s.build(dataset, seeds, iters)
     sw.name = s.name

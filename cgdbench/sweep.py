@@ -135,9 +135,10 @@ def check_size(sweep: Sweep, yes: bool = False) -> None:
 
 # --- running -----------------------------------------------------------------
 def _build_key(cfg: RunConfig):
+    """Cells with the same key share one Built; ``None``: never shared."""
     d = cfg.to_dict()
     if cfg.family == "ef":  # the starting point of the saddle problems depends on the seed
-        return json.dumps(d, sort_keys=True)
+        return None
     for k in _NOT_BUILT:
         d.pop(k)
     return json.dumps(d, sort_keys=True)
@@ -153,10 +154,12 @@ class _InProcess:
     def run(self, cell: Cell):
         from .engine import build, run
         key = _build_key(cell.config)
-        b = self.built.get(key)
+        b = self.built.get(key) if key is not None else None
         t = time.perf_counter()
         if b is None:
-            b = self.built[key] = build(cell.config, data_dir=self.data_dir)
+            b = build(cell.config, data_dir=self.data_dir)
+            if key is not None:
+                self.built = {key: b}  # cells come grouped by setting: keep only the last one
         else:
             b = dataclasses.replace(b, config=cell.config)
         build_seconds = time.perf_counter() - t
@@ -195,8 +198,11 @@ def _pool_init():
 def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, scheduler: str | None = None,
               dask: bool = False, data_dir=None, progress: bool = True, log=None) -> dict:
     """Run the sweep's unfinished cells into ``out``; returns counts (done, skipped, failed)."""
+    from . import parallel
     log = log or (lambda msg: print(msg, file=sys.stderr))
     store.check_writable(out)
+    parallel.path_setting()  # bad thread settings: one error now, not one failed record per cell
+    parallel.check_threading_layer()
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
     done = store.completed_ids(out) if Path(out).exists() else set()
@@ -247,14 +253,30 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     return counts
 
 
+def _result(future, cell) -> dict:
+    """A worker's record; a worker that died (out of memory, a crash) is a failed cell, not a failed sweep."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 — BrokenProcessPool, KilledWorker, ...
+        return store.failed_record(cell.config, f"worker lost: {type(exc).__name__}: {exc}")
+
+
 def _run_pool(todo, store_one, workers, data_dir):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     # spawn: GNU OpenMP is not fork-safe once Numba's pool has started
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_pool_init) as ex:
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_pool_init)
+    try:
         futs = {ex.submit(run_cell, c.config.to_json(), data_dir): c for c in todo}
         for f in as_completed(futs):
-            store_one(futs[f], f.result())
+            store_one(futs[f], _result(f, futs[f]))
+    except BaseException:
+        # Ctrl-C / SIGTERM: what is stored stays; queued cells are dropped, running ones ended
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in list(getattr(ex, "_processes", {}).values()):
+            p.terminate()
+        raise
+    ex.shutdown()
 
 
 def connect(scheduler: str | None, workers: int, timeout: float = 5.0):
@@ -267,7 +289,7 @@ def connect(scheduler: str | None, workers: int, timeout: float = 5.0):
     if scheduler:
         try:
             return Client(scheduler, timeout=timeout), None
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise CgdbenchError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
                                 f"({type(exc).__name__}: {exc})") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -281,8 +303,12 @@ def _run_dask(todo, store_one, scheduler, workers, data_dir):
         client.run(_pool_init)
         futs = {client.submit(run_cell, c.config.to_json(), data_dir, pure=False, key=f"cell-{c.id}"): c
                 for c in todo}
-        for f in as_completed(list(futs)):
-            store_one(futs[f], f.result())
+        try:
+            for f in as_completed(list(futs)):
+                store_one(futs[f], _result(f, futs[f]))
+        except BaseException:
+            client.cancel(list(futs))
+            raise
     finally:
         client.close()
         if cluster is not None:
@@ -294,17 +320,9 @@ METHOD_KEYS = ("problem", "dataset", "clients", "algorithm", "compressor", "step
 
 
 def _to_target(rec: dict, target: float):
-    """First logged iteration where the running mean of ‖∇f‖²_D over logged rows is <= target, and its bits."""
-    g = np.asarray(rec["grad_norm_sq_D"], dtype=float)
-    it = np.asarray(rec["iteration"])
-    if g.size == 0:
-        return math.nan, math.nan, math.nan
-    G = np.cumsum(g) / np.arange(1, g.size + 1)
-    hit = np.flatnonzero(G <= target)
-    if hit.size == 0:
-        return math.nan, math.nan, math.nan
-    j = int(hit[0])
-    return float(it[j]) + 1, float(rec["bits_up"][j]), float(rec["bits_down"][j])
+    from .metrics import to_target
+    k, up, down = to_target(rec["iteration"], rec["grad_norm_sq_D"], rec["bits_up"], rec["bits_down"], target)
+    return (math.nan,) * 3 if k < 0 else (float(k), float(up), float(down))
 
 
 def summary_rows(path, target: float, ids=None) -> list[dict]:
@@ -314,16 +332,19 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
         if ids is not None and run_id not in ids:
             continue
         rec = store.read_run(path, run_id)
-        if rec.get("repeat_of") or rec.get("status") != "completed":
+        if rec.get("repeat_of") or rec.get("status") not in store.DONE:
             continue
         cfg = dict(rec["config"])
         seed = cfg.pop("seed")
         cfg.pop("log_every", None)
         groups.setdefault(json.dumps(cfg, sort_keys=True), {})[seed] = rec
-    cfgs = [json.loads(k) for k in groups]
-    # fields that tell methods apart beyond METHOD_KEYS (noise, lr, blocks, ...): shown with the method
-    varying = sorted(k for k in (cfgs[0] if cfgs else {}) if k not in METHOD_KEYS
-                     and len({json.dumps(c.get(k)) for c in cfgs}) > 1)
+    # fields that tell methods on one problem apart beyond METHOD_KEYS (noise, lr, blocks, ...)
+    by_problem: dict = {}
+    for k in groups:
+        c = json.loads(k)
+        by_problem.setdefault(c["problem"], []).append(c)
+    varying = {p: sorted(k for k in cs[0] if k not in METHOD_KEYS and len({json.dumps(c.get(k)) for c in cs}) > 1)
+               for p, cs in by_problem.items()}
     rows = []
     for key, by_seed in groups.items():
         cfg = json.loads(key)
@@ -340,9 +361,10 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
             "setup_s": [r["meta"].get("compile_seconds", math.nan) for r in recs],
         }
         row = {k: cfg.get(k) for k in METHOD_KEYS}
-        row["also"] = {k: cfg.get(k) for k in varying}
+        row["also"] = {k: cfg.get(k) for k in varying[cfg["problem"]] if cfg.get(k) is not None}
         row["dataset"] = recs[0]["meta"].get("dataset", {}).get("name", cfg.get("dataset"))
         row["seeds"] = len(recs)
+        row["diverged"] = sum(r["status"] == "diverged" for r in recs)
         row["reached"] = int(np.isfinite(to[:, 0]).sum())
         for k, v in vals.items():
             v = np.asarray(v, dtype=float)
@@ -367,7 +389,7 @@ def format_summary(rows, target: float) -> str:
     cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"
              + "".join(f", {k}={v}" for k, v in r.get("also", {}).items())),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
-            ("seeds", lambda r: f"{r['seeds']}"),
+            ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")),
             ("final loss", lambda r: _q(r["final_loss"], ".6g")),
             ("final ‖∇f‖²", lambda r: _q(r["final_grad_norm_sq"], ".3e")),
             ("G_K,D", lambda r: _q(r["G_KD"], ".3e")),

@@ -108,3 +108,22 @@ def test_synthetic_default_is_shaped_like_a1a():
 def test_copy_is_found_in_a_data_dir(data_dir, tmp_path):
     shutil.copy(data_dir / "phishing", tmp_path / "phishing")
     assert data.load("phishing", data_dir=tmp_path).A.shape == (11055, 68)
+
+
+def test_datasets_add_links_and_never_deletes_the_source(tmp_path, monkeypatch):
+    import shutil
+    from cgdbench import data
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(data.locate("a1a"), src / "a1a")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(data, "default_data_dir", lambda: cache)
+    assert data.add(src) == [("a1a", f"linked {src / 'a1a'} -> {cache / 'a1a'}")]
+    assert (cache / "a1a").is_symlink() and (src / "a1a").is_file()
+    # adding the cache directory to itself keeps the file
+    assert data.add(cache)[0][1].startswith("already in the cache directory")
+    assert (cache / "a1a").resolve() == (src / "a1a").resolve() and (src / "a1a").stat().st_size > 0
+    monkeypatch.delenv("CGDBENCH_DATA")
+    assert data.locate("a1a") == cache / "a1a"
+    with pytest.raises(data.DataError, match="no file of the manifest"):
+        data.add(tmp_path)

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import h5py
+import numpy as np
 import pytest
 
 import cgdbench
@@ -180,3 +181,18 @@ def test_commit_only_from_a_work_tree_that_tracks_the_package(tmp_path):
     git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "y")
     assert len(environment.commit_of(site / "__init__.py")) == 40
     assert environment.commit_of(tmp_path.parent / "nowhere.py") == environment.NOT_A_CHECKOUT
+
+
+def test_a_stale_estimate_inside_the_margin_does_not_stop_probing():
+    """Parallel looked only a little faster (inside the 1.25x margin), then the machine went quiet."""
+    m = FakeMachine(lambda i: 100e-6 if i < 100 else 36e-6, lambda i: 72e-6)
+    c = m.chooser("stale")
+    m.drive(c, 3000)
+    assert c._best == "parallel" and c.chunks["parallel"] > 0.8 * 3000
+
+
+def test_checkpoints_are_visited_in_order_whatever_the_chunk():
+    """sosp_every smaller than a chunk: every checkpoint is still taken (the stops are a set)."""
+    tr = cgdbench.run(cgdbench.RunConfig(problem="saddle-quartic", dim=6, algorithm="ef-sgd", lr=0.05, iters=2400,
+                                         sosp_every=3, log_every=50, batch_size=8))
+    np.testing.assert_array_equal(tr.extras["lambda_min_iter"], list(range(0, 2400, 3)) + [2400])

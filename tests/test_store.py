@@ -52,7 +52,8 @@ def test_preflight_errors_write_nothing(tmp_path, monkeypatch):
     assert not (ro / "r.h5").exists()
 
 
-def test_file_held_by_another_process_gives_a_clear_error(tmp_path):
+def test_file_held_by_another_process_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "OPEN_RETRY_SECONDS", 0.5)
     out = tmp_path / "r.h5"
     cgdbench.run(CFG, out=out)
     holder = subprocess.Popen([sys.executable, "-c", f"import h5py,time; f=h5py.File({str(out)!r},'a'); "
@@ -101,3 +102,19 @@ def test_read_errors(tmp_path):
     cgdbench.run(CFG, out=out)
     with pytest.raises(StoreError, match="no run 'x'"):
         store.read_run(out, "x")
+
+
+def test_a_reader_glancing_at_the_file_does_not_fail_the_writer(tmp_path):
+    """A reader that holds the file for a moment: the writer waits for the lock instead of giving up."""
+    out = tmp_path / "r.h5"
+    cgdbench.run(CFG, out=out)
+    holder = subprocess.Popen([sys.executable, "-c", f"import h5py,time; f=h5py.File({str(out)!r},'r'); "
+                               "print('open', flush=True); time.sleep(1.5); f.close()"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        cgdbench.run(RunConfig(iters=7), out=out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(store.list_runs(out)) == 2

@@ -152,7 +152,7 @@ def test_sigkill_mid_sweep_loses_no_finished_cell(tmp_path):
         deadline = time.time() + 300
         done = set()
         while time.time() < deadline and len(done) < 3:
-            time.sleep(0.05)
+            time.sleep(0.2)
             try:
                 done = store.completed_ids(out)
             except Exception:  # noqa: BLE001 — the file is being written
@@ -250,3 +250,33 @@ def test_results_of_another_schema_or_a_foreign_file_are_refused_untouched(tmp_p
     with pytest.raises(cgdbench.StoreError, match="its /runs is a Dataset"):
         cgdbench.run(cgdbench.RunConfig(iters=5), out=foreign)
     assert foreign.read_bytes() == before
+
+
+def test_diverged_cells_are_done_and_counted(tmp_path):
+    out = tmp_path / "dv.h5"
+    grid = {"problem": "least-squares", "algorithm": "dcgd", "stepsize": "scalar:1e3", "iters": 400, "seed": [0, 1]}
+    c = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
+    assert c["ran"] == 2 and {store.read_run(out, i)["status"] for i in store.list_runs(out)} == {"diverged"}
+    again = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
+    assert (again["ran"], again["skipped"]) == (0, 2)  # deterministic: not run again
+    rows = sweep.summary_rows(out, 1e-2)
+    assert rows[0]["seeds"] == 2 and rows[0]["diverged"] == 2
+    assert "2 (2 diverged)" in sweep.format_summary(rows, 1e-2)
+
+
+def test_a_failing_rerun_keeps_the_completed_run(tmp_path, monkeypatch):
+    out = tmp_path / "kr.h5"
+    sw = sweep.expand({"iters": 20})
+    sweep.run_sweep(sw, out, progress=False, log=lambda m: None)
+    monkeypatch.setattr(sweep._InProcess, "run", lambda self, cell: (_ for _ in ()).throw(RuntimeError("boom")))
+    c = sweep.run_sweep(sw, out, rerun=True, progress=False, log=lambda m: None)
+    assert c["failed"] == 1
+    base = sw.cells[0].id
+    assert store.read_run(out, base)["status"] == "completed"
+    assert store.read_run(out, base + ".r2")["status"] == "failed"
+
+
+def test_json_summary_is_valid_json(tmp_path):
+    r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(tmp_path / "j.h5"), "--json", "--target", "1e-9")
+    assert r.returncode == 0 and "NaN" not in r.stdout
+    assert json.loads(r.stdout)["rows"][0]["iters_to_target"] == [None, None, None]
