@@ -135,18 +135,20 @@ class PathChooser:
         warm, self._warm, self._warming_done = (self._warm or 0.0), None, False
         probe = path != self._best
         other = "serial" if path == "parallel" else "parallel"
-        if probe and self.samples[other]:
-            # what this chunk cost over the other path: the next probe waits PROBE_BUDGET times that, so
-            # probes, and chunks run on a path that turned out slower, cost at most ~1/PROBE_BUDGET
-            excess = warm + seconds - (iterations + (1 if warm else 0)) * self.cost(other)
-            if excess > 0:
-                self._next_probe_at = max(self._next_probe_at, self._clock() + PROBE_BUDGET * excess)
+        # what this chunk cost over the other path's estimate
+        excess = (warm + seconds - (iterations + (1 if warm else 0)) * self.cost(other)
+                  if self.samples[other] else 0.0)
         v = self.samples[path]
         v.append(seconds / iterations)
         del v[:-WINDOW]
         if not all(self.samples.values()):
             return
         best = "parallel" if PARALLEL_MARGIN * self.cost("parallel") < self.cost("serial") else "serial"
+        # after a probe, or a chunk that made its own path lose (a stall), the next probe waits PROBE_BUDGET
+        # times that chunk's excess: probing costs at most ~1/PROBE_BUDGET.  Chunks on the path in use
+        # that keep it in use never push the probe back (else a stale estimate could stop probing for good).
+        if excess > 0 and (probe or best != path):
+            self._next_probe_at = max(self._next_probe_at, self._clock() + PROBE_BUDGET * excess)
         if probe or best != self._best:  # a probe (or a flip): reschedule the next one
             if best != self._best:
                 self.switches += 1
