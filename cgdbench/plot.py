@@ -190,7 +190,6 @@ def _split_specs(text: str) -> list[str]:
 def escape_experiment(ns) -> int:
     """Run the noise × compressor × seed grid from the saddle (skipping stored runs), then plot it."""
     from .config import RunConfig
-    from .engine import run
 
     specs = _split_specs(ns.compressors)
     try:
@@ -210,22 +209,12 @@ def escape_experiment(ns) -> int:
                       compressor=spec, noise=noise, lr=lr, batch_size=ns.batch_size, iters=ns.iters,
                       log_every=ns.log_every, reset_iters=ns.reset_iters, x0="saddle", seed=seed)
             for spec, lr in zip(specs, lrs) for noise in (0.0, ns.noise) for seed in range(ns.seeds)]
-    done = set()
-    try:
-        for run_id in store.list_runs(ns.out):
-            rec = store.read_run(ns.out, run_id)
-            if rec.get("status") == "completed":
-                done.add(json.dumps(rec["config"], sort_keys=True))
-    except (StoreError, FileNotFoundError, OSError):
-        pass
-    todo = [c for c in grid if json.dumps(c.to_dict(), sort_keys=True) not in done]
-    print(f"escape: {len(grid)} runs in the grid, {len(grid) - len(todo)} already in {ns.out}, {len(todo)} to run",
-          file=sys.stderr)
-    for i, cfg in enumerate(todo, 1):
-        tr = run(cfg, out=ns.out, data_dir=ns.data_dir)
-        print(f"  [{i}/{len(todo)}] {cfg.compressor:<16} r={cfg.noise:<6g} seed {cfg.seed}: {tr.status}, "
-              f"loss {tr.loss[0]:.4f} -> {tr.loss[-1]:.4f}, λ_min {tr.meta.get('sosp', {}).get('lambda_min', float('nan')):.3e}",
-              file=sys.stderr)
+    from .sweep import Cell, Sweep, run_sweep
+    # the saddle-escape suite's machinery: cell ids, skip-if-done, failures recorded, one progress bar
+    counts = run_sweep(Sweep("escape", [Cell(c) for c in grid]), ns.out, data_dir=ns.data_dir,
+                       progress=sys.stderr.isatty())
+    if counts["failed"]:
+        print(f"escape: {counts['failed']} run(s) failed; see their error in {ns.out}", file=sys.stderr)
     figure = ns.plot or str(ns.out).rsplit(".", 1)[0] + ".png"
     keys = set()
     for c in grid:

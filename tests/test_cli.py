@@ -137,5 +137,5 @@ def test_escape_experiment_resumes(tmp_path, capsys):
     first = capsys.readouterr()
     assert "8 to run" in first.err and (tmp_path / "e.png").stat().st_size
     assert main(args) == 0
-    assert "8 already in" in capsys.readouterr().err        # nothing redone
+    assert "8 already completed in" in capsys.readouterr().err        # nothing redone
     assert main(args[:-2] + ["--lr", "0.1,0.2,0.3", "--out", str(tmp_path / "x.h5")]) == 2
