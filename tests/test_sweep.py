@@ -280,3 +280,11 @@ def test_json_summary_is_valid_json(tmp_path):
     r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(tmp_path / "j.h5"), "--json", "--target", "1e-9")
     assert r.returncode == 0 and "NaN" not in r.stdout
     assert json.loads(r.stdout)["rows"][0]["iters_to_target"] == [None, None, None]
+
+
+def test_dask_local_cluster(tmp_path):
+    """--dask --workers 2: a LocalCluster of two processes started and closed by the command."""
+    out = tmp_path / "lc.h5"
+    r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(out), "--dask", "--workers", "2", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["counts"]["ran"] == 4 and len(store.completed_ids(out)) == 4
