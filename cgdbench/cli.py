@@ -250,13 +250,8 @@ def _where(items) -> dict:
 
 def _compare(ns) -> int:
     from . import sweep as sw
-    from .store import check_writable
-    check_writable(ns.out)
+    store.check_writable(ns.out)
     if ns.suite:
-        for opt in ("seeds", "iters"):
-            v = getattr(ns, opt)
-            if v is not None and v < 1:
-                raise ConfigError(f"--{opt} {v}: need at least 1")
         sweep = suites.make(ns.suite, dataset=ns.dataset, seeds=ns.seeds, iters=ns.iters)
     else:
         given = [o for o in ("dataset", "seeds", "iters") if getattr(ns, o) is not None]
@@ -273,8 +268,7 @@ def _compare(ns) -> int:
         counts = sw.run_sweep(sweep, ns.out, rerun=ns.rerun, workers=ns.workers, scheduler=ns.scheduler,
                               dask=ns.dask, data_dir=ns.data_dir, progress=not ns.quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
-        from .store import completed_ids
-        done = completed_ids(ns.out) & {c.id for c in sweep.cells} if Path(ns.out).exists() else set()
+        done = store.completed_ids(ns.out) & {c.id for c in sweep.cells} if Path(ns.out).exists() else set()
         print(f"cgdbench: interrupted; {len(done)} of {len(sweep.cells)} cells are stored in {ns.out}; "
               "the same command runs the rest", file=sys.stderr)
         return 130

@@ -237,10 +237,9 @@ def load(dataset: str | os.PathLike | None = None, data_dir=None,
     entries = manifest()
     if text in entries:
         entry = entries[text]
-        tried = [d / entry["file"] for d in data_dirs(data_dir)]
-        path = next((p for p in tried if p.is_file()), None)
+        path = locate(text, data_dir)
         if path is None:
-            looked = ", ".join(str(p) for p in tried)
+            looked = ", ".join(str(d / entry["file"]) for d in data_dirs(data_dir))
             raise DataError(
                 f"dataset {text!r} not found (looked for {looked}). Point --data-dir or ${ENV_VAR} at a "
                 f"directory that holds {entry['file']!r}, or run `cgdbench datasets add DIR` once; the "

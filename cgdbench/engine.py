@@ -9,6 +9,7 @@ bit-identical results).  A Ctrl-C or SIGTERM between chunks ends the run as
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import time
@@ -249,9 +250,9 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
             paused = time.perf_counter() - t0
         while k <= K:
             k_end = min(k + chunk, K + 1)
-            nxt = min((q for q in stops if k < q < k_end), default=None)
-            if nxt is not None:
-                k_end = nxt
+            i = bisect.bisect_right(stops, k)  # the next checkpoint after k (stops are sorted)
+            if i < len(stops) and stops[i] < k_end:
+                k_end = stops[i]
             path, cap = chooser.pick()
             if cap is not None:
                 k_end = min(k_end, k + cap)
@@ -345,7 +346,7 @@ class _DetCgdJob:
         return ("det-cgd", p.n, p.d, int(p.indptr[-1]), self.b.config.algorithm, self.b.config.compressor)
 
     def stops(self):
-        return ()
+        return range(0)
 
     def checkpoint(self, k):
         pass
@@ -412,7 +413,7 @@ class _EfJob:
 
     def stops(self):
         every, K = self.b.config.sosp_every, self.b.config.iters
-        return set(range(0, K, every)) if every else set()
+        return range(0, K, every) if every else range(0)
 
     def checkpoint(self, k):
         from .second_order import lambda_min

@@ -1,7 +1,7 @@
 """What a run ran on: package and library versions, threading, CPU, and the source commit.
 
 Numba's generated code and speed depend on all of these, so every stored run carries
-them (attribute ``environment``), and the gate's baseline records them too.
+them (``meta["environment"]``), and the gate's baseline records them too.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def _best_pair(fast, slow, repeats: int, clock=time.perf_counter) -> tuple[float
     return bf, bs
 
 
-def timings(data_dir=None, repeats: int = DEFAULT_REPEATS, slowdown: int = 1, clock=time.perf_counter) -> dict:
+def timings(data_dir=None, repeats: int = DEFAULT_REPEATS, slowdown: int = 1) -> dict:
     """Speed-up of each kernel over its NumPy reference, both timed here and now, on one thread.
 
     ``slowdown`` runs each kernel that many times per timing (the gate's self-test: a
@@ -95,12 +95,12 @@ def timings(data_dir=None, repeats: int = DEFAULT_REPEATS, slowdown: int = 1, cl
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # one thread: the engine runs its serial path
     try:
-        return _timings(data_dir, repeats, slowdown, clock)
+        return _timings(data_dir, repeats, slowdown)
     finally:
         numba.set_num_threads(threads)
 
 
-def _timings(data_dir, repeats, slowdown, clock) -> dict:
+def _timings(data_dir, repeats, slowdown) -> dict:
     import scipy.sparse as sp
     from scipy.special import expit
 
@@ -156,7 +156,7 @@ def _timings(data_dir, repeats, slowdown, clock) -> dict:
         ("det_cgd1_iteration_a1a_n100", kernel_engine, numpy_engine, 100 / 20),
     ]:
         kernel = fast if slowdown == 1 else (lambda f=fast: [f() for _ in range(slowdown)])
-        t_fast, t_slow = _best_pair(kernel, slow, repeats, clock)
+        t_fast, t_slow = _best_pair(kernel, slow, repeats)
         t_slow *= slow_scale
         out[name] = {"speedup": t_slow / t_fast, "kernel_s": t_fast, "numpy_s": t_slow}
     return out

@@ -90,8 +90,9 @@ class PathChooser:
         self._next_probe = PROBE_FIRST
         self._next_probe_at = 0.0  # no probe before this clock()
         self._best = self.paths[0]
-        self._warm = None          # seconds of the untimed first iteration of a parallel probe under way
-        self._warming_done = False
+        #: a parallel probe under way: None (none), "pending" (its untimed first iteration is running),
+        #: or that iteration's seconds (the timed part comes next)
+        self._warm = None
         self._key = (key, self.paths, threads)
         seen = self._memory.get(self._key)
         if seen is not None:
@@ -110,14 +111,14 @@ class PathChooser:
         """The path of the next chunk, and a cap on its iterations (``None``: the engine's chunk)."""
         if len(self.paths) == 1:
             return self.paths[0], None
-        if self._warm is not None:  # the timed part of a parallel probe
+        if isinstance(self._warm, float):  # the timed part of a parallel probe
             return "parallel", PROBE_ITERS
         probe = next((p for p in self.paths if not self.samples[p]), None)
         if probe is None and self._i >= self._next_probe and self._clock() >= self._next_probe_at:
             probe = next(p for p in self.paths if p != self._best)
         if probe == "parallel" and (self._best != "parallel" or not self.samples["parallel"]):
             # one untimed iteration first: it wakes the sleeping team, a cost paid once per switch
-            self._warm = 0.0
+            self._warm = "pending"
             return "parallel", 1
         if probe is not None:
             return probe, PROBE_ITERS
@@ -129,14 +130,15 @@ class PathChooser:
         self.iterations[path] += iterations
         if iterations <= 0 or len(self.paths) == 1:
             return
-        if self._warm == 0.0 and path == "parallel" and not self._warming_done:
-            self._warm, self._warming_done = seconds, True
+        if self._warm == "pending" and path == "parallel":
+            self._warm = seconds
             return
-        warm, self._warm, self._warming_done = (self._warm or 0.0), None, False
+        warmed = isinstance(self._warm, float)
+        warm, self._warm = (self._warm if warmed else 0.0), None
         probe = path != self._best
         other = "serial" if path == "parallel" else "parallel"
         # what this chunk cost over the other path's estimate
-        excess = (warm + seconds - (iterations + (1 if warm else 0)) * self.cost(other)
+        excess = (warm + seconds - (iterations + warmed) * self.cost(other)
                   if self.samples[other] else 0.0)
         v = self.samples[path]
         v.append(seconds / iterations)

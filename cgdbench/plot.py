@@ -21,22 +21,12 @@ from .errors import ConfigError, StoreError
 def load_groups(path, ys, where: dict | None = None) -> dict:
     """``{config JSON without seed: [run dict, ...]}`` for completed runs having every y in ``ys``.
 
-    Deliberate repeats (``repeat_of``) are left out: a seed counts once.  ``where`` keeps
-    the runs whose config has those values (a list value: any of them).
+    ``where`` keeps the runs whose config has those values (a list value: any of them).
     """
-    groups: dict = {}
-    for run_id in store.list_runs(path):
-        rec = store.read_run(path, run_id)
-        if rec.get("status") != "completed" or rec.get("repeat_of"):
-            continue
-        if any(y not in rec for y in ys):
-            continue
-        cfg = dict(rec["config"])
-        if where and not all(_matches(cfg.get(k), v) for k, v in where.items()):
-            continue
-        cfg.pop("seed", None)
-        groups.setdefault(json.dumps(cfg, sort_keys=True), []).append(rec)
-    return groups
+    def keep(rec):
+        return all(y in rec for y in ys) and (not where or all(_matches(rec["config"].get(k), v)
+                                                                for k, v in where.items()))
+    return store.group_runs(path, keep=keep)
 
 
 def _matches(value, wanted) -> bool:
@@ -61,10 +51,14 @@ def _label(cfg: dict, varying: list[str]) -> str:
     return ", ".join([head] + rest)
 
 
-def band_stats(runs: list[dict], y: str, band: tuple[float, float]):
-    """Iterations, mean and the quantile band of ``y`` over runs (truncated to the shortest run)."""
-    n = min(r[y].size for r in runs)
-    Y = np.stack([np.asarray(r[y][:n], dtype=float) for r in runs])
+def band_stats(runs: list[dict], y: str, band: tuple[float, float], series=None):
+    """Iterations, mean and the quantile band of ``y`` over runs (truncated to the shortest run).
+
+    ``series(run, y)``: how to read ``y`` (default the stored dataset; plot_file derives some).
+    """
+    series = series or (lambda r, name: np.asarray(r[name], dtype=float))
+    n = min(series(r, y).size for r in runs)
+    Y = np.stack([series(r, y)[:n] for r in runs])
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the first row of stoch_grad_norm_sq is NaN
         lo, hi = np.nanpercentile(Y, band, axis=0) if Y.shape[0] > 1 else (Y[0], Y[0])
@@ -146,13 +140,8 @@ def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), 
     for (key, runs), cfg in zip(groups.items(), cfgs):
         label = f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
         for ax, y in zip(axes[:, 0], ys):
-            n = min(_series(r, y).size for r in runs)
-            Y = np.stack([_series(r, y)[:n] for r in runs])
-            xs = _x_of(runs[0], y, x)[:n]
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(Y, axis=0)
-                lo, hi = np.nanpercentile(Y, band, axis=0) if Y.shape[0] > 1 else (Y[0], Y[0])
+            _, mean, lo, hi = band_stats(runs, y, band, series=_series)
+            xs = _x_of(runs[0], y, x)[:mean.size]
             line, = ax.plot(xs, mean, lw=1.3, label=label, marker="o" if xs.size < 20 else None, ms=4)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     for ax, y in zip(axes[:, 0], ys):

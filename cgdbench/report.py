@@ -18,8 +18,6 @@ import numpy as np
 from . import store
 from .errors import StoreError
 
-PER_ITERATION_COLUMNS = store.PER_ITERATION
-
 
 def _check_out(out, suffixes) -> Path:
     out = Path(out)
@@ -45,15 +43,15 @@ def export_csv(path, out) -> int:
     n = 0
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run_id", "status", *cfg_keys, *PER_ITERATION_COLUMNS])
+        w.writerow(["run_id", "status", *cfg_keys, *store.PER_ITERATION])
         for r in runs:
             head = [r["run_id"], r["status"], *[_cell(r["config"].get(k)) for k in cfg_keys]]
             rows = len(r["iteration"]) if "iteration" in r else 0
             if rows == 0:  # a failed run: one row, so it is not silently absent
-                w.writerow(head + [""] * len(PER_ITERATION_COLUMNS))
+                w.writerow(head + [""] * len(store.PER_ITERATION))
                 n += 1
             for j in range(rows):
-                w.writerow(head + [_cell(r[c][j]) if c in r else "" for c in PER_ITERATION_COLUMNS])
+                w.writerow(head + [_cell(r[c][j]) if c in r else "" for c in store.PER_ITERATION])
                 n += 1
     return n
 

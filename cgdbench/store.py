@@ -200,6 +200,26 @@ def read_run(path, run_id: str | None = None) -> dict:
         return out
 
 
+def group_runs(path, statuses=("completed",), ids=None, keep=None) -> dict:
+    """``{config JSON without seed: [run dict, ...]}``: the runs of each method over seeds.
+
+    Only runs whose status is in ``statuses``, whose id is in ``ids`` (when given) and for
+    which ``keep(run)`` holds; deliberate repeats (``repeat_of``) are left out, so a seed
+    counts once.
+    """
+    groups: dict = {}
+    for rid in list_runs(path):
+        if ids is not None and rid not in ids:
+            continue
+        rec = read_run(path, rid)
+        if rec.get("status") not in statuses or rec.get("repeat_of") or (keep and not keep(rec)):
+            continue
+        cfg = dict(rec["config"])
+        cfg.pop("seed", None)
+        groups.setdefault(json.dumps(cfg, sort_keys=True), []).append(rec)
+    return groups
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 

@@ -58,8 +58,9 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
     s = get(name)
     seeds = s.default_seeds if seeds is None else seeds
     iters = s.default_iters if iters is None else iters
-    if seeds < 1 or iters < 1:
-        raise ConfigError(f"--seeds {seeds} / --iters {iters}: both need to be at least 1")
+    for opt, v in (("seeds", seeds), ("iters", iters)):
+        if v < 1:
+            raise ConfigError(f"--{opt} {v}: need at least 1")
     if dataset == "all":
         found = [d for d in PAPER_DATASETS if data.locate(d)]
         if not found:

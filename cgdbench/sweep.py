@@ -159,7 +159,7 @@ class _InProcess:
         if b is None:
             b = build(cell.config, data_dir=self.data_dir)
             if key is not None:
-                self.built = {key: b}  # cells come grouped by setting: keep only the last one
+                self.built = {key: b}  # run_sweep sends the cells grouped by setting: keep the last one
         else:
             b = dataclasses.replace(b, config=cell.config)
         build_seconds = time.perf_counter() - t
@@ -170,14 +170,17 @@ class _InProcess:
         return tr.record()
 
 
+def _guarded(runner: _InProcess, cell: Cell) -> dict:
+    """The cell's record, or a failure record: a failing cell is recorded and the sweep goes on."""
+    try:
+        return runner.run(cell)
+    except Exception as exc:  # noqa: BLE001 — bad input or a bug, in this cell only
+        return store.failed_record(cell.config, f"{type(exc).__name__}: {exc}")
+
+
 def run_cell(config_json: str, data_dir=None) -> dict:
     """One cell in a worker (process pool or Dask): the record to store, or a failure record."""
-    cfg = RunConfig.from_dict(json.loads(config_json))
-    runner = _worker_runner(data_dir)
-    try:
-        return runner.run(Cell(cfg))
-    except Exception as exc:  # noqa: BLE001 — a failing cell is recorded, the sweep goes on
-        return store.failed_record(cfg, f"{type(exc).__name__}: {exc}")
+    return _guarded(_worker_runner(data_dir), Cell(RunConfig.from_dict(json.loads(config_json))))
 
 
 _RUNNER = None
@@ -236,16 +239,11 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
             _run_pool(todo, store_one, workers, data_dir)
         else:
             runner = _InProcess(data_dir)
-            for cell in todo:
+            # cells of one setting in a row, so the one Built the runner keeps serves them all
+            for cell in sorted(todo, key=lambda c: _build_key(c.config) or ""):
                 if bar is not None:
                     bar.set_postfix_str(cell.id[:60])
-                try:
-                    record = runner.run(cell)
-                except CgdbenchError as exc:
-                    record = store.failed_record(cell.config, f"{type(exc).__name__}: {exc}")
-                except Exception as exc:  # noqa: BLE001 — a bug in one cell: record it, go on
-                    record = store.failed_record(cell.config, f"{type(exc).__name__}: {exc}")
-                store_one(cell, record)
+                store_one(cell, _guarded(runner, cell))
     finally:
         if bar is not None:
             bar.close()
@@ -326,18 +324,8 @@ def _to_target(rec: dict, target: float):
 
 
 def summary_rows(path, target: float, ids=None) -> list[dict]:
-    """One row per method (config without seed), medians and 10-90% quantiles over seeds."""
-    groups: dict = {}
-    for run_id in store.list_runs(path):
-        if ids is not None and run_id not in ids:
-            continue
-        rec = store.read_run(path, run_id)
-        if rec.get("repeat_of") or rec.get("status") not in store.DONE:
-            continue
-        cfg = dict(rec["config"])
-        seed = cfg.pop("seed")
-        cfg.pop("log_every", None)
-        groups.setdefault(json.dumps(cfg, sort_keys=True), {})[seed] = rec
+    """One row per method (config without seed), medians and 10-90% quantiles over seeds (diverged runs count)."""
+    groups = store.group_runs(path, statuses=store.DONE, ids=ids)
     # fields that tell methods on one problem apart beyond METHOD_KEYS (noise, lr, blocks, ...)
     by_problem: dict = {}
     for k in groups:
@@ -346,9 +334,8 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
     varying = {p: sorted(k for k in cs[0] if k not in METHOD_KEYS and len({json.dumps(c.get(k)) for c in cs}) > 1)
                for p, cs in by_problem.items()}
     rows = []
-    for key, by_seed in groups.items():
+    for key, recs in groups.items():
         cfg = json.loads(key)
-        recs = list(by_seed.values())
         # from a saddle the gradient starts at ~0, so "G_k <= ε²" says nothing there: det-CGD runs only
         to = np.array([_to_target(r, target) if cfg.get("algorithm") not in ("sgd", "ef-sgd")
                        else (math.nan,) * 3 for r in recs])

@@ -192,7 +192,7 @@ def test_a_stale_estimate_inside_the_margin_does_not_stop_probing():
 
 
 def test_checkpoints_are_visited_in_order_whatever_the_chunk():
-    """sosp_every smaller than a chunk: every checkpoint is still taken (the stops are a set)."""
+    """sosp_every smaller than a chunk: every checkpoint is still taken, in order."""
     tr = cgdbench.run(cgdbench.RunConfig(problem="saddle-quartic", dim=6, algorithm="ef-sgd", lr=0.05, iters=2400,
                                          sosp_every=3, log_every=50, batch_size=8))
     np.testing.assert_array_equal(tr.extras["lambda_min_iter"], list(range(0, 2400, 3)) + [2400])
