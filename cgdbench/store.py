@@ -61,6 +61,9 @@ OPEN_RETRY_SECONDS = 10.0
 
 
 def _open(path: Path, mode: str):
+    if mode == "r" and not Path(path).is_file():
+        raise StoreError(f"results file {str(path)!r} does not exist" if not Path(path).exists()
+                         else f"{str(path)!r} is not a file")
     deadline = time.monotonic() + OPEN_RETRY_SECONDS
     while True:
         try:

@@ -287,7 +287,10 @@ def connect(scheduler: str | None, workers: int, timeout: float = 5.0):
     if scheduler:
         try:
             return Client(scheduler, timeout=timeout), None
-        except (OSError, TimeoutError, ValueError) as exc:
+        except ValueError as exc:
+            raise CgdbenchError(f"--scheduler {scheduler!r} is not a scheduler address ({exc}); "
+                                "write tcp://HOST:PORT") from None
+        except (OSError, TimeoutError) as exc:
             raise CgdbenchError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
                                 f"({type(exc).__name__}: {exc})") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
