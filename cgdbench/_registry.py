@@ -12,3 +12,68 @@ def split_spec(what: str, spec, registry: dict, aliases: dict) -> tuple[str, str
         raise choices_error(what, spec, [e.name + (":" + e.params if e.params else "")
                                          for e in registry.values()])
     return name, params
+
+
+class Entry:
+    """One registered thing: its name, aliases, parameter syntax, doc line, traits and factory."""
+
+    __slots__ = ("name", "aliases", "params", "doc", "traits", "factory")
+
+    def __init__(self, name, aliases, params, doc, traits, factory):
+        self.name, self.aliases, self.params, self.doc = name, tuple(aliases), params, doc
+        self.traits, self.factory = dict(traits), factory
+
+    def __getattr__(self, key):
+        try:
+            return self.traits[key]
+        except KeyError:
+            raise AttributeError(f"{self.name!r} has no trait {key!r}") from None
+
+    def __repr__(self):
+        return f"Entry({self.name!r})"
+
+
+class Registry:
+    """Name -> :class:`Entry`, filled by the :meth:`register` decorator on each factory.
+
+    Everything known about an entry (its traits) is declared where it is registered;
+    callers ask the entry, never a side list of names.
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self.entries: dict[str, Entry] = {}
+        self.aliases: dict[str, str] = {}
+
+    def register(self, name: str, *, aliases=(), params: str = "", doc: str = "", **traits):
+        def deco(factory):
+            if name in self.entries or name in self.aliases:
+                raise ValueError(f"{self.what} {name!r} registered twice")
+            self.entries[name] = Entry(name, aliases, params, doc, traits, factory)
+            for a in aliases:
+                self.aliases[a] = name
+            return factory
+        return deco
+
+    def canonical(self, name) -> str:
+        key = str(name).strip().lower()
+        key = self.aliases.get(key, key)
+        if key not in self.entries:
+            raise choices_error(self.what, name, self.entries)
+        return key
+
+    def get(self, name) -> Entry:
+        return self.entries[self.canonical(name)]
+
+    def __contains__(self, name) -> bool:
+        return str(name).strip().lower() in self.entries or str(name).strip().lower() in self.aliases
+
+    def __iter__(self):
+        return iter(self.entries.values())
+
+    def names(self, **traits) -> list[str]:
+        """Names whose traits match ``traits`` (all of them)."""
+        return [e.name for e in self if all(e.traits.get(k) == v for k, v in traits.items())]
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [(e.name + (":" + e.params if e.params else ""), e.doc) for e in self]

@@ -6,6 +6,7 @@ Exit codes (gate): 0 passed; 1 failed; 2 bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
-from .config import DOWNLINK, VALUE_BITS, X0_CHOICES, RunConfig
+from .config import DOWNLINK, EF21_INIT, VALUE_BITS, X0_CHOICES, RunConfig
 from .errors import CgdbenchError, ConfigError
 
 LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes", "suites")
@@ -141,68 +142,79 @@ def _parser() -> argparse.ArgumentParser:
     th.add_argument("--seeds", type=int, default=5, help="seeds per row for --check (default 5)")
     th.add_argument("--json", action="store_true", help="machine-readable output")
 
+    # run: every RunConfig option defaults to "not given" (SUPPRESS), so RunConfig owns the defaults
     r = sub.add_parser("run", help="run one method and append the result to an HDF5 file",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
                        description="Run one configuration. Example:\n  cgdbench run --algorithm det-cgd1 "
                                    "--compressor rand-1 --stepsize diag-inv --clients 10 --iters 2000 "
                                    "--out results.h5")
+    dflt = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     g = r.add_argument_group("problem and data")
-    g.add_argument("--problem", default="logreg-nonconvex", help=f"one of: {_choices(problems.describe())}")
-    g.add_argument("--dataset", default=None,
+    g.add_argument("--problem", help=f"one of: {_choices(problems.describe())} (default {dflt['problem']})")
+    g.add_argument("--dataset",
                    help=f"manifest name ({', '.join(data.names())}) or a LIBSVM file path; "
                         f"default: the bundled {data.SYNTHETIC}")
     g.add_argument("--data-dir", default=None,
                    help=f"directory holding dataset files (default: ${data.ENV_VAR}, else {data.default_data_dir()})")
-    g.add_argument("--allow-hash-mismatch", action="store_true",
+    g.add_argument("--allow-hash-mismatch", action="store_true", default=False,
                    help="accept a file whose sha256 differs from the manifest (your own copy)")
-    g.add_argument("--lam", type=float, default=None,
+    g.add_argument("--lam", type=float,
                    help="logreg: regularization λ (default 0.1); saddle-quartic: quartic coefficient (default 1); "
                         "autoencoders: weight decay (default 0)")
-    g.add_argument("--clients", type=int, default=1, help="number of clients n >= 1 (default 1)")
-    g.add_argument("--split", default="contiguous", choices=problems.SPLITS,
-                   help="how rows are split over clients (default contiguous, as in the papers' code)")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the shuffled split")
-    g.add_argument("--blocks", default=None,
-                   help="block (layer) partition: a count ('3') or sizes ('40,40,43'); default one block")
-    g.add_argument("--x0", "--init", dest="x0", default=None, choices=X0_CHOICES,
+    g.add_argument("--clients", type=int, help=f"number of clients n >= 1 (default {dflt['clients']})")
+    g.add_argument("--split", choices=problems.SPLITS,
+                   help=f"how rows are split over clients (default {dflt['split']}, as in the papers' code)")
+    g.add_argument("--split-seed", type=int, help="seed of the shuffled split")
+    g.add_argument("--blocks", help="block (layer) partition: a count ('3') or sizes ('40,40,43'); default one block")
+    g.add_argument("--x0", "--init", dest="x0", choices=X0_CHOICES,
                    help="starting point: logreg ones-over-sqrt-d (default) or zeros; saddle problems random "
                         "(default), saddle (the problem's known saddle) or zeros")
-    g.add_argument("--hidden", default=None,
+    g.add_argument("--hidden",
                    help="autoencoder hidden widths: linear-autoencoder H (default 8), mlp-autoencoder e.g. 32,8,32")
-    g.add_argument("--dim", type=int, default=None, help="saddle-quartic dimension (default 20)")
+    g.add_argument("--dim", type=int, help="saddle-quartic dimension (default 20)")
     g = r.add_argument_group("method")
-    g.add_argument("--algorithm", default="det-cgd1", help=f"one of: {_choices(algorithms.describe())}")
-    g.add_argument("--compressor", default=None,
-                   help=f"one of: {_choices(compressors.describe())} (default rand-1; sgd/ef-sgd: identity)")
-    g.add_argument("--stepsize", default=None,
-                   help=f"det-CGD methods: one of {_choices(stepsizes.describe())} (default diag-inv)")
-    g.add_argument("--iters", type=int, default=1000, help="iterations K >= 1")
-    g.add_argument("--eps2", type=float, default=None,
+    g.add_argument("--algorithm", help=f"one of: {_choices(algorithms.describe())} (default {dflt['algorithm']})")
+    g.add_argument("--compressor",
+                   help=f"one of: {_choices(compressors.describe())} (default: the algorithm's, "
+                        + ", ".join(f"{e.name} {e.default_compressor}" for e in algorithms.REGISTRY) + ")")
+    g.add_argument("--stepsize",
+                   help=f"one of: {_choices(stepsizes.describe())} (default: the algorithm's, "
+                        + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY) + ")")
+    g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']})")
+    g.add_argument("--eps2", type=float,
                    help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness and "
                         "khaled-richtarik (the paper: 1e-4)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the sketches' random streams")
+    g.add_argument("--seed", type=int, help="seed of the sketches' random streams")
+    g = r.add_argument_group("baselines (ef21, diana, marina, det-marina)")
+    g.add_argument("--marina-p", type=float,
+                   help="marina/det-marina: probability of a full-gradient round (default: a compressed round's "
+                        "bits over a full round's)")
+    g.add_argument("--diana-alpha", type=float, help="diana: shift stepsize α (default 1/(1+ω))")
+    g.add_argument("--ef21-init", choices=EF21_INIT,
+                   help=f"ef21: g_i⁰ = ∇f_i(x⁰) (gradient, default) or C(∇f_i(x⁰)) (compressed)")
     g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")
-    g.add_argument("--lr", type=float, default=0.1, help="stepsize η (default 0.1)")
-    g.add_argument("--batch-size", type=int, default=64, help="minibatch rows per worker and iteration (default 64)")
-    g.add_argument("--noise", type=float, default=0.0, help="perturbation ξ ~ N(0, r²I): r (default 0)")
-    g.add_argument("--reset-iters", type=int, default=100, help="ef-sgd: reset the error after I iterations")
-    g.add_argument("--escape-radius", type=float, default=None,
+    g.add_argument("--lr", type=float, help=f"stepsize η (default {dflt['lr']})")
+    g.add_argument("--batch-size", type=int,
+                   help=f"minibatch rows per worker and iteration (default {dflt['batch_size']})")
+    g.add_argument("--noise", type=float, help="perturbation ξ ~ N(0, r²I): r (default 0)")
+    g.add_argument("--reset-iters", type=int,
+                   help=f"ef-sgd: reset the error after I iterations (default {dflt['reset_iters']})")
+    g.add_argument("--escape-radius", type=float,
                    help="ef-sgd: also reset when the corrected iterate moved farther than R (default: never)")
-    g.add_argument("--no-reset", action="store_true", help="ef-sgd: plain error feedback, no reset")
-    g.add_argument("--sosp-every", type=int, default=0,
-                   help="record λ_min(∇²f) every N iterations (always at the end)")
-    g.add_argument("--eps", type=float, default=1e-3, help="ε of the ε-SOSP verdict (default 1e-3)")
-    g.add_argument("--rho", type=float, default=1.0, help="Hessian-Lipschitz ρ of the ε-SOSP verdict (default 1)")
+    g.add_argument("--no-reset", dest="reset", action="store_false", help="ef-sgd: plain error feedback, no reset")
+    g.add_argument("--sosp-every", type=int, help="record λ_min(∇²f) every N iterations (always at the end)")
+    g.add_argument("--eps", type=float, help=f"ε of the ε-SOSP verdict (default {dflt['eps']:g})")
+    g.add_argument("--rho", type=float, help=f"Hessian-Lipschitz ρ of the ε-SOSP verdict (default {dflt['rho']:g})")
     g = r.add_argument_group("output")
-    g.add_argument("--log-every", type=int, default=1, help="log every N-th iterate (and the last)")
-    g.add_argument("--value-bits", type=int, default=32, choices=VALUE_BITS, help="bits per sent value")
-    g.add_argument("--index-mode", default="explicit", choices=compressors.INDEX_MODES,
-                   help="explicit: ceil(log2 d) bits per index; shared-seed: indices regenerated, 0 bits")
-    g.add_argument("--downlink", default="per-client", choices=DOWNLINK,
-                   help="downlink model: d values to every client (per-client), one broadcast (once), none")
+    g.add_argument("--log-every", type=int, help="log every N-th iterate (and the last)")
+    g.add_argument("--value-bits", type=int, choices=VALUE_BITS, help=f"bits per sent value (default {dflt['value_bits']})")
+    g.add_argument("--index-mode", choices=compressors.INDEX_MODES,
+                   help="explicit (default): ceil(log2 d) bits per index; shared-seed: indices regenerated, 0 bits")
+    g.add_argument("--downlink", choices=DOWNLINK,
+                   help="downlink model: d values to every client (per-client, default), one broadcast (once), none")
     g.add_argument("--out", default=None, help="HDF5 file to append the run to (not saved if omitted)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.add_argument("--quiet", action="store_true", default=False, help="no progress bar")
+    g.add_argument("--json", action="store_true", default=False, help="print the summary as JSON")
     return ap
 
 
@@ -237,7 +249,6 @@ def _finite(v):
 
 
 def _where(items) -> dict:
-    import dataclasses
     fields = [f.name for f in dataclasses.fields(RunConfig)]
     out = {}
     for item in items:
@@ -288,13 +299,8 @@ def _sigterm(signum, frame):
 
 def _run(ns) -> int:
     from .engine import run
-    cfg = RunConfig(problem=ns.problem, dataset=ns.dataset, lam=ns.lam, clients=ns.clients, split=ns.split,
-                    split_seed=ns.split_seed, blocks=ns.blocks, x0=ns.x0, algorithm=ns.algorithm,
-                    compressor=ns.compressor, stepsize=ns.stepsize, iters=ns.iters, eps2=ns.eps2, seed=ns.seed,
-                    log_every=ns.log_every, value_bits=ns.value_bits, index_mode=ns.index_mode,
-                    downlink=ns.downlink, lr=ns.lr, batch_size=ns.batch_size, noise=ns.noise,
-                    reset_iters=ns.reset_iters, escape_radius=ns.escape_radius, reset=not ns.no_reset,
-                    sosp_every=ns.sosp_every, eps=ns.eps, rho=ns.rho, hidden=ns.hidden, dim=ns.dim)
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in vars(ns).items() if k in fields})
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         trace = run(cfg, out=ns.out, progress=not ns.quiet and sys.stderr.isatty(), data_dir=ns.data_dir,

@@ -18,6 +18,8 @@ X0_CHOICES = ("ones-over-sqrt-d", "zeros", "saddle", "random")
 VALUE_BITS = (32, 64)
 DOWNLINK = ("per-client", "once", "none")
 MAX_SEED = 2**63 - 1
+EF21_INIT = ("gradient", "compressed")
+_OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient"}
 
 
 def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
@@ -82,6 +84,10 @@ class RunConfig:
     rho: float = 1.0                    # ρ (Hessian Lipschitz constant) of the ε-SOSP verdict
     hidden: str | None = None           # autoencoder hidden widths, e.g. "32,8,32"
     dim: int | None = None              # saddle-quartic dimension
+    # --- the baselines' own options -------------------------------------------------
+    marina_p: float | None = None       # MARINA/det-MARINA: probability of a full-gradient round (None: theory)
+    diana_alpha: float | None = None    # DIANA: shift stepsize α (None: 1/(1+ω))
+    ef21_init: str = "gradient"         # EF21: g_i⁰ = ∇f_i(x⁰) ("gradient") or C(∇f_i(x⁰)) ("compressed")
 
     def __post_init__(self):
         s = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -89,19 +95,19 @@ class RunConfig:
         algo = algorithms.get(self.algorithm)
         s("algorithm", algo.name)
         prob = problems.get(self.problem)
-        if prob.family != algo.kind:
-            fitting = [a.name for a in algorithms.REGISTRY.values() if a.kind == prob.family]
+        if prob.oracle != algo.oracle:
+            fitting = algorithms.REGISTRY.names(oracle=prob.oracle)
             raise ConfigError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
                               f"use one of: {', '.join(fitting)}")
-        sgd = algo.kind == "sgd"
-        self._check_family_options(algo)
+        self._check_own_options(algo)
         s("lr", _float("lr", self.lr, 0.0, strict=True))
         if self.compressor is None:
-            s("compressor", "identity" if sgd else "rand-1")
+            s("compressor", algo.default_compressor)
         name, params = compressors.parse(self.compressor)
         s("compressor", name + (":" + params if params else ""))
+        from_lr = algo.default_stepsize == "lr"  # compressed SGD: D = ηI from --lr
         if self.stepsize is None:
-            s("stepsize", f"scalar:{self.lr!r}" if sgd else "diag-inv")
+            s("stepsize", f"scalar:{self.lr!r}" if from_lr else algo.default_stepsize)
         sname, param = stepsizes.parse(self.stepsize)
         s("stepsize", stepsizes.canonical(self.stepsize))
         if sname in stepsizes.DISTRIBUTED:
@@ -112,10 +118,21 @@ class RunConfig:
         elif self.eps2 is not None:
             raise ConfigError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
                               f"not to {self.stepsize!r}")
-        if sgd and (sname != "scalar" or (param is not None and param != self.lr)):
+        if from_lr and (sname != "scalar" or (param is not None and param != self.lr)):
             raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr (η = {self.lr:g}); "
                               f"drop --stepsize {self.stepsize!r}")
-        algo.check(self.compressor, self.stepsize)
+        if algo.rules is not None and not from_lr and sname == "scalar" and param is None:
+            raise ConfigError(f"algorithm {algo.name!r}: write --stepsize scalar:GAMMA with an explicit γ, "
+                              f"or one of its theory rules: {', '.join(r for r in algo.rules if r != 'scalar')}")
+        algorithms.check(algo, self.compressor, self.stepsize)
+        if self.marina_p is not None:
+            s("marina_p", _float("marina-p", self.marina_p, 0.0, strict=True))
+            if self.marina_p > 1:
+                raise ConfigError(f"--marina-p {self.marina_p!r}: a probability must be in (0, 1]")
+        if self.diana_alpha is not None:
+            s("diana_alpha", _float("diana-alpha", self.diana_alpha, 0.0, strict=True))
+        if self.ef21_init not in EF21_INIT:
+            raise choices_error("--ef21-init", self.ef21_init, EF21_INIT)
         if self.lam is None:
             s("lam", prob.default_lam)
         try:
@@ -160,34 +177,29 @@ class RunConfig:
         if self.blocks is not None:
             s("blocks", str(self.blocks))
 
-    def _check_family_options(self, algo) -> None:
-        """Options of one family given to the other are mistakes: name them."""
+    def _check_own_options(self, algo) -> None:
+        """An option another algorithm reads, given to this one, is a mistake: name it and who reads it."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        sgd_only = ("lr", "batch_size", "noise", "reset_iters", "escape_radius", "reset", "sosp_every", "eps",
-                    "rho", "hidden", "dim")
-        ef_only = ("reset_iters", "escape_radius", "reset")
-        if algo.kind == "det-cgd":
-            bad = [k for k in sgd_only if getattr(self, k) != defaults[k]]
-            where = "sgd/ef-sgd"
-        else:
-            bad = [k for k in ("blocks",) if getattr(self, k) != defaults[k]]
-            where = "det-CGD methods (the saddle problems bring their own layer blocks)"
-            if not algo.use_ef:
-                extra = [k for k in ef_only if getattr(self, k) != defaults[k]]
-                if extra:
-                    bad += extra
-                    where = "ef-sgd (or det-CGD methods)"
+        bad = [k for k in algorithms.OWN_OPTIONS if k not in algo.reads and getattr(self, k) != defaults[k]]
+        if algo.oracle == "minibatch" and self.blocks is not None:
+            bad.append("blocks")
         if bad:
+            readers = [e.name for e in algorithms.REGISTRY if all(k in e.reads for k in bad)]
+            where = ", ".join(readers) if readers else "other algorithms"
+            if bad == ["blocks"]:
+                where = "det-CGD methods (the saddle problems bring their own layer blocks)"
             opts = ", ".join("--" + k.replace("_", "-") for k in bad)
             raise ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
                               f"{algo.name!r}; only to {where}")
 
-    @property
-    def family(self) -> str:
-        return algorithms.get(self.algorithm).family
-
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """All fields, except the newer algorithm options left at their default: a config that does not
+        use them keeps the dict, hence the run id, it had before they existed."""
+        out = dataclasses.asdict(self)
+        for k, default in _OMIT_AT_DEFAULT.items():
+            if out[k] == default:
+                del out[k]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

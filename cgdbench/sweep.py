@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import algorithms, store
 from .config import RunConfig
 from .errors import CgdbenchError, ConfigError
 
@@ -137,7 +137,7 @@ def check_size(sweep: Sweep, yes: bool = False) -> None:
 def _build_key(cfg: RunConfig):
     """Cells with the same key share one Built; ``None``: never shared."""
     d = cfg.to_dict()
-    if cfg.family == "ef":  # the starting point of the saddle problems depends on the seed
+    if algorithms.get(cfg.algorithm).traits.get("seeded_x0"):  # the saddles' x0 depends on the seed
         return None
     for k in _NOT_BUILT:
         d.pop(k)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import cgdbench
-from cgdbench import RunConfig, engine
+from cgdbench import RunConfig, algorithms, engine
 from cgdbench.errors import ConfigError
 
 from . import naive
@@ -30,7 +30,7 @@ def built_for(small_dataset, **kw):
     p = problems.get(cfg.problem)(small_dataset, lam=cfg.lam, clients=cfg.clients, blocks=cfg.blocks)
     L = p.smoothness()
     sk = compressors.make(cfg.compressor, p.d, p.block_ptr, np.diag(L))
-    D, info = stepsizes.build(cfg.stepsize, cfg.family, sk, L, p.block_ptr)
+    D, info = stepsizes.build(cfg.stepsize, algorithms.get(cfg.algorithm).condition, sk, L, p.block_ptr)
     return cfg, engine.Built(cfg, p, sk, D, L, info, p.x0(cfg.x0))
 
 
@@ -39,7 +39,7 @@ def test_engine_matches_numpy_loop(small_dataset, problem, algorithm, compressor
     cfg, b = built_for(small_dataset, problem=problem, algorithm=algorithm, compressor=compressor,
                        stepsize=stepsize, clients=clients, blocks="4,8" if "block" in compressor or "bern" in compressor else None)
     tr = engine.run(cfg, built=b)
-    ref, x_ref = naive.det_cgd(b.problem, b.sketch, b.D, cfg.family, cfg.iters, cfg.seed, b.x0)
+    ref, x_ref = naive.det_cgd(b.problem, b.sketch, b.D, algorithms.get(cfg.algorithm).condition, cfg.iters, cfg.seed, b.x0)
     assert tr.status == "completed" and tr.iterations == cfg.iters
     np.testing.assert_array_equal(tr.iteration, np.arange(cfg.iters + 1))
     np.testing.assert_allclose(tr.loss, ref["loss"], rtol=1e-12)

@@ -69,9 +69,9 @@ def test_file_held_by_another_process_gives_a_clear_error(tmp_path, monkeypatch)
 
 
 def test_interrupted_run_is_stored(tmp_path, monkeypatch):
-    from cgdbench import engine
+    from cgdbench.algorithms.det_cgd import DetCgdJob
     calls = {"n": 0}
-    real = engine.det_cgd_chunk
+    real = DetCgdJob.kernel
 
     class Flaky:
         def path(self, name):
@@ -82,7 +82,7 @@ def test_interrupted_run_is_stored(tmp_path, monkeypatch):
                 return real.path(name)(*a)
             return call
 
-    monkeypatch.setattr(engine, "det_cgd_chunk", Flaky())
+    monkeypatch.setattr(DetCgdJob, "kernel", Flaky())
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt) as e:
         cgdbench.run(RunConfig(iters=1000), out=out)

@@ -22,22 +22,15 @@ import math
 
 import numpy as np
 
+from .. import compressors, stepsizes
 from .._jit import njit_parallel, prange
 from ..compressors.sketches import sample_sketch
 from ..problems.logreg import client_data_grad, regularizer
 from ..stepsizes.kernels import d_apply, d_quad, d_row_dot
+from . import register
+from ._common import DIVERGED, RUNNING, Built, Job, client_ranges, down_values, finite_sum_problem  # noqa: F401
 
 DET_CGD1, DET_CGD2 = 0, 1
-RUNNING, DIVERGED = 0, 1
-MAX_RANGES = 16
-
-
-def client_ranges(n: int) -> np.ndarray:
-    """Fixed split of ``n`` clients into ``min(n, MAX_RANGES)`` contiguous ranges."""
-    r = min(n, MAX_RANGES)
-    sizes = np.full(r, n // r, dtype=np.int64)
-    sizes[: n % r] += 1
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 @njit_parallel
@@ -142,3 +135,100 @@ def det_cgd_chunk(k0, k1, K, log_every, family, x,
             for t in range(d):
                 x[t] -= tmp[t]
     return RUNNING, k1
+
+
+def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
+    """Problem, smoothness L, sketch S and the stepsize matrix D of rule ``config.stepsize``."""
+    problem = finite_sum_problem(config, data_dir, allow_hash_mismatch)
+    L = problem.smoothness()
+    sketch = compressors.make(config.compressor, problem.d, problem.block_ptr, np.diag(L))
+    x0 = problem.x0(config.x0)
+    setting = None
+    if stepsizes.parse(config.stepsize)[0] in stepsizes.DISTRIBUTED:
+        from ..stepsizes.distributed import setting_for
+        setting = setting_for(problem, x0, config.iters, config.eps2)
+    from . import get
+    D, info = stepsizes.build(config.stepsize, get(config.algorithm).condition, sketch, L, problem.block_ptr,
+                              setting=setting)
+    if setting is not None:
+        info["inf_estimate"] = setting.source
+    return Built(config, problem, sketch, D, L, info, x0)
+
+
+#: ``condition``: the stepsize condition a rule builds D for, (7) "det-cgd1" or (8) "det-cgd2"
+_SKETCH_METHOD = dict(oracle="full", contract="sketch", default_compressor="rand-1", default_stepsize="diag-inv")
+
+
+class DetCgdJob(Job):
+    """det-CGD family: arrays for :func:`det_cgd_chunk` and what a run reports."""
+
+    kernel = det_cgd_chunk
+    build = staticmethod(build)
+
+    def __init__(self, b: Built):
+        super().__init__(b)
+        from . import get
+        c, p, sk, D = b.config, b.problem, b.sketch, b.D
+        d, n, R = p.d, p.n, self.R
+        down = down_values(c, n, d) * c.value_bits
+        o = self.out
+        self.args = (
+            c.log_every, get(c.algorithm).code, self.x, *p.kernel_data(), *sk.kernel_args(),
+            np.uint64(c.seed), *D.kernel_args(), D.det_root(), self.range_ptr,
+            np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d), dtype=np.int8),
+            np.zeros((R, d), dtype=np.int64), np.zeros((R, d)), np.zeros(R), np.zeros(R, dtype=np.int64),
+            np.zeros(d), np.zeros(d), np.zeros(d), np.zeros((R, p.max_rows)),
+            float(c.value_bits), float(sk.index_bits(c.index_mode)), float(down), self.acc,
+            o.iteration, o.loss, o.grad_norm_sq, o.grad_norm_sq_D, o.bits_up, o.bits_down)
+
+    def shape_key(self):
+        p = self.b.problem
+        return ("det-cgd", p.n, p.d, int(p.indptr[-1]), self.b.config.algorithm, self.b.config.compressor)
+
+    def meta(self):
+        sk, c = self.b.sketch, self.b.config
+        return {"index_bits_per_message": sk.index_bits(c.index_mode), "expected_nnz_per_message": sk.expected_nnz(),
+                "ranges": self.R}
+
+    @classmethod
+    def summary_rows(cls, trace):
+        c, m = trace.config, trace.meta
+        rows = [
+            ("run", f"{c.algorithm} | {c.compressor} | stepsize {c.stepsize} ({trace.D.kind}) | "
+                    f"{c.clients} client(s) | seed {c.seed}"),
+            ("problem", f"{c.problem} on {m.get('dataset', {}).get('name', '?')} "
+                        f"(m={m.get('dataset', {}).get('rows', '?')}, d={trace.x_final.size}), λ={c.lam:g}"),
+            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
+            ("final loss", f"{trace.loss[-1]:.10g}" if trace.loss.size else "n/a"),
+            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if trace.loss.size else "n/a"),
+            ("G_{K,D}", f"{trace.G_KD:.6e}   {_theorem1(trace)}"),
+        ]
+        cor = m.get("stepsize", {}).get("corollary1")
+        if cor:
+            st = m["stepsize"]
+            rows.append(("Corollary 1", f"λ_D = {cor['lambda_D']:.4e} (n/K = {cor['n_over_K']:.3g}), bound (20) on "
+                                        f"min E‖∇f‖²_D/det^(1/d) = {cor['bound_20']:.4e} for ε² = {cor['eps2']:g}; "
+                                        f"binding: {st.get('binding', '?')}; Δinf ≈ {cor['delta_inf']:.4g}, "
+                                        f"f(x0) − finf ≈ {cor['f0_gap']:.4g} (estimated, cached)"))
+        return rows
+
+
+register("gd", doc="gradient descent x ← x − D∇f(x) (S = I); distributed: mean of client gradients.",
+         identity_only=True, code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD)(DetCgdJob)
+register("det-cgd1", aliases=("detcgd1", "det_cgd1"), code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD,
+         doc="x ← x − D·(1/n)Σ S_i∇f_i(x) (det-CGD1; Algorithm 1 for n > 1).")(DetCgdJob)
+register("det-cgd2", aliases=("detcgd2", "det_cgd2"), code=DET_CGD2, condition="det-cgd2", **_SKETCH_METHOD,
+         doc="x ← x − (1/n)Σ T_i D∇f_i(x) (det-CGD2; Algorithm 2 for n > 1).")(DetCgdJob)
+register("dcgd", doc="DCGD: x ← x − γ(1/n)Σ C_i(∇f_i(x)) with a scalar stepsize.", scalar_only=True,
+         code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD)(DetCgdJob)
+
+
+def _theorem1(trace) -> str:
+    """Theorem 1's bound 2(f(x⁰) − f_lower)/(det(D)^{1/d} K), where it applies."""
+    root = trace.meta.get("det_root", float("nan"))
+    f_lower = trace.meta.get("f_lower")
+    lam = trace.meta.get("stepsize", {}).get("condition_lambda", float("inf"))
+    if trace.config.clients != 1 or f_lower is None or lam > 1 + 1e-9 or not trace.iterations:
+        return f"(det(D)^(1/d) = {root:.4e})"
+    bound = 2 * (trace.loss[0] - f_lower) / (root * trace.iterations)
+    return f"(Theorem 1 bounds its expectation by 2(f(x0) - {f_lower:g})/(det(D)^(1/d) K) = {bound:.6e})"

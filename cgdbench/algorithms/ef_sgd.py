@@ -20,16 +20,19 @@ owns its buffers, ranges are reduced in index order; minibatches use streams
 keyed by (seed, worker, t), noise and compressor randomness the shared streams.
 """
 import math
+import time
 
 import numpy as np
 
+from .. import compressors, problems, stepsizes
 from .._jit import njit, njit_parallel, prange
+from ..errors import CgdbenchError
 from ..compressors.sketches import _floyd
 from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, encode
 from ..problems.saddles import P_LINEAR_AE, batch_loss_grad, linear_ae_full
 from ..rng import stream_key, uniform
-
-RUNNING, DIVERGED = 0, 1
+from . import register
+from ._common import DIVERGED, RUNNING, Built, Job, client_ranges, down_values, rows_for  # noqa: F401
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR = range(8)
 
@@ -167,3 +170,160 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
         acc[A_BITS_UP] += bits_up_iter
         acc[A_BITS_DOWN] += bits_down_iter
     return RUNNING, k1
+
+
+def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
+    """A saddle problem, a vector compressor (its contractive form under error feedback), D = ηI."""
+    from . import get
+    problem = problems.get(config.problem).create(
+        dataset=config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch, hidden=config.hidden,
+        dim=config.dim, lam=config.lam, clients=config.clients, split=config.split, split_seed=config.split_seed)
+    comp = compressors.make_vector(config.compressor, problem.d)
+    if get(config.algorithm).use_ef:
+        comp = comp.contractive()
+    smallest = int(np.diff(problem.worker_ptr).min())
+    if config.batch_size > smallest:
+        raise CgdbenchError(f"--batch-size {config.batch_size} is larger than the data: the smallest worker has "
+                            f"{smallest} rows ({problem.m} rows over {problem.n} worker(s)); use at most {smallest}")
+    info = {"rule": "scalar", "gamma": config.lr, "compressor": comp.spec(), "compressor_note": comp.note,
+            "mu_theory": comp.mu, "omega_theory": comp.omega, "warnings": []}
+    D = stepsizes.StepsizeMatrix.scalar(config.lr, problem.d)
+    return Built(config, problem, comp, D, None, info, problem.x0(config.x0, seed=config.seed))
+
+
+_SGD = ("lr", "batch_size", "noise", "sosp_every", "eps", "rho", "hidden", "dim")
+_SGD_METHOD = dict(oracle="minibatch", contract="vector", rules=("scalar",), default_compressor="identity",
+                   default_stepsize="lr", seeded_x0=True)
+
+
+class EfSgdJob(Job):
+    """Compressed SGD: arrays for :func:`ef_sgd_chunk`, second-order checkpoints."""
+
+    kernel = ef_sgd_chunk
+    build = staticmethod(build)
+
+    def __init__(self, b: Built):
+        from . import get
+        c, p, comp = b.config, b.problem, b.sketch
+        K, d, W = c.iters, p.d, p.n
+        algo = get(c.algorithm)
+        self.b = b
+        self.range_ptr = ranges = client_ranges(W)
+        self.R = R = ranges.size - 1
+        self.x = b.x0.copy()
+        self.xt = b.x0.copy()
+        self.xa = b.x0.copy()
+        rows = rows_for(K, c.log_every)
+        names = ("iteration", "loss", "grad_norm_sq", "bits_up", "bits_down", "stoch_grad_norm_sq", "resets")
+        self.out = {k: np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64) for k in names}
+        self.acc = np.zeros(8)
+        self.acc[A_F_ANCHOR] = p.f(self.x) if algo.use_ef and c.reset else 0.0
+        down = down_values(c, W, d) * c.value_bits + W * comp.bits_down_extra()
+        up = W * comp.bits_up(c.value_bits, c.index_mode)
+        bufs = [np.stack([a] * R) for a in comp.buffers()]
+        ss = p.scratch_size()
+        o = self.out
+        self.args = (
+            c.log_every, algo.use_ef, algo.use_ef and c.reset, float(c.reset_iters),
+            float(c.escape_radius) if c.escape_radius else math.inf, float(c.lr), float(c.noise), c.batch_size,
+            self.x, self.xt, self.xa, *p.kernel_data(), p.worker_ptr, np.arange(p.m, dtype=np.int64),
+            *comp.kernel_args(), np.uint64(c.seed), ranges,
+            np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
+            np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64), np.zeros((R, c.batch_size)),
+            np.zeros(p.m, np.int8), *bufs, np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
+            o["iteration"], o["loss"], o["grad_norm_sq"], o["bits_up"], o["bits_down"], o["stoch_grad_norm_sq"],
+            o["resets"])
+        self.lam_min, self.lam_iter = [], []
+        self.lam_method = None
+        self.sosp_seconds = 0.0
+
+    def shape_key(self):
+        c, p = self.b.config, self.b.problem
+        return ("ef-sgd", c.problem, p.n, p.d, p.m, c.batch_size, c.algorithm, c.compressor)
+
+    def stops(self):
+        every, K = self.b.config.sosp_every, self.b.config.iters
+        return range(0, K, every) if every else range(0)
+
+    def checkpoint(self, k):
+        from ..second_order import lambda_min
+        t = time.perf_counter()
+        lam, self.lam_method = lambda_min(self.b.problem, self.x)
+        self.sosp_seconds += time.perf_counter() - t
+        self.lam_min.append(lam)
+        self.lam_iter.append(k)
+
+    def collect(self, completed):
+        n_rows = int(self.acc[A_ROWS])
+        tr = {name: arr[:n_rows].copy() for name, arr in self.out.items()}
+        tr["grad_norm_sq_D"] = tr["grad_norm_sq"]  # D/det(D)^(1/d) = I for D = ηI
+        extras = {"stoch_grad_norm_sq": tr.pop("stoch_grad_norm_sq"), "resets": tr.pop("resets").astype(np.int64)}
+        if self.lam_iter:
+            extras["lambda_min"] = np.array(self.lam_min)
+            extras["lambda_min_iter"] = np.array(self.lam_iter, dtype=np.int64)
+        G = float(np.mean(tr["grad_norm_sq"][tr["iteration"] < completed])) if n_rows else float("nan")
+        return tr, extras, G
+
+    def meta(self):
+        c, comp, p = self.b.config, self.b.sketch, self.b.problem
+        return {"bits_per_message": comp.bits_up(c.value_bits, c.index_mode), "ranges": self.R,
+                "f_star": p.f_star, "G_KD_note": "mean ‖∇f‖² over logged iterates (D = ηI)"}
+
+    def final(self, status):
+        """λ_min at the final point and the ε-SOSP verdict (when the run finished)."""
+        from ..second_order import sosp
+        c = self.b.config
+        if status != "completed":
+            return {}
+        if not self.lam_iter or self.lam_iter[-1] != c.iters:
+            self.checkpoint(c.iters)
+        n_rows = int(self.acc[A_ROWS])
+        gn = math.sqrt(self.out["grad_norm_sq"][n_rows - 1])
+        return {"sosp": sosp(gn, self.lam_min[-1], c.eps, c.rho), "lambda_min_method": self.lam_method,
+                "sosp_seconds": self.sosp_seconds}
+
+    @staticmethod
+    def stored_D(D):
+        return np.float64(D.gamma)  # D = ηI, stored as the scalar
+
+    @classmethod
+    def summary_rows(cls, trace):
+        from . import get
+        c, m = trace.config, trace.meta
+        ds = m.get("dataset", {})
+        last = trace.loss.size > 0
+        flags = [f"η={c.lr:g}", f"B={c.batch_size}", f"r={c.noise:g}"]
+        if get(c.algorithm).use_ef:
+            flags.append(f"reset I={c.reset_iters}, R={c.escape_radius if c.escape_radius else '∞'}"
+                         if c.reset else "no reset")
+        rows = [
+            ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
+                    f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}"),
+            ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size})"
+                        + (f", λ={c.lam:g}" if c.lam else "")),
+            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
+            ("final loss", (f"{trace.loss[-1]:.10g}" if last else "n/a")
+             + (f"   (f* = {m['f_star']:.10g}, gap {trace.loss[-1] - m['f_star']:.3e})"
+                if last and m.get("f_star") is not None else "")),
+            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if last else "n/a"),
+        ]
+        if m.get("stepsize", {}).get("compressor_note"):
+            rows.append(("compressor", m["stepsize"]["compressor_note"]))
+        if "resets" in trace.extras and trace.extras["resets"].size:
+            rows.append(("resets", f"{int(trace.extras['resets'][-1])}"))
+        v = m.get("sosp")
+        if v:
+            rows.append(("ε-SOSP", f"{'yes' if v['is_sosp'] else 'no'}: ‖∇f‖ = {v['grad_norm']:.3e} "
+                                  f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; λ_min = {v['lambda_min']:.4e} "
+                                  f"{'>=' if v['second_order'] else '<'} −√(ρε) = {v['lambda_threshold']:.4e} "
+                                  f"(ρ = {v['rho']:g}, {m.get('lambda_min_method', '?')})"))
+        return rows
+
+
+register("sgd", doc="compressed SGD x ← x − η(1/W)Σ C(∇F_i(x, θ_i) + ξ), no error feedback "
+                    "(identity: plain minibatch SGD; --noise r: perturbed SGD).",
+         reads=_SGD, use_ef=False, **_SGD_METHOD)(EfSgdJob)
+register("ef-sgd", aliases=("ef_sgd", "efsgd", "compressed-sgd", "algorithm1-saddle"),
+         doc="Algorithm 1 of Avdiukhin & Yaroslavtsev: compressed SGD with error feedback, noise (--noise r), "
+             "reset after --reset-iters I or beyond --escape-radius R (--no-reset: plain EF-SGD).",
+         reads=_SGD + ("reset_iters", "escape_radius", "reset"), use_ef=True, **_SGD_METHOD)(EfSgdJob)

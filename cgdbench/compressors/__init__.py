@@ -37,16 +37,17 @@ class Entry:
     params: str          # how parameters are written, "" when there are none
     params_required: bool
     doc: str
-    uses: tuple = (SKETCH,)   # SKETCH: det-CGD/DCGD/GD; VECTOR: sgd/ef-sgd
+    uses: tuple = (SKETCH,)   # SKETCH: det-CGD/DCGD/GD/det-MARINA; VECTOR: the vector-compressor methods
+    unbiased: bool = False    # as a vector compressor: E C(x) = x (DIANA, MARINA need it)
 
 
 REGISTRY = {
-    "identity": Entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR)),
+    "identity": Entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR), True),
     "rand-k": Entry("rand-k", "K", True,
                     "unbiased: K uniform coordinates scaled by d/K (ω = d/K − 1); K an integer in [1, d] or "
                     "a fraction in (0, 1] such as 0.001. Error feedback applies it as C/(1+ω) = unscaled RandomK.",
-                    (SKETCH, VECTOR)),
-    "rand-1": Entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR)),
+                    (SKETCH, VECTOR), True),
+    "rand-1": Entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR), True),
     "importance-rand-1": Entry("importance-rand-1", "[FILE]", False,
                                "one coordinate j with probability p_j, scaled 1/p_j; p ∝ diag(L) "
                                "unless FILE (.npy or text, d probabilities) is given."),
@@ -63,9 +64,9 @@ REGISTRY = {
     "sign": Entry("sign", "", False, "contractive (biased): (‖x‖₁/d)·sign(x), μ = ‖x‖₁²/(d‖x‖²) >= 1/d; d bits + "
                                      "one scale.", (VECTOR,)),
     "qsgd": Entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).",
-                  (VECTOR,)),
+                  (VECTOR,), True),
     "natural": Entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Horváth et al. 2019), "
-                                           "ω <= 1/8; sign + exponent per coordinate.", (VECTOR,)),
+                                           "ω <= 1/8; sign + exponent per coordinate.", (VECTOR,), True),
     "sketch-top-k": Entry("sketch-top-k", "K[,ROWS,COLS]", True,
                           "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K candidates, whose exact "
                           "values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,)),
@@ -92,10 +93,23 @@ def parse(spec: str) -> tuple[str, str]:
 
 def check_use(spec: str, use: str, algorithm: str) -> None:
     """Reject a compressor the algorithm cannot use, listing the ones it can."""
+    check_contract(spec, "sketch" if use == SKETCH else "vector", algorithm)
+
+
+#: what each algorithm contract (cgdbench.algorithms.CONTRACTS) accepts, and how it is said
+_CONTRACT = {"sketch": ("an unbiased diagonal sketch S", lambda e: SKETCH in e.uses),
+             "vector": ("a vector compressor C(x)", lambda e: VECTOR in e.uses),
+             "contractive": ("a contractive compressor C(x) (an unbiased one is applied as C/(1+ω))",
+                             lambda e: VECTOR in e.uses),
+             "unbiased": ("an unbiased compressor (E C(x) = x)", lambda e: VECTOR in e.uses and e.unbiased)}
+
+
+def check_contract(spec: str, contract: str, algorithm: str) -> None:
+    """Reject a compressor outside an algorithm's contract, naming the allowed ones."""
     name, _ = parse(spec)
-    if use not in REGISTRY[name].uses:
-        allowed = [e.name for e in REGISTRY.values() if use in e.uses]
-        kind = "an unbiased diagonal sketch S" if use == SKETCH else "a vector compressor C(x)"
+    kind, ok = _CONTRACT[contract]
+    if not ok(REGISTRY[name]):
+        allowed = [e.name for e in REGISTRY.values() if ok(e)]
         raise ConfigError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
                           f"Choose one of: {', '.join(allowed)}")
 

@@ -17,6 +17,7 @@ The data stay in CSR form; only L (d×d) is dense, which limits d to
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -31,6 +32,15 @@ MAX_DENSE_D = 4096
 #: problem kinds the jitted kernels take: loss and regularizer
 LOGISTIC, SQUARED = 0, 1
 SPLITS = ("contiguous", "shuffled")
+#: the kernels' pack of a finite sum of CSR rows split over clients
+FiniteSum = namedtuple("FiniteSum", "indptr indices values b client_ptr inv_m lam kind")
+
+
+@njit_inline
+def client_grad(P, i, x, need_loss, g, zbuf):
+    """Client ``i``'s data loss (or 0) and the data part of ∇f_i(x) into ``g``, from the pack ``P``."""
+    return client_data_grad(P.kind, x, P.indptr, P.indices, P.values, P.b, P.client_ptr[i], P.client_ptr[i + 1],
+                            P.inv_m[i], need_loss, g, zbuf)
 
 
 @njit_inline
@@ -221,7 +231,7 @@ class LogRegNonconvex:
     block_ptr: np.ndarray = field(init=False, repr=False)
 
     name = "logreg-nonconvex"
-    family = "det-cgd"              # served by the det-CGD algorithms (needs L_i)
+    oracle = "full"                 # client gradients and smoothness matrices L_i: the full-gradient methods
     kind = LOGISTIC                 # loss and regularizer in the jitted kernels
     default_lam = 0.1
     default_x0 = "ones-over-sqrt-d"
@@ -296,6 +306,10 @@ class LogRegNonconvex:
         return (self.indptr, self.indices, self.values, self.b, self.client_ptr, self.inv_m,
                 float(self.lam), self.kind)
 
+    def pack(self):
+        """The problem as the kernels' :data:`FiniteSum` pack."""
+        return FiniteSum(*self.kernel_data())
+
     def _x(self, x):
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.shape != (self.d,):
@@ -341,6 +355,20 @@ class LogRegNonconvex:
         Li = (Ai.T @ Ai).toarray() * (self.inv_m[i] * self.loss_curvature)
         Li[np.diag_indices(self.d)] += self.reg_curvature * self.lam
         return Li
+
+    def client_smoothness_constants(self) -> np.ndarray:
+        """``λ_max(L_i)`` for every client, from the smaller Gram matrix of its rows (m_i×m_i or d×d)."""
+        sizes = np.diff(self.client_ptr)
+        out = np.empty(self.n)
+        for i in range(self.n):
+            Ai = self._rows(i)
+            if sizes[i] == 1:
+                top = float(Ai.multiply(Ai).sum())
+            else:
+                G = (Ai @ Ai.T if sizes[i] <= self.d else Ai.T @ Ai).toarray()
+                top = float(np.linalg.eigvalsh(0.5 * (G + G.T))[-1])
+            out[i] = top * self.inv_m[i] * self.loss_curvature + self.reg_curvature * self.lam
+        return out
 
     def _weighted_rows(self) -> tuple[sp.csr_matrix, np.ndarray]:
         """All rows A and their weights w = 1/(n m_i), so that (1/n) Σ_i A_iᵀA_i/m_i = Aᵀ Diag(w) A."""

@@ -315,7 +315,7 @@ class SaddleProblem:
     f_star: float | None = None          # exact minimum where known
     kind = -1
     name = "saddle"
-    family = "sgd"                  # served by sgd/ef-sgd (minibatch gradients, HVPs)
+    oracle = "minibatch"            # minibatch gradients and HVPs: sgd/ef-sgd
     default_lam = 0.0               # weight decay
     default_x0 = "random"
     x0_choices = X0_KINDS

@@ -183,6 +183,7 @@ class Rule:
     name: str
     params: str
     doc: str
+    scope: str = "det-cgd"   # the algorithms it builds for: det-cgd (conditions (7)/(8)) or one baseline
 
 
 REGISTRY = {
@@ -207,6 +208,14 @@ REGISTRY = {
                                                        "matrices L, L_i (Safaryan et al. 2021); needs --eps2."),
     "khaled-richtarik": Rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & "
                                                      "Richtárik (2020, Cor. 1); needs --eps2, K = --iters."),
+    "ef21": Rule("ef21", "", "EF21: γ = 1/(L + L̃√(β/θ)) (Richtárik et al. 2021, Thm 1), α the compressor's "
+                             "contraction, L̃² = (1/n)Σ L_i².", "ef21"),
+    "diana": Rule("diana", "", "DIANA: the largest γ of its non-convex theory for ω, n, α (see "
+                               "docs/paper-notes.md).", "diana"),
+    "marina": Rule("marina", "", "MARINA: γ = 1/(L(1 + √((1−p)ω/(pn)))) (Gorbunov et al. 2021, Thm 2.1).",
+                   "marina"),
+    "det-marina": Rule("det-marina", "[RULE]", "det-MARINA: the largest βW for the shape W of RULE (default "
+                                               "diag-inv) under its matrix stepsize condition.", "det-marina"),
 }
 #: rules that need the distributed setting (client L_i, K, ε², Δ^inf): see .distributed
 DISTRIBUTED = ("corollary1", "corollary1-full", "matrix-smoothness", "khaled-richtarik")
@@ -216,17 +225,22 @@ ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "iden
            "cor1": "corollary1", "cor1-full": "corollary1-full", "kr": "khaled-richtarik", "dcgd-matrix": "matrix-smoothness"}
 
 
+def names(scope: str) -> list[str]:
+    """The rules that build for ``scope`` (``det-cgd`` or one baseline algorithm)."""
+    return [r.name for r in REGISTRY.values() if r.scope == scope]
+
+
 def parse(spec: str) -> tuple[str, float | str | None]:
     """``(name, param)``: param is γ for ``scalar:GAMMA``, the shape rule for ``corollary1:RULE``, else None."""
     name, param = split_spec("stepsize", spec, REGISTRY, ALIASES)
-    if param and name not in ("scalar", "corollary1"):
+    if param and name not in ("scalar", "corollary1", "det-marina"):
         raise ConfigError(f"stepsize {name!r} takes no parameter, got {spec!r}")
     if not param:
         return name, None
-    if name == "corollary1":
+    if name in ("corollary1", "det-marina"):
         shape, extra = split_spec("corollary1 shape", param, REGISTRY, ALIASES)
         if shape not in SHAPES or extra:
-            raise choices_error("corollary1 shape (corollary1:RULE)", param, SHAPES)
+            raise choices_error(f"{name} shape ({name}:RULE)", param, SHAPES)
         return name, shape
     try:
         gamma = float(param)
@@ -282,6 +296,9 @@ def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None, setting
     if family not in FAMILIES:
         raise choices_error("algorithm family", family, FAMILIES)
     name, param = parse(spec)
+    if REGISTRY[name].scope != "det-cgd":
+        raise ConfigError(f"stepsize {name!r} is {REGISTRY[name].scope}'s rule, not a det-CGD rule; "
+                          f"choose one of: {', '.join(names('det-cgd'))}")
     L = np.asarray(L, dtype=float)
     d = L.shape[0]
     block_ptr = np.asarray([0, d] if block_ptr is None else block_ptr, dtype=np.int64)

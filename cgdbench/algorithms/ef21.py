@@ -1,0 +1,125 @@
+"""EF21 (Richtárik, Sokolov & Fatkhullin 2021, Algorithm 1): error feedback by gradient tracking.
+
+Client i keeps g_i; with a contractive compressor C (E‖C(v) − v‖² ≤ (1 − α)‖v‖²)::
+
+    server:   x^{k+1} = x^k − γ g^k,                 g^k = (1/n) Σ_i g_i^k
+    client i: c_i = C(∇f_i(x^{k+1}) − g_i^k),        g_i^{k+1} = g_i^k + c_i   (sends c_i)
+
+Start (``--ef21-init``): ``gradient`` (default) g_i⁰ = ∇f_i(x⁰), one uncompressed round
+(its d values per client are counted in the bits), so the theory's G⁰ term vanishes;
+``compressed``: g_i⁰ = C(∇f_i(x⁰)), i.e. the update above from g_i = 0.
+
+The server's g is formed as the mean of the client states, which equals its own
+recursion g ← g + (1/n)Σ c_i in exact arithmetic and does not drift in floating point.
+For compressors that send coordinates unchanged (identity, top-k, unscaled rand-k,
+sketch-top-k), g_i + c_i is g_i's sent coordinates replaced by ∇f_i's: written that
+way, EF21 with the identity compressor is GD bit for bit.  An unbiased compressor is
+applied as C/(1+ω), an α = 1/(1+ω) contraction, and the run says so.
+"""
+import math
+
+import numpy as np
+
+from .._jit import njit_parallel, prange
+from ..compressors.vector import C_IDENTITY, C_RAND_K, C_SKETCH_TOP_K, C_TOP_K, decode_add, encode
+from ..problems.logreg import client_grad, regularizer
+from ..rng import stream_key
+from ..stepsizes import baselines
+from . import register
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, VectorJob, mean_of_ranges, metrics_row
+from ._common import scalar_stepsize, vector_build
+
+#: how the client state takes a message: add the decoded C(v), or copy the sent coordinates (all of them)
+ADD, COPY_SENT, COPY_ALL = 0, 1, 2
+
+
+@njit_parallel
+def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, grad, D, bits, acc, out,
+               Gi, take, compressed_init):
+    """Iterations ``k0 <= k < k1`` of EF21 (``k == K``: metrics of the final point only); ``Gi`` the client states."""
+    n = P.client_ptr.shape[0] - 1
+    d = x.shape[0]
+    gamma = D.gamma
+    for k in range(k0, k1):
+        log_row = (k % log_every == 0) or (k == K)
+        send = k < K
+        full = k == 0 and not compressed_init
+        reg = regularizer(P.kind, x, P.lam, reg_grad)
+        lbuf = W.loss
+        for r in prange(range_ptr.shape[0] - 1):
+            gs = W.gsum[r]
+            ms = W.msum[r]
+            g = W.g[r]
+            v = W.v[r]
+            for u in range(d):
+                gs[u] = 0.0
+                ms[u] = 0.0
+            lsum = 0.0
+            for i in range(range_ptr[r], range_ptr[r + 1]):
+                lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
+                for u in range(d):
+                    gs[u] += g[u]
+                if send:
+                    gi = Gi[i]
+                    if full or take == COPY_ALL:
+                        for u in range(d):
+                            gi[u] = g[u] + reg_grad[u]
+                    else:
+                        for u in range(d):
+                            v[u] = (g[u] + reg_grad[u]) - gi[u]
+                        nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
+                                          B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
+                        if take == COPY_SENT:
+                            for q in range(nnz):
+                                j = B.idx[r, q]
+                                gi[j] = g[j] + reg_grad[j]
+                        else:
+                            decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], gi)
+                    for u in range(d):
+                        ms[u] += gi[u]
+            lbuf[r] = lsum
+        gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, grad, D, acc, out)
+        if math.isnan(gnsD):
+            return DIVERGED, k
+        if not send:
+            continue
+        acc[A_G] += gnsD
+        acc[A_UP] += n * (bits.full if full else bits.msg)
+        acc[A_DOWN] += bits.down
+        mean_of_ranges(W.msum, n, grad)  # g^k
+        for t in range(d):
+            x[t] -= gamma * grad[t]
+    return RUNNING, k1
+
+
+def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
+    problem, L, comp, consts = vector_build(config, data_dir, allow_hash_mismatch, contractive=True)
+    alpha = comp.mu
+    if alpha is None or alpha <= 0:
+        raise AssertionError(comp)  # every vector compressor states its contraction
+    gamma = baselines.ef21_gamma(alpha, consts["L_f"], consts["L_tilde"])
+    D, info = scalar_stepsize(config, "ef21", gamma, problem.d, "EF21")
+    info.update(consts, alpha=alpha, compressor=comp.spec(), compressor_note=comp.note,
+                alpha_relation=comp.mu_relation)
+    return Built(config, problem, comp, D, L, info, problem.x0(config.x0))
+
+
+@register("ef21", doc="EF21: client states g_i ← g_i + C(∇f_i(x) − g_i), x ← x − γ mean g_i; contractive C "
+                      "(top-k; unbiased ones as C/(1+ω)); --ef21-init gradient|compressed.",
+          oracle="full", contract="contractive", reads=("ef21_init",), rules=("ef21", "scalar"),
+          default_compressor="top-k:1", default_stepsize="ef21")
+class Ef21Job(VectorJob):
+    kernel = ef21_chunk
+    build = staticmethod(build)
+    theory = "EF21 Theorem 1"
+
+    def __init__(self, b: Built):
+        super().__init__(b, b.problem.n)
+        comp = b.sketch
+        if comp.kind == C_IDENTITY:
+            take = COPY_ALL
+        elif comp.kind in (C_RAND_K, C_TOP_K, C_SKETCH_TOP_K) and comp.scale == 1.0:  # x_J sent as is
+            take = COPY_SENT
+        else:
+            take = ADD
+        self.args = (*self.common, self.state, take, b.config.ef21_init == "compressed")
