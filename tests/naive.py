@@ -266,3 +266,125 @@ def ef_sgd(problem, comp, x0, iters, seed, lr, batch, noise=0.0, use_ef=True, us
             g += c
         x = x - lr * g / W
     return x, np.array(losses), resets
+
+
+# --- the baselines: EF21, DIANA, MARINA, det-MARINA --------------------------
+SHARED_COIN = 2**62 + 3
+
+
+def vector_compress(comp, v, seed, client, k):
+    """C(v) with client ``client``'s stream at iteration k, from the plain definitions.
+
+    rand-k's coordinates come from ``RandK(d, k).sample`` (the same Floyd draw, tested
+    on its own against :func:`enumerate_sketch`).
+    """
+    from cgdbench.compressors import RandK
+    key = stream_key(seed, client, k)
+    if comp.name == "identity":
+        return comp.scale * v
+    if comp.name in ("rand-k", "rand-k-unscaled"):
+        J = RandK(comp.d, np.array([0, comp.d]), comp.k).sample(seed, client, k)[0]
+        out = np.zeros_like(v)
+        out[J] = comp.scale * v[J]
+        return out
+    if comp.name == "top-k":
+        return comp.scale * top_k(v, comp.k)
+    if comp.name == "sign":
+        return comp.scale * scaled_sign(v)
+    if comp.name == "qsgd":
+        return comp.scale * qsgd(v, comp.s, key)
+    if comp.name == "natural":
+        return comp.scale * natural(v, key)
+    raise ValueError(comp.name)
+
+
+def _metrics(rows, parts, D=None, det_root=1.0):
+    grad = np.mean([p[1] for p in parts], axis=0)
+    rows["loss"].append(np.mean([p[0] for p in parts]))
+    rows["gns"].append(grad @ grad)
+    rows["gnsD"].append(grad @ (D @ grad if D is not None else grad) / det_root)
+
+
+def ef21(problem, comp, gamma, K, seed, x0, init="gradient", value_bits=32):
+    """EF21 (Algorithm 1 of Richtárik et al. 2021) with the server's recursion g ← g + mean c_i."""
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    G = np.zeros((n, d))
+    x, g, bits = x0.copy(), None, 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        if k == 0 and init == "gradient":
+            G = np.array([p[1] for p in parts])
+            g = G.mean(axis=0)
+            bits += n * d * value_bits
+        else:
+            c = np.array([vector_compress(comp, parts[i][1] - G[i], seed, i, k) for i in range(n)])
+            G = G + c
+            g = c.mean(axis=0) if g is None else g + c.mean(axis=0)
+            bits += n * comp.bits_up(value_bits)
+        x = x - gamma * g
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+def diana(problem, comp, gamma, alpha, K, seed, x0, value_bits=32):
+    """DIANA: q_i = Q(∇f_i − h_i), g = h + mean q_i, h_i += α q_i, h += α mean q_i."""
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    H, h, x, bits = np.zeros((n, d)), np.zeros(d), x0.copy(), 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        q = np.array([vector_compress(comp, parts[i][1] - H[i], seed, i, k) for i in range(n)])
+        g = h + q.mean(axis=0)
+        H = H + alpha * q
+        h = h + alpha * q.mean(axis=0)
+        bits += n * comp.bits_up(value_bits)
+        x = x - gamma * g
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+def marina(problem, comp, gamma, p, K, seed, x0, value_bits=32, sketch=None, D=None):
+    """MARINA (and det-MARINA: ``sketch`` S_i and matrix ``D``, x ← x − D g).
+
+    The coin of round k is ``uniform(stream_key(seed, SHARED_COIN, k), 0) < p`` (round 0 is full).
+    """
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    Dd = D.dense() if D is not None else gamma * np.eye(d)
+    det_root = math.exp(np.linalg.slogdet(Dd)[1] / d)
+    x, g, prev, bits = x0.copy(), None, None, 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts, Dd, det_root)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        grads = np.array([pt[1] for pt in parts])
+        if k == 0 or uniform(stream_key(seed, SHARED_COIN, k), 0) < p:
+            g = grads.mean(axis=0)
+            bits += n * d * value_bits
+        elif sketch is None:
+            g = g + np.mean([vector_compress(comp, grads[i] - prev[i], seed, i, k) for i in range(n)], axis=0)
+            bits += n * comp.bits_up(value_bits)
+        else:
+            msgs = []
+            for i in range(n):
+                idx, scale = sketch.sample(seed, i, k)
+                s = np.zeros(d)
+                s[idx] = scale
+                msgs.append(s * (grads[i] - prev[i]))
+                bits += value_bits * idx.size + sketch.index_bits("explicit")
+            g = g + np.mean(msgs, axis=0)
+        prev = grads
+        x = x - Dd @ g
+    return {k: np.array(v) for k, v in rows.items()}, x

@@ -18,7 +18,7 @@ from .. import store
 from .._jit import njit, njit_inline
 from ..errors import CgdbenchError
 from ..problems.logreg import FiniteSum  # noqa: F401  (the problem owns its pack)
-from ..stepsizes.kernels import d_quad
+from ..stepsizes.kernels import d_apply, d_quad
 
 RUNNING, DIVERGED = 0, 1
 MAX_RANGES = 16
@@ -98,6 +98,15 @@ def mean_of_ranges(buf, n, out):
             out[t] += buf[r, t]
     for t in range(d):
         out[t] /= n
+
+
+@njit_inline
+def server_step(D, g, step, x):
+    """``x ← x − D g`` through the buffer ``step`` (as det-CGD does it: the product rounded before the
+    subtraction, never fused into one FMA, so that methods reducing to GD reproduce it bit for bit)."""
+    d_apply(D.kind, D.gamma, D.diag, D.mat, D.block_ptr, D.block_of, g, step)
+    for t in range(x.shape[0]):
+        x[t] -= step[t]
 
 
 @dataclass

@@ -214,13 +214,14 @@ class DetCgdJob(Job):
 
 
 register("gd", doc="gradient descent x ← x − D∇f(x) (S = I); distributed: mean of client gradients.",
-         identity_only=True, code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD)(DetCgdJob)
+         identity_only=True, code=DET_CGD1, condition="det-cgd1", **{**_SKETCH_METHOD,
+                                                                    "default_compressor": "identity"})(DetCgdJob)
 register("det-cgd1", aliases=("detcgd1", "det_cgd1"), code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD,
          doc="x ← x − D·(1/n)Σ S_i∇f_i(x) (det-CGD1; Algorithm 1 for n > 1).")(DetCgdJob)
 register("det-cgd2", aliases=("detcgd2", "det_cgd2"), code=DET_CGD2, condition="det-cgd2", **_SKETCH_METHOD,
          doc="x ← x − (1/n)Σ T_i D∇f_i(x) (det-CGD2; Algorithm 2 for n > 1).")(DetCgdJob)
 register("dcgd", doc="DCGD: x ← x − γ(1/n)Σ C_i(∇f_i(x)) with a scalar stepsize.", scalar_only=True,
-         code=DET_CGD1, condition="det-cgd1", **_SKETCH_METHOD)(DetCgdJob)
+         code=DET_CGD1, condition="det-cgd1", **{**_SKETCH_METHOD, "default_stepsize": "scalar"})(DetCgdJob)
 
 
 def _theorem1(trace) -> str:

@@ -22,10 +22,9 @@ from ..compressors.sketches import sample_sketch
 from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key, uniform
 from ..stepsizes import baselines
-from ..stepsizes.kernels import d_apply
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, Job, SketchS, bits_pack
-from ._common import check_memory, finite_sum_problem, mean_of_ranges, metrics_row, step_pack, work
+from ._common import check_memory, finite_sum_problem, mean_of_ranges, metrics_row, server_step, step_pack, work
 
 
 @njit_parallel
@@ -87,9 +86,7 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
         mean_of_ranges(W.msum, n, grad)
         for t in range(d):
             g_srv[t] = grad[t] if full else g_srv[t] + grad[t]
-        d_apply(D.kind, D.gamma, D.diag, D.mat, D.block_ptr, D.block_of, g_srv, step)
-        for t in range(d):
-            x[t] -= step[t]
+        server_step(D, g_srv, step, x)
     return RUNNING, k1
 
 

@@ -18,7 +18,7 @@ from ..rng import stream_key
 from ..stepsizes import baselines
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, VectorJob, mean_of_ranges, metrics_row
-from ._common import scalar_stepsize, vector_build
+from ._common import scalar_stepsize, server_step, vector_build
 
 
 @njit_parallel
@@ -27,7 +27,6 @@ def diana_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, 
     """Iterations ``k0 <= k < k1`` of DIANA; ``H`` the client shifts, ``h`` the server's mean shift."""
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
-    gamma = D.gamma
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
@@ -65,9 +64,10 @@ def diana_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, 
         acc[A_DOWN] += bits.down
         mean_of_ranges(W.msum, n, grad)  # (1/n) Σ q_i
         for t in range(d):
-            gt = h[t] + grad[t]
-            h[t] += alpha * grad[t]
-            x[t] -= gamma * gt
+            qt = grad[t]
+            grad[t] = h[t] + qt   # g^k = h + mean q_i
+            h[t] += alpha * qt
+        server_step(D, grad, W.v[0], x)
     return RUNNING, k1
 
 

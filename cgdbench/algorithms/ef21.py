@@ -27,7 +27,7 @@ from ..rng import stream_key
 from ..stepsizes import baselines
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, VectorJob, mean_of_ranges, metrics_row
-from ._common import scalar_stepsize, vector_build
+from ._common import scalar_stepsize, server_step, vector_build
 
 #: how the client state takes a message: add the decoded C(v), or copy the sent coordinates (all of them)
 ADD, COPY_SENT, COPY_ALL = 0, 1, 2
@@ -39,7 +39,6 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
     """Iterations ``k0 <= k < k1`` of EF21 (``k == K``: metrics of the final point only); ``Gi`` the client states."""
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
-    gamma = D.gamma
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
@@ -87,8 +86,7 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
         acc[A_UP] += n * (bits.full if full else bits.msg)
         acc[A_DOWN] += bits.down
         mean_of_ranges(W.msum, n, grad)  # g^k
-        for t in range(d):
-            x[t] -= gamma * grad[t]
+        server_step(D, grad, W.v[0], x)
     return RUNNING, k1
 
 

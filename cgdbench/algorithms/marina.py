@@ -22,7 +22,7 @@ from ..rng import stream_key, uniform
 from ..stepsizes import baselines
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, VectorJob, mean_of_ranges
-from ._common import metrics_row, scalar_stepsize, vector_build
+from ._common import metrics_row, scalar_stepsize, server_step, vector_build
 
 
 @njit_parallel
@@ -31,7 +31,6 @@ def marina_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad,
     """Iterations ``k0 <= k < k1`` of MARINA; ``Gp`` the clients' last gradients, ``g_srv`` the server's g."""
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
-    gamma = D.gamma
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
@@ -78,7 +77,7 @@ def marina_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad,
         mean_of_ranges(W.msum, n, grad)
         for t in range(d):
             g_srv[t] = grad[t] if full else g_srv[t] + grad[t]
-            x[t] -= gamma * g_srv[t]
+        server_step(D, g_srv, W.v[0], x)
     return RUNNING, k1
 
 
