@@ -177,3 +177,16 @@ def _escape(dataset, seeds, iters):
         dict(problem="mlp-autoencoder", dataset=dataset, hidden="32", algorithm="ef-sgd", compressor=c, noise=r,
              lr=lr, batch_size=64, iters=iters, log_every=25, reset_iters=100, x0="saddle", seed=seed)
         for c, lr in comps for r in (0.0, 0.01) for seed in range(seeds)), target=1e-2)
+
+
+@suite("baselines", "the field's baselines against det-CGD, 100 clients, one coordinate per message, each method's "
+                    "theory stepsize: GD, det-CGD1 (rand-1, diag⁻¹), det-MARINA (rand-1), EF21 (top-1), DIANA and "
+                    "MARINA (rand-1), K = 2000",
+       seeds=3, iters=2000, aliases=("ef21-diana-marina",))
+def _baselines(dataset, seeds, iters):
+    ds = _paper_dataset(dataset)
+    methods = [("gd", "identity", "scalar"), ("det-cgd1", "rand-1", "diag-inv"), ("det-marina", "rand-1", "det-marina"),
+               ("ef21", "top-k:1", "ef21"), ("diana", "rand-k:1", "diana"), ("marina", "rand-k:1", "marina")]
+    return Sweep("baselines", _cells(
+        dict(dataset=ds, lam=0.1, clients=100, algorithm=a, compressor=c, stepsize=s, iters=iters, seed=seed,
+             log_every=1) for a, c, s in methods for seed in range(seeds)), target=1e-2)

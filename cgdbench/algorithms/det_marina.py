@@ -9,7 +9,7 @@ g⁰ = ∇f(x⁰); one shared coin c_k ~ Bernoulli(p)::
 
 S_i^k unbiased diagonal sketches drawn from (seed, client, k), as in det-CGD.  This is the
 det-CGD1 form (x ← x − D g, sketch on the gradient difference).  Stepsize condition
-(derived in docs/paper-notes.md §9, checked in tests): D⁻¹ ⪰ L + ((1−p)/(pn)) λ_max(C∘D) L̃² I,
+(derived in docs/paper-notes.md §8, checked in tests): D⁻¹ ⪰ L + ((1−p)/(pn)) λ_max(C∘D) L̃² I,
 under which (1/K) Σ E‖∇f(x^k)‖²_{D/det(D)^{1/d}} ≤ 2(f(x⁰) − f^inf)/(det(D)^{1/d} K).
 """
 import math
@@ -50,12 +50,14 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
-                for u in range(d):
-                    gs[u] += g[u]
-                if send:
-                    gp = Gp[i]
+                gp = Gp[i]
+                if not send:
+                    for u in range(d):
+                        gs[u] += g[u]
+                else:
                     if full:
                         for u in range(d):
+                            gs[u] += g[u]
                             gp[u] = g[u] + reg_grad[u]
                             ms[u] += gp[u]
                     else:
@@ -66,6 +68,7 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
                             ms[j] += scale[r, q] * ((g[j] + reg_grad[j]) - gp[j])
                         cnt += nnz
                         for u in range(d):
+                            gs[u] += g[u]
                             gp[u] = g[u] + reg_grad[u]
             lbuf[r] = lsum
             nnz_buf[r] = cnt

@@ -43,16 +43,18 @@ def diana_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, 
             lsum = 0.0
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
-                for u in range(d):
-                    gs[u] += g[u]
+                hi = H[i]
                 if send:
-                    hi = H[i]
-                    for u in range(d):
+                    for u in range(d):  # one pass: the metric's sum and the message's argument
+                        gs[u] += g[u]
                         v[u] = (g[u] + reg_grad[u]) - hi[u]
                     nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
                                       B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
                     decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], ms)
                     decode_add(C.kind, C.d, nnz, msc, alpha, B.idx[r], B.val[r], B.code[r], B.bits[r], hi)
+                else:
+                    for u in range(d):
+                        gs[u] += g[u]
             lbuf[r] = lsum
         gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, grad, D, acc, out)
         if math.isnan(gnsD):

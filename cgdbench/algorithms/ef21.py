@@ -9,11 +9,12 @@ Start (``--ef21-init``): ``gradient`` (default) g_i⁰ = ∇f_i(x⁰), one uncom
 (its d values per client are counted in the bits), so the theory's G⁰ term vanishes;
 ``compressed``: g_i⁰ = C(∇f_i(x⁰)), i.e. the update above from g_i = 0.
 
-The server's g is formed as the mean of the client states, which equals its own
-recursion g ← g + (1/n)Σ c_i in exact arithmetic and does not drift in floating point.
-For compressors that send coordinates unchanged (identity, top-k, unscaled rand-k,
-sketch-top-k), g_i + c_i is g_i's sent coordinates replaced by ∇f_i's: written that
-way, EF21 with the identity compressor is GD bit for bit.  An unbiased compressor is
+The server keeps g by its recursion g ← g + (1/n)Σ c_i (the messages cost O(nnz) to
+add, not O(d) per client); when every g_i is the gradient itself (the uncompressed start,
+or the identity compressor) it sets g to their mean.  For compressors that send
+coordinates unchanged (top-k, unscaled rand-k, sketch-top-k), g_i + c_i is g_i's sent
+coordinates replaced by ∇f_i's.  Written that way, EF21 with the identity compressor is
+GD bit for bit.  An unbiased compressor is
 applied as C/(1+ω), an α = 1/(1+ω) contraction, and the run says so.
 """
 import math
@@ -35,7 +36,7 @@ ADD, COPY_SENT, COPY_ALL = 0, 1, 2
 
 @njit_parallel
 def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, grad, D, bits, acc, out,
-               Gi, take, compressed_init):
+               Gi, g_srv, take, compressed_init):
     """Iterations ``k0 <= k < k1`` of EF21 (``k == K``: metrics of the final point only); ``Gi`` the client states."""
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
@@ -43,6 +44,7 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
         full = k == 0 and not compressed_init
+        reset = full or take == COPY_ALL
         reg = regularizer(P.kind, x, P.lam, reg_grad)
         lbuf = W.loss
         for r in prange(range_ptr.shape[0] - 1):
@@ -56,26 +58,28 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
             lsum = 0.0
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
-                for u in range(d):
-                    gs[u] += g[u]
-                if send:
-                    gi = Gi[i]
-                    if full or take == COPY_ALL:
-                        for u in range(d):
-                            gi[u] = g[u] + reg_grad[u]
-                    else:
-                        for u in range(d):
-                            v[u] = (g[u] + reg_grad[u]) - gi[u]
-                        nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
-                                          B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
-                        if take == COPY_SENT:
-                            for q in range(nnz):
-                                j = B.idx[r, q]
-                                gi[j] = g[j] + reg_grad[j]
-                        else:
-                            decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], gi)
+                gi = Gi[i]
+                if not send:
                     for u in range(d):
+                        gs[u] += g[u]
+                elif reset:  # the state is the gradient itself (the start, or C = identity)
+                    for u in range(d):
+                        gs[u] += g[u]
+                        gi[u] = g[u] + reg_grad[u]
                         ms[u] += gi[u]
+                else:
+                    for u in range(d):  # one pass: the metric's sum and the message's argument
+                        gs[u] += g[u]
+                        v[u] = (g[u] + reg_grad[u]) - gi[u]
+                    nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
+                                      B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
+                    decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], ms)
+                    if take == COPY_SENT:
+                        for q in range(nnz):
+                            j = B.idx[r, q]
+                            gi[j] = g[j] + reg_grad[j]
+                    else:
+                        decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], gi)
             lbuf[r] = lsum
         gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, grad, D, acc, out)
         if math.isnan(gnsD):
@@ -85,8 +89,10 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
         acc[A_G] += gnsD
         acc[A_UP] += n * (bits.full if full else bits.msg)
         acc[A_DOWN] += bits.down
-        mean_of_ranges(W.msum, n, grad)  # g^k
-        server_step(D, grad, W.v[0], x)
+        mean_of_ranges(W.msum, n, grad)  # the mean state, or the mean message
+        for t in range(d):
+            g_srv[t] = grad[t] if reset else g_srv[t] + grad[t]
+        server_step(D, g_srv, W.v[0], x)
     return RUNNING, k1
 
 
@@ -120,4 +126,4 @@ class Ef21Job(VectorJob):
             take = COPY_SENT
         else:
             take = ADD
-        self.args = (*self.common, self.state, take, b.config.ef21_init == "compressed")
+        self.args = (*self.common, self.state, self.server, take, b.config.ef21_init == "compressed")

@@ -48,16 +48,19 @@ def marina_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad,
             lsum = 0.0
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
-                for u in range(d):
-                    gs[u] += g[u]
-                if send:
-                    gp = Gp[i]
+                gp = Gp[i]
+                if not send:
+                    for u in range(d):
+                        gs[u] += g[u]
+                else:
                     if full:
                         for u in range(d):
+                            gs[u] += g[u]
                             gp[u] = g[u] + reg_grad[u]
                             ms[u] += gp[u]
                     else:
                         for u in range(d):
+                            gs[u] += g[u]
                             gu = g[u] + reg_grad[u]
                             v[u] = gu - gp[u]
                             gp[u] = gu

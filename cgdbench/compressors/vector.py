@@ -51,6 +51,48 @@ _BYTE = np.uint64(0xFF)
 _EXP_FIELD = np.uint64(0x7FF << 52)
 #: sample size of the threshold estimate in :func:`top_k_select`
 TOP_K_SAMPLE = 4096
+#: up to this k, :func:`top_k_select` keeps the k best in one pass (no sort, no allocation)
+TOP_K_SMALL = 32
+
+
+@njit_inline
+def _top_k_small(v, k, idx, work):
+    """One pass keeping the k best ``(|v_i|, i)`` in ``work[:k]``/``idx[:k]``, ordered by value down, index up.
+
+    Coordinates come in index order and enter only when strictly larger than the worst
+    kept, so ties go to the smaller index, as in the general path.  O(d + insertions·k).
+    """
+    d = v.shape[0]
+    for i in range(k):  # the first k, ordered
+        a = abs(v[i])
+        p = i
+        while p > 0 and work[p - 1] < a:
+            work[p] = work[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        work[p] = a
+        idx[p] = i
+    worst = work[k - 1]
+    for i in range(k, d):
+        a = abs(v[i])
+        if not a > worst:  # the common case: one compare against a register
+            continue
+        p = k - 1
+        while p > 0 and work[p - 1] < a:
+            work[p] = work[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        work[p] = a
+        idx[p] = i
+        worst = work[k - 1]
+    for q in range(1, k):  # indices in increasing order
+        j = idx[q]
+        p = q - 1
+        while p >= 0 and idx[p] > j:
+            idx[p + 1] = idx[p]
+            p -= 1
+        idx[p + 1] = j
+    return k
 
 
 @njit
@@ -69,6 +111,8 @@ def top_k_select(v, k, idx, work):
         for i in range(d):
             idx[i] = i
         return d
+    if k <= TOP_K_SMALL:
+        return _top_k_small(v, k, idx, work)
     ns = min(d, TOP_K_SAMPLE)
     samp = np.empty(ns)
     for j in range(ns):

@@ -13,7 +13,7 @@ Scalar smoothness constants of a finite sum f = (1/n) Σ f_i with matrices L, L_
 * DIANA, non-convex with full local gradients (Horváth et al. 2019, Theorem 4 with
   one sample per client, m = 1): α = 1/(1+ω), γ = 1/(10 L_max √(1 + ω/n) (ω + 2)).
 * det-MARINA (matrix stepsize D, diagonal sketches S_i with covariance C): derived in
-  docs/paper-notes.md §9 from MARINA's Lyapunov argument,
+  docs/paper-notes.md §8 from MARINA's Lyapunov argument,
 
       D⁻¹ ⪰ L + ((1 − p)/(p n)) λ_max(C ∘ D) L̃² I,
 
