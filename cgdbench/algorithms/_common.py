@@ -33,17 +33,24 @@ VectorC = namedtuple("VectorC", "kind d k s r c scale")
 CBufs = namedtuple("CBufs", "idx val code bits table work mark")
 #: a diagonal sketch S (:class:`cgdbench.compressors.Sketch`)
 SketchS = namedtuple("SketchS", "kind d k block_ptr block_k block_q cdf inv_p")
+#: a sketch's sample buffers, one row per client range, and the non-zeros each range sent
+SketchBufs = namedtuple("SketchBufs", "mark idx scale nnz")
 #: a typed stepsize matrix D (:class:`cgdbench.stepsizes.StepsizeMatrix`) and det(D)^{1/d}
 StepD = namedtuple("StepD", "kind gamma diag mat block_ptr block_of det_root")
 #: per-range sums and scratch: data-gradient sums, message sums, one gradient, one vector, row scratch,
-#: data losses.  Inside a ``prange`` write a scalar through a local alias (``lbuf = W.loss`` before the
-#: loop, ``lbuf[r] = s`` inside): Numba 0.6x's parallel path silently drops ``W.loss[r] = s`` (measured:
-#: the logged loss was wrong on the parallel path only), while row views (``W.gsum[r]``) are fine.
+#: data losses.  Kernels unpack every pack they write into locals *before* a ``prange``
+#: (``gsum_b, msum_b, g_b, v_b, z_b, lbuf = W``) and index those inside: on Numba 0.68's
+#: parallel path a write through a namedtuple field inside the loop body — ``W.loss[r] = s``,
+#: or an inlined function writing into ``SB.idx[r]`` — is silently lost (measured: the logged
+#: loss, and det-CGD's sketch draws, were wrong on the parallel path only; ``tests/test_parallel.py``
+#: compares the two paths bit for bit for every kernel).
 Work = namedtuple("Work", "gsum msum g v zbuf loss")
 #: logged rows
 Rows = namedtuple("Rows", "iteration loss grad_norm_sq grad_norm_sq_D bits_up bits_down")
 #: bits of one message: compressed, a full d-vector, and what one round sends down
 Bits = namedtuple("Bits", "msg full down")
+#: a sketch's message costs per sent value and per message (indices), a full d-vector, one round down
+SketchBits = namedtuple("SketchBits", "value index full down")
 
 
 def client_ranges(n: int) -> np.ndarray:
@@ -149,6 +156,10 @@ def vector_pack(comp) -> VectorC:
 
 def cbufs(comp, R: int) -> CBufs:
     return CBufs(*(np.stack([a] * R) for a in comp.buffers()))
+
+
+def sketch_bufs(R: int, d: int) -> SketchBufs:
+    return SketchBufs(np.zeros((R, d), np.int8), np.zeros((R, d), np.int64), np.zeros((R, d)), np.zeros(R, np.int64))
 
 
 def work(R: int, d: int, max_rows: int) -> Work:
@@ -260,6 +271,11 @@ def scalar_stepsize(config, rule: str, gamma_theory: float, d: int, what: str):
         info["warnings"].append(f"γ = {gamma:g} is {gamma / gamma_theory:.4g}x the largest γ = {gamma_theory:.6g} "
                                 f"of {what}'s theory: its convergence guarantee does not apply")
     return stepsizes.StepsizeMatrix.scalar(gamma, d), info
+
+
+def sketch_bits(sketch, config, n: int, d: int) -> SketchBits:
+    return SketchBits(float(config.value_bits), float(sketch.index_bits(config.index_mode)),
+                      float(d * config.value_bits), float(down_values(config, n, d) * config.value_bits))
 
 
 def bits_pack(msg_bits: float, config, n: int, d: int, down_extra: int = 0) -> Bits:

@@ -25,112 +25,81 @@ import numpy as np
 from .. import compressors, stepsizes
 from .._jit import njit_parallel, prange
 from ..compressors.sketches import sample_sketch
-from ..problems.logreg import client_data_grad, regularizer
-from ..stepsizes.kernels import d_apply, d_quad, d_row_dot
+from ..problems.logreg import client_grad, regularizer
+from ..stepsizes.kernels import d_apply, d_row_dot
 from . import register
-from ._common import DIVERGED, RUNNING, Built, Job, client_ranges, down_values, finite_sum_problem  # noqa: F401
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, Job, SketchS, client_ranges  # noqa: F401
+from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs, step_pack
+from ._common import work
 
 DET_CGD1, DET_CGD2 = 0, 1
 
 
 @njit_parallel
-def det_cgd_chunk(k0, k1, K, log_every, family, x,
-                  indptr, indices, values, b, client_ptr, inv_m, lam, kind,
-                  sk_kind, sk_d, sk_k, sk_block_ptr, sk_block_k, sk_block_q, sk_cdf, sk_inv_p,
-                  seed,
-                  D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, D_det_root,
-                  range_ptr, msg_buf, gsum_buf, scratch, mark, idx_buf, scale_buf,
-                  loss_buf, nnz_buf, reg_grad, D_reg, tmp, zbuf,
-                  value_bits, index_bits, down_bits,
-                  acc, out_iter, out_loss, out_gns, out_gnsD, out_bits_up, out_bits_down):
+def det_cgd_chunk(k0, k1, K, log_every, code, x, P, S, seed, D, range_ptr, W, SB, reg_grad, D_reg, tmp, bits,
+                  acc, out):
     """Run iterations ``k0 <= k < k1`` (``k == K`` evaluates the final point only).
 
-    ``acc`` carries state between chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃, bits up, bits down, rows written]``.
-    Returns ``(status, next k)``; on divergence ``next k`` is the iteration whose
-    metrics were not finite (``x`` is that iterate).
+    Packs: ``P`` the problem (:data:`~cgdbench.problems.logreg.FiniteSum`), ``S`` the sketch,
+    ``D`` the stepsize, ``W`` per-range sums and scratch, ``SB`` per-range sketch buffers,
+    ``bits`` (:data:`~._common.SketchBits`), ``out`` the logged
+    rows.  ``acc`` carries state between chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃, bits up, bits down,
+    rows written]``.  Returns ``(status, next k)``; on divergence ``next k`` is the iteration
+    whose metrics were not finite (``x`` is that iterate).
     """
-    n = client_ptr.shape[0] - 1
-    n_ranges = range_ptr.shape[0] - 1
+    n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
-        reg = regularizer(kind, x, lam, reg_grad)
-        if family == DET_CGD2 and send:
-            d_apply(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, reg_grad, D_reg)
-        for r in prange(n_ranges):
-            msg = msg_buf[r]
-            gsum = gsum_buf[r]
-            g = scratch[r]
+        reg = regularizer(P.kind, x, P.lam, reg_grad)
+        if code == DET_CGD2 and send:
+            d_apply(D.kind, D.gamma, D.diag, D.mat, D.block_ptr, D.block_of, reg_grad, D_reg)
+        # every array written inside the prange is a local, not a pack field: see _common.Work
+        gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
+        mark_b, idx_b, scale_b, nbuf = SB
+        for r in prange(range_ptr.shape[0] - 1):
+            msg = msum_b[r]
+            gsum = gsum_b[r]
+            g = g_b[r]
             for u in range(d):
                 msg[u] = 0.0
                 gsum[u] = 0.0
             lsum = 0.0
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += client_data_grad(kind, x, indptr, indices, values, b, client_ptr[i],
-                                         client_ptr[i + 1], inv_m[i], log_row, g, zbuf[r])
+                lsum += client_grad(P, i, x, log_row, g, z_b[r])
                 for u in range(d):
                     gsum[u] += g[u]
                 if send:
-                    nnz = sample_sketch(sk_kind, sk_d, sk_k, sk_block_ptr, sk_block_k, sk_block_q,
-                                        sk_cdf, sk_inv_p, seed, i, k, mark[r], idx_buf[r], scale_buf[r])
+                    nnz = sample_sketch(S.kind, S.d, S.k, S.block_ptr, S.block_k, S.block_q, S.cdf, S.inv_p,
+                                        seed, i, k, mark_b[r], idx_b[r], scale_b[r])
                     for q in range(nnz):
-                        j = idx_buf[r, q]
+                        j = idx_b[r, q]
                         # g holds the data part of ∇f_i; the regularizer's part is shared
-                        if family == DET_CGD1:
-                            msg[j] += scale_buf[r, q] * (g[j] + reg_grad[j])
+                        if code == DET_CGD1:
+                            msg[j] += scale_b[r, q] * (g[j] + reg_grad[j])
                         else:
-                            msg[j] += scale_buf[r, q] * (d_row_dot(D_kind, D_gamma, D_diag, D_mat,
-                                                                   D_block_ptr, D_block_of, j, g) + D_reg[j])
+                            msg[j] += scale_b[r, q] * (d_row_dot(D.kind, D.gamma, D.diag, D.mat, D.block_ptr,
+                                                                  D.block_of, j, g) + D_reg[j])
                     cnt += nnz
-            loss_buf[r] = lsum
-            nnz_buf[r] = cnt
-        # reduce ranges in a fixed order
-        loss = 0.0
-        nnz_all = 0
-        for t in range(d):
-            tmp[t] = 0.0
-        for r in range(n_ranges):
-            loss += loss_buf[r]
-            nnz_all += nnz_buf[r]
-            for t in range(d):
-                tmp[t] += gsum_buf[r, t]
-        gns = 0.0
-        for t in range(d):
-            tmp[t] = tmp[t] / n + reg_grad[t]
-            gns += tmp[t] * tmp[t]
-        gnsD = d_quad(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, tmp) / D_det_root
-        if not (math.isfinite(gns) and math.isfinite(gnsD) and math.isfinite(reg)
-                and math.isfinite(loss)):
+            lbuf[r] = lsum
+            nbuf[r] = cnt
+        gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, tmp, D, acc, out)
+        if math.isnan(gnsD):
             return DIVERGED, k
-        if log_row:
-            row = np.int64(acc[3])
-            out_iter[row] = k
-            out_loss[row] = loss / n + reg
-            out_gns[row] = gns
-            out_gnsD[row] = gnsD
-            out_bits_up[row] = acc[1]
-            out_bits_down[row] = acc[2]
-            acc[3] += 1
         if not send:
             continue
-        acc[0] += gnsD
-        acc[1] += value_bits * nnz_all + n * index_bits
-        acc[2] += down_bits
-        # server step: aggregate the messages in range order
-        for t in range(d):
-            tmp[t] = 0.0
-        for r in range(n_ranges):
-            for t in range(d):
-                tmp[t] += msg_buf[r, t]
-        for t in range(d):
-            tmp[t] /= n
-        if family == DET_CGD1:
-            step = scratch[0]
-            d_apply(D_kind, D_gamma, D_diag, D_mat, D_block_ptr, D_block_of, tmp, step)
-            for t in range(d):
-                x[t] -= step[t]
+        nnz_all = 0
+        for r in range(nbuf.shape[0]):
+            nnz_all += nbuf[r]
+        acc[A_G] += gnsD
+        acc[A_UP] += bits.value * nnz_all + n * bits.index
+        acc[A_DOWN] += bits.down
+        # server step: the messages' mean in range order
+        mean_of_ranges(W.msum, n, tmp)
+        if code == DET_CGD1:
+            server_step(D, tmp, W.g[0], x)
         else:
             for t in range(d):
                 x[t] -= tmp[t]
@@ -170,16 +139,9 @@ class DetCgdJob(Job):
         from . import get
         c, p, sk, D = b.config, b.problem, b.sketch, b.D
         d, n, R = p.d, p.n, self.R
-        down = down_values(c, n, d) * c.value_bits
-        o = self.out
-        self.args = (
-            c.log_every, get(c.algorithm).code, self.x, *p.kernel_data(), *sk.kernel_args(),
-            np.uint64(c.seed), *D.kernel_args(), D.det_root(), self.range_ptr,
-            np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d), dtype=np.int8),
-            np.zeros((R, d), dtype=np.int64), np.zeros((R, d)), np.zeros(R), np.zeros(R, dtype=np.int64),
-            np.zeros(d), np.zeros(d), np.zeros(d), np.zeros((R, p.max_rows)),
-            float(c.value_bits), float(sk.index_bits(c.index_mode)), float(down), self.acc,
-            o.iteration, o.loss, o.grad_norm_sq, o.grad_norm_sq_D, o.bits_up, o.bits_down)
+        self.args = (c.log_every, get(c.algorithm).code, self.x, p.pack(), SketchS(*sk.kernel_args()),
+                     np.uint64(c.seed), step_pack(D), self.range_ptr, work(R, d, p.max_rows), sketch_bufs(R, d),
+                     np.zeros(d), np.zeros(d), np.zeros(d), sketch_bits(sk, c, n, d), self.acc, self.out)
 
     def shape_key(self):
         p = self.b.problem

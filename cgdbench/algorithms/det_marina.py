@@ -23,13 +23,14 @@ from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key, uniform
 from ..stepsizes import baselines
 from . import register
-from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, Job, SketchS, bits_pack
-from ._common import check_memory, finite_sum_problem, mean_of_ranges, metrics_row, server_step, step_pack, work
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, Job, SketchS, check_memory
+from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs
+from ._common import step_pack, work
 
 
 @njit_parallel
-def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, idx, scale, nnz_buf, reg_grad, grad,
-                     D, bits, acc, out, Gp, g_srv, step, p, value_bits, index_bits):
+def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, SB, reg_grad, grad, D, bits, acc, out, Gp,
+                     g_srv, step, p):
     """Iterations ``k0 <= k < k1`` of det-MARINA; ``Gp`` the clients' last gradients, ``g_srv`` the server's g."""
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
@@ -38,18 +39,20 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
         send = k < K
         full = k == 0 or uniform(stream_key(seed, SHARED_COIN, k), 0) < p
         reg = regularizer(P.kind, x, P.lam, reg_grad)
-        lbuf = W.loss  # scalars go through a local alias: see _common.Work
+        # every array written inside the prange is a local, not a pack field: see _common.Work
+        gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
+        mark_b, idx_b, scale_b, nbuf = SB
         for r in prange(range_ptr.shape[0] - 1):
-            gs = W.gsum[r]
-            ms = W.msum[r]
-            g = W.g[r]
+            gs = gsum_b[r]
+            ms = msum_b[r]
+            g = g_b[r]
             for u in range(d):
                 gs[u] = 0.0
                 ms[u] = 0.0
             lsum = 0.0
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
+                lsum += client_grad(P, i, x, log_row, g, z_b[r])
                 gp = Gp[i]
                 if not send:
                     for u in range(d):
@@ -62,16 +65,16 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
                             ms[u] += gp[u]
                     else:
                         nnz = sample_sketch(S.kind, S.d, S.k, S.block_ptr, S.block_k, S.block_q, S.cdf, S.inv_p,
-                                            seed, i, k, mark[r], idx[r], scale[r])
+                                            seed, i, k, mark_b[r], idx_b[r], scale_b[r])
                         for q in range(nnz):
-                            j = idx[r, q]
-                            ms[j] += scale[r, q] * ((g[j] + reg_grad[j]) - gp[j])
+                            j = idx_b[r, q]
+                            ms[j] += scale_b[r, q] * ((g[j] + reg_grad[j]) - gp[j])
                         cnt += nnz
                         for u in range(d):
                             gs[u] += g[u]
                             gp[u] = g[u] + reg_grad[u]
             lbuf[r] = lsum
-            nnz_buf[r] = cnt
+            nbuf[r] = cnt
         gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, grad, D, acc, out)
         if math.isnan(gnsD):
             return DIVERGED, k
@@ -82,9 +85,9 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, mark, id
             acc[A_UP] += n * bits.full
         else:
             total = 0
-            for r in range(nnz_buf.shape[0]):
-                total += nnz_buf[r]
-            acc[A_UP] += value_bits * total + n * index_bits
+            for r in range(nbuf.shape[0]):
+                total += nbuf[r]
+            acc[A_UP] += bits.value * total + n * bits.index
         acc[A_DOWN] += bits.down
         mean_of_ranges(W.msum, n, grad)
         for t in range(d):
@@ -141,12 +144,10 @@ class DetMarinaJob(Job):
         d, R = p.d, self.R
         check_memory(c.algorithm, p.n, d)
         self.state, self.server = np.zeros((p.n, d)), np.zeros(d)
-        bits = bits_pack(0, c, p.n, d)
         self.args = (c.log_every, self.x, p.pack(), SketchS(*sk.kernel_args()), np.uint64(c.seed), self.range_ptr,
-                     work(R, d, p.max_rows), np.zeros((R, d), np.int8), np.zeros((R, d), np.int64),
-                     np.zeros((R, d)), np.zeros(R, np.int64), np.zeros(d), np.zeros(d), step_pack(b.D), bits,
-                     self.acc, self.out, self.state, self.server, np.zeros(d), float(b.stepsize_info["p"]),
-                     float(c.value_bits), float(sk.index_bits(c.index_mode)))
+                     work(R, d, p.max_rows), sketch_bufs(R, d), np.zeros(d), np.zeros(d), step_pack(b.D),
+                     sketch_bits(sk, c, p.n, d), self.acc, self.out, self.state, self.server, np.zeros(d),
+                     float(b.stepsize_info["p"]))
 
     def meta(self):
         sk, c = self.b.sketch, self.b.config

@@ -31,27 +31,29 @@ def diana_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, 
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
         reg = regularizer(P.kind, x, P.lam, reg_grad)
-        lbuf = W.loss  # scalars go through a local alias: see _common.Work
+        # every array written inside the prange is a local, not a pack field: see _common.Work
+        gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
+        idx_b, val_b, code_b, bits_b, table_b, work_b, mark_b = B
         for r in prange(range_ptr.shape[0] - 1):
-            gs = W.gsum[r]
-            ms = W.msum[r]
-            g = W.g[r]
-            v = W.v[r]
+            gs = gsum_b[r]
+            ms = msum_b[r]
+            g = g_b[r]
+            v = v_b[r]
             for u in range(d):
                 gs[u] = 0.0
                 ms[u] = 0.0
             lsum = 0.0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
+                lsum += client_grad(P, i, x, log_row, g, z_b[r])
                 hi = H[i]
                 if send:
                     for u in range(d):  # one pass: the metric's sum and the message's argument
                         gs[u] += g[u]
                         v[u] = (g[u] + reg_grad[u]) - hi[u]
                     nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
-                                      B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
-                    decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], ms)
-                    decode_add(C.kind, C.d, nnz, msc, alpha, B.idx[r], B.val[r], B.code[r], B.bits[r], hi)
+                                      idx_b[r], val_b[r], code_b[r], bits_b[r], table_b[r], work_b[r], mark_b[r])
+                    decode_add(C.kind, C.d, nnz, msc, 1.0, idx_b[r], val_b[r], code_b[r], bits_b[r], ms)
+                    decode_add(C.kind, C.d, nnz, msc, alpha, idx_b[r], val_b[r], code_b[r], bits_b[r], hi)
                 else:
                     for u in range(d):
                         gs[u] += g[u]

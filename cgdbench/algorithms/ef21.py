@@ -46,18 +46,20 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
         full = k == 0 and not compressed_init
         reset = full or take == COPY_ALL
         reg = regularizer(P.kind, x, P.lam, reg_grad)
-        lbuf = W.loss
+        # every array written inside the prange is a local, not a pack field: see _common.Work
+        gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
+        idx_b, val_b, code_b, bits_b, table_b, work_b, mark_b = B
         for r in prange(range_ptr.shape[0] - 1):
-            gs = W.gsum[r]
-            ms = W.msum[r]
-            g = W.g[r]
-            v = W.v[r]
+            gs = gsum_b[r]
+            ms = msum_b[r]
+            g = g_b[r]
+            v = v_b[r]
             for u in range(d):
                 gs[u] = 0.0
                 ms[u] = 0.0
             lsum = 0.0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += client_grad(P, i, x, log_row, g, W.zbuf[r])
+                lsum += client_grad(P, i, x, log_row, g, z_b[r])
                 gi = Gi[i]
                 if not send:
                     for u in range(d):
@@ -72,14 +74,14 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
                         gs[u] += g[u]
                         v[u] = (g[u] + reg_grad[u]) - gi[u]
                     nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
-                                      B.idx[r], B.val[r], B.code[r], B.bits[r], B.table[r], B.work[r], B.mark[r])
-                    decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], ms)
+                                      idx_b[r], val_b[r], code_b[r], bits_b[r], table_b[r], work_b[r], mark_b[r])
+                    decode_add(C.kind, C.d, nnz, msc, 1.0, idx_b[r], val_b[r], code_b[r], bits_b[r], ms)
                     if take == COPY_SENT:
                         for q in range(nnz):
-                            j = B.idx[r, q]
+                            j = idx_b[r, q]
                             gi[j] = g[j] + reg_grad[j]
                     else:
-                        decode_add(C.kind, C.d, nnz, msc, 1.0, B.idx[r], B.val[r], B.code[r], B.bits[r], gi)
+                        decode_add(C.kind, C.d, nnz, msc, 1.0, idx_b[r], val_b[r], code_b[r], bits_b[r], gi)
             lbuf[r] = lsum
         gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, grad, D, acc, out)
         if math.isnan(gnsD):
