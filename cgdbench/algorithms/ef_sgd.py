@@ -21,6 +21,7 @@ keyed by (seed, worker, t), noise and compressor randomness the shared streams.
 """
 import math
 import time
+from collections import namedtuple
 
 import numpy as np
 
@@ -32,17 +33,28 @@ from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, en
 from ..problems.saddles import P_LINEAR_AE, batch_loss_grad, linear_ae_full
 from ..rng import stream_key, uniform
 from . import register
-from ._common import DIVERGED, RUNNING, Built, Job, client_ranges, down_values, rows_for  # noqa: F401
+from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for  # noqa: F401
+from ._common import vector_pack
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR = range(8)
 
 
+#: a saddle problem's kernel data (problems/saddles.py ``kernel_data``)
+Saddle = namedtuple("Saddle", "kind F G V Iv")
+#: Algorithm 1's switches and scalars
+Settings = namedtuple("Settings", "use_ef use_reset reset_iters escape_radius eta noise batch")
+#: per-range buffers (one row per range) and the per-worker errors E (W×d; 1×d without error feedback)
+SgdWork = namedtuple("SgdWork", "E gsum hsum v grad scratch rows rows_scale row_mark")
+#: what is logged: the common rows plus the stochastic-gradient norm and the reset count
+SgdRows = namedtuple("SgdRows", "iteration loss grad_norm_sq bits_up bits_down stoch_grad_norm_sq resets")
+
+
 @njit
-def full_loss_grad(pkind, F, G, V, Iv, x, all_rows, g, scratch):
+def full_loss_grad(Q, x, all_rows, g, scratch):
     """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m)."""
-    if pkind == P_LINEAR_AE:
-        return linear_ae_full(x, G, Iv[0], Iv[1], V[0], g, False, x, g)
-    return batch_loss_grad(pkind, F, G, V, Iv, x, all_rows, all_rows.shape[0], g, scratch)
+    if Q.kind == P_LINEAR_AE:
+        return linear_ae_full(x, Q.G, Q.Iv[0], Q.Iv[1], Q.V[0], g, False, x, g)
+    return batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, all_rows, all_rows.shape[0], g, scratch)
 
 
 @njit
@@ -60,22 +72,22 @@ def gaussian_vector(seed, t, r, out):
 
 
 @njit_parallel
-def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_radius, eta, noise, batch,
-                 x, xt, xa,
-                 pkind, F, G, V, Iv, worker_ptr, all_rows,
-                 ckind, cd, ck, cs, cr, cc, cscale, seed,
-                 range_ptr, E, gsum, hsum, vbuf, gradbuf, scratch, rows_buf, rows_scale, row_mark,
-                 idx_buf, val_buf, code_buf, bits_buf, table_buf, work_buf, cmark,
-                 xi, gfull, full_scratch, bits_up_iter, bits_down_iter,
-                 acc, out_iter, out_loss, out_gns, out_bits_up, out_bits_down, out_sgn, out_resets):
+def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C, seed, range_ptr, W, B,
+                 xi, gfull, full_scratch, bits_up_iter, bits_down_iter, acc, out):
     """Run iterations ``k0 <= t < k1`` (``t == K`` only logs the final point).
 
-    Returns ``(status, next t)``; ``x``/``xt``/``xa``/``E``/``acc`` carry the state.
+    Packs: ``A`` the :data:`Settings`, ``Q`` the :data:`Saddle` problem, ``C`` the compressor,
+    ``W`` the :data:`SgdWork` buffers, ``B`` the compressor's buffers, ``out`` the :data:`SgdRows`.
+    Returns ``(status, next t)``; ``x``/``xt``/``xa``/``W.E``/``acc`` carry the state.
     """
     d = x.shape[0]
-    W = worker_ptr.shape[0] - 1
+    W_ = worker_ptr.shape[0] - 1
     n_ranges = range_ptr.shape[0] - 1
-    inv_w = 1.0 / W
+    inv_w = 1.0 / W_
+    use_ef, use_reset, eta, batch = A.use_ef, A.use_reset, A.eta, A.batch
+    # every array written inside the prange is a local, not a pack field: see _common.Work
+    E, gsum, hsum, vbuf, gradbuf, scratch, rows_buf, rows_scale, row_mark = W
+    idx_b, val_b, code_b, bits_b, table_b, work_b, mark_b = B
     for t in range(k0, k1):
         # --- Algorithm 1, lines 4-8: reset after I iterations or on escaping radius R
         if use_reset and t > 0:
@@ -83,8 +95,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
             for j in range(d):
                 dj = xa[j] - xt[j]
                 dist2 += dj * dj
-            if t - acc[A_T_ANCHOR] > reset_iters or dist2 > escape_radius * escape_radius:
-                ft = full_loss_grad(pkind, F, G, V, Iv, xt, all_rows, gfull, full_scratch)
+            if t - acc[A_T_ANCHOR] > A.reset_iters or dist2 > A.escape_radius * A.escape_radius:
+                ft = full_loss_grad(Q, xt, all_rows, gfull, full_scratch)
                 if ft < acc[A_F_ANCHOR]:
                     acc[A_F_ANCHOR] = ft
                     for j in range(d):
@@ -103,17 +115,17 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
         # --- metrics on logged iterations (one full pass over the data)
         if t % log_every == 0 or t == K:
             row = np.int64(acc[A_ROWS])
-            f = full_loss_grad(pkind, F, G, V, Iv, x, all_rows, gfull, full_scratch)
+            f = full_loss_grad(Q, x, all_rows, gfull, full_scratch)
             gn = 0.0
             for j in range(d):
                 gn += gfull[j] * gfull[j]
-            out_iter[row] = t
-            out_loss[row] = f
-            out_gns[row] = gn
-            out_bits_up[row] = acc[A_BITS_UP]
-            out_bits_down[row] = acc[A_BITS_DOWN]
-            out_sgn[row] = acc[A_SGN_SUM] / acc[A_SGN_COUNT] if acc[A_SGN_COUNT] > 0 else np.nan
-            out_resets[row] = acc[A_RESETS]
+            out.iteration[row] = t
+            out.loss[row] = f
+            out.grad_norm_sq[row] = gn
+            out.bits_up[row] = acc[A_BITS_UP]
+            out.bits_down[row] = acc[A_BITS_DOWN]
+            out.stoch_grad_norm_sq[row] = acc[A_SGN_SUM] / acc[A_SGN_COUNT] if acc[A_SGN_COUNT] > 0 else np.nan
+            out.resets[row] = acc[A_RESETS]
             acc[A_SGN_SUM] = 0.0
             acc[A_SGN_COUNT] = 0.0
             acc[A_ROWS] = row + 1
@@ -121,8 +133,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
                 return DIVERGED, t
         if t == K:
             return RUNNING, t + 1
-        if noise > 0.0:
-            gaussian_vector(seed, t, noise, xi)
+        if A.noise > 0.0:
+            gaussian_vector(seed, t, A.noise, xi)
         ckey = stream_key(seed, SHARED_COMPRESSOR, t)
         # --- workers, in fixed ranges (one buffer row per range)
         for rr in prange(n_ranges):
@@ -138,19 +150,18 @@ def ef_sgd_chunk(k0, k1, K, log_every, use_ef, use_reset, reset_iters, escape_ra
                 mi = worker_ptr[i + 1] - lo
                 key = stream_key(seed, i, t)
                 _floyd(key, 0, lo, mi, batch, 1.0, row_mark, rows_buf[rr], rows_scale[rr], 0)
-                batch_loss_grad(pkind, F, G, V, Iv, x, rows_buf[rr], batch, gr, scratch[rr])
+                batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, rows_buf[rr], batch, gr, scratch[rr])
                 for j in range(d):
                     hs[j] += gr[j]
                     v[j] = gr[j] + xi[j] + (E[i, j] if use_ef else 0.0)
-                nnz, ms = encode(ckind, cd, ck, cs, cr, cc, cscale, ckey, v, idx_buf[rr], val_buf[rr],
-                                 code_buf[rr], bits_buf[rr], table_buf[rr], work_buf[rr], cmark[rr])
-                decode_add(ckind, cd, nnz, ms, 1.0, idx_buf[rr], val_buf[rr], code_buf[rr], bits_buf[rr], gs)
+                nnz, ms = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, ckey, v, idx_b[rr], val_b[rr],
+                                 code_b[rr], bits_b[rr], table_b[rr], work_b[rr], mark_b[rr])
+                decode_add(C.kind, C.d, nnz, ms, 1.0, idx_b[rr], val_b[rr], code_b[rr], bits_b[rr], gs)
                 if use_ef:
                     ei = E[i]
                     for j in range(d):
                         ei[j] = v[j]
-                    decode_add(ckind, cd, nnz, ms, -1.0, idx_buf[rr], val_buf[rr], code_buf[rr], bits_buf[rr],
-                               ei)
+                    decode_add(C.kind, C.d, nnz, ms, -1.0, idx_b[rr], val_b[rr], code_b[rr], bits_b[rr], ei)
         # --- server: ranges reduced in index order
         sgn = 0.0
         for j in range(d):
@@ -214,25 +225,23 @@ class EfSgdJob(Job):
         self.xt = b.x0.copy()
         self.xa = b.x0.copy()
         rows = rows_for(K, c.log_every)
-        names = ("iteration", "loss", "grad_norm_sq", "bits_up", "bits_down", "stoch_grad_norm_sq", "resets")
-        self.out = {k: np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64) for k in names}
+        self.out = SgdRows(*(np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64)
+                             for k in SgdRows._fields))
         self.acc = np.zeros(8)
         self.acc[A_F_ANCHOR] = p.f(self.x) if algo.use_ef and c.reset else 0.0
         down = down_values(c, W, d) * c.value_bits + W * comp.bits_down_extra()
         up = W * comp.bits_up(c.value_bits, c.index_mode)
-        bufs = [np.stack([a] * R) for a in comp.buffers()]
         ss = p.scratch_size()
-        o = self.out
-        self.args = (
-            c.log_every, algo.use_ef, algo.use_ef and c.reset, float(c.reset_iters),
-            float(c.escape_radius) if c.escape_radius else math.inf, float(c.lr), float(c.noise), c.batch_size,
-            self.x, self.xt, self.xa, *p.kernel_data(), p.worker_ptr, np.arange(p.m, dtype=np.int64),
-            *comp.kernel_args(), np.uint64(c.seed), ranges,
-            np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
-            np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64), np.zeros((R, c.batch_size)),
-            np.zeros(p.m, np.int8), *bufs, np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
-            o["iteration"], o["loss"], o["grad_norm_sq"], o["bits_up"], o["bits_down"], o["stoch_grad_norm_sq"],
-            o["resets"])
+        settings = Settings(algo.use_ef, algo.use_ef and c.reset, float(c.reset_iters),
+                            float(c.escape_radius) if c.escape_radius else math.inf, float(c.lr), float(c.noise),
+                            c.batch_size)
+        work = SgdWork(np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
+                       np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64),
+                       np.zeros((R, c.batch_size)), np.zeros(p.m, np.int8))
+        self.args = (c.log_every, settings, self.x, self.xt, self.xa, Saddle(*p.kernel_data()), p.worker_ptr,
+                     np.arange(p.m, dtype=np.int64), vector_pack(comp), np.uint64(c.seed), ranges, work,
+                     cbufs(comp, R), np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
+                     self.out)
         self.lam_min, self.lam_iter = [], []
         self.lam_method = None
         self.sosp_seconds = 0.0
@@ -255,7 +264,7 @@ class EfSgdJob(Job):
 
     def collect(self, completed):
         n_rows = int(self.acc[A_ROWS])
-        tr = {name: arr[:n_rows].copy() for name, arr in self.out.items()}
+        tr = {name: getattr(self.out, name)[:n_rows].copy() for name in SgdRows._fields}
         tr["grad_norm_sq_D"] = tr["grad_norm_sq"]  # D/det(D)^(1/d) = I for D = ηI
         extras = {"stoch_grad_norm_sq": tr.pop("stoch_grad_norm_sq"), "resets": tr.pop("resets").astype(np.int64)}
         if self.lam_iter:
@@ -278,7 +287,7 @@ class EfSgdJob(Job):
         if not self.lam_iter or self.lam_iter[-1] != c.iters:
             self.checkpoint(c.iters)
         n_rows = int(self.acc[A_ROWS])
-        gn = math.sqrt(self.out["grad_norm_sq"][n_rows - 1])
+        gn = math.sqrt(self.out.grad_norm_sq[n_rows - 1])
         return {"sosp": sosp(gn, self.lam_min[-1], c.eps, c.rho), "lambda_min_method": self.lam_method,
                 "sosp_seconds": self.sosp_seconds}
 
