@@ -70,7 +70,8 @@ def main(argv=None):
         print(f"  {label:12} r = {r:3d}: φ + gradient + Hessian, 100 clients, best of {ns.repeats}: "
               f"{1e3 * min(times):8.1f} ms")
     (ta, fa, ga, Ha), (tb, fb, gb, Hb) = rows["factored"], rows["full factors"]
-    agree = max(abs(fa - fb) / abs(fb), np.abs(ga - gb).max() / np.abs(gb).max(), np.abs(Ha - Hb).max() / np.abs(Hb).max())
+    agree = max(abs(fa - fb) / abs(fb), np.abs(ga - gb).max() / np.abs(gb).max(),
+                np.abs(Ha - Hb).max() / np.abs(Hb).max())
     print(f"  speed-up {tb / ta:.1f}x; largest relative difference {agree:.1e}")
     if ns.full:
         lam = dist.client_lambdas(np.diag(dist.best_diag_line_search(sketch, L, s)[0]), sketch, L, s.client_L)

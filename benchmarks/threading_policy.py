@@ -106,7 +106,8 @@ def _q(v, q):
 
 
 def cell(setting: str, threads: int, load: int, ns) -> dict | None:
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "CGDBENCH_PATH")}
+    own = ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "CGDBENCH_PATH")
+    env = {k: v for k, v in os.environ.items() if k not in own}
     env.update(SETTINGS[setting], NUMBA_NUM_THREADS=str(threads))
     args = json.dumps({"dataset": ns.dataset, "clients": ns.clients, "iters": ns.iters, "log_every": ns.log_every,
                        "data_dir": ns.data_dir, "repeats": ns.repeats})

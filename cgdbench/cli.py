@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("--dataset", default=None)
     es.add_argument("--data-dir", default=None)
     es.add_argument("--hidden", default="32",
-                    help="mlp-autoencoder widths (default 32: one hidden layer, a strict saddle; 32,8,32 is degenerate)")
+                    help="mlp-autoencoder widths (default 32: one hidden layer, a strict saddle; "
+                         "32,8,32 is degenerate)")
     es.add_argument("--dim", type=int, default=None)
     es.add_argument("--compressors", default="identity,top-k:0.001,rand-k:0.001",
                     help="comma-separated, ';' between specs with commas (default identity,top-k:0.001,rand-k:0.001)")
@@ -182,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
                         + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY) + ")")
     g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']})")
     g.add_argument("--eps2", type=float,
-                   help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness and "
+                   help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness "
+                        "and "
                         "khaled-richtarik (the paper: 1e-4)")
     g.add_argument("--seed", type=int, help="seed of the sketches' random streams")
     g = r.add_argument_group("baselines (ef21, diana, marina, det-marina)")
@@ -191,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
                         "bits over a full round's)")
     g.add_argument("--diana-alpha", type=float, help="diana: shift stepsize α (default 1/(1+ω))")
     g.add_argument("--ef21-init", choices=EF21_INIT,
-                   help=f"ef21: g_i⁰ = ∇f_i(x⁰) (gradient, default) or C(∇f_i(x⁰)) (compressed)")
+                   help="ef21: g_i⁰ = ∇f_i(x⁰) (gradient, default) or C(∇f_i(x⁰)) (compressed)")
     g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")
     g.add_argument("--lr", type=float, help=f"stepsize η (default {dflt['lr']})")
     g.add_argument("--batch-size", type=int,
@@ -207,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--rho", type=float, help=f"Hessian-Lipschitz ρ of the ε-SOSP verdict (default {dflt['rho']:g})")
     g = r.add_argument_group("output")
     g.add_argument("--log-every", type=int, help="log every N-th iterate (and the last)")
-    g.add_argument("--value-bits", type=int, choices=VALUE_BITS, help=f"bits per sent value (default {dflt['value_bits']})")
+    g.add_argument("--value-bits", type=int, choices=VALUE_BITS,
+                   help=f"bits per sent value (default {dflt['value_bits']})")
     g.add_argument("--index-mode", choices=compressors.INDEX_MODES,
                    help="explicit (default): ceil(log2 d) bits per index; shared-seed: indices regenerated, 0 bits")
     g.add_argument("--downlink", choices=DOWNLINK,
@@ -291,6 +294,22 @@ def _compare(ns) -> int:
               f"{counts['skipped']} skipped; results in {ns.out}")
         print(sw.format_summary(rows, sweep.target))
     return 1 if counts["failed"] else 0
+
+
+def _escape(ns) -> int:
+    from .escape import run_escape
+    res = run_escape(ns.out, problem=ns.problem, dataset=ns.dataset, data_dir=ns.data_dir, hidden=ns.hidden,
+                     dim=ns.dim, compressors=ns.compressors, noise=ns.noise, lr=ns.lr, batch_size=ns.batch_size,
+                     iters=ns.iters, log_every=ns.log_every, reset_iters=ns.reset_iters, seeds=ns.seeds,
+                     plot=ns.plot, progress=sys.stderr.isatty())
+    if res["counts"]["failed"]:
+        print(f"escape: {res['counts']['failed']} run(s) failed; see their error in {ns.out}", file=sys.stderr)
+    for row in res["summary"]:
+        print(f"{row['compressor']:<16} r={row['noise']:<6g} final loss mean {row['final_loss_mean']:.4f} "
+              f"[{row['final_loss_lo']:.4f}, {row['final_loss_hi']:.4f}]  first iteration below 90% of the "
+              f"saddle's loss: {row['escape_iter_median']}")
+    print(f"figure: {res['figure']}")
+    return 0
 
 
 def _sigterm(signum, frame):
@@ -430,8 +449,7 @@ def main(argv=None) -> int:
             print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {ns.out}")
             return 0
         if ns.command == "escape":
-            from .plot import escape_experiment
-            return escape_experiment(ns)
+            return _escape(ns)
         if ns.command == "compare":
             return _compare(ns)
         if ns.command == "report":

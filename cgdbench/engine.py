@@ -76,8 +76,10 @@ class Trace:
         """The method-specific ``rows``, then what every run reports: bits, time, warnings, where saved."""
         m, last = self.meta, self.loss.size > 0
         rows = rows + [
-            ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, down {_bits(self.bits_down[-1] if last else 0)}"),
-            ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + {m.get('compile_seconds', float('nan')):.2f} s "
+            ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, "
+                          f"down {_bits(self.bits_down[-1] if last else 0)}"),
+            ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + "
+                          f"{m.get('compile_seconds', float('nan')):.2f} s "
                           f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
                           + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
         ]

@@ -9,7 +9,8 @@ import scipy.sparse as sp
 def numpy_reference(problem, D_diag, det_root, K, seed):
     """Algorithm 1 with rand-1, one Python iteration per step and per client."""
     A = sp.csr_matrix((problem.values, problem.indices, problem.indptr), shape=(problem.m, problem.d))
-    parts = [(A[problem.client_ptr[i]:problem.client_ptr[i + 1]], problem.b[problem.client_ptr[i]:problem.client_ptr[i + 1]])
+    ptr = problem.client_ptr
+    parts = [(A[ptr[i]:ptr[i + 1]], problem.b[ptr[i]:ptr[i + 1]])
              for i in range(problem.n)]
     lam, d, n = problem.lam, problem.d, problem.n
     rng = np.random.default_rng(seed)

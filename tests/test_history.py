@@ -1,6 +1,5 @@
 """`cgdbench history`: asv results (read through asv's own code) -> HDF5 table."""
 import json
-import warnings
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Vector compressors of compressed SGD: NumPy twins, unbiasedness, contraction, bits, bad input."""
-import math
 
 import numpy as np
 import pytest

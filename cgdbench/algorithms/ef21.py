@@ -19,7 +19,6 @@ applied as C/(1+ω), an α = 1/(1+ω) contraction, and the run says so.
 """
 import math
 
-import numpy as np
 
 from .._jit import njit_parallel, prange
 from ..compressors.vector import C_IDENTITY, C_RAND_K, C_SKETCH_TOP_K, C_TOP_K, decode_add, encode

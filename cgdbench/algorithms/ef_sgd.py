@@ -323,7 +323,8 @@ class EfSgdJob(Job):
         v = m.get("sosp")
         if v:
             rows.append(("ε-SOSP", f"{'yes' if v['is_sosp'] else 'no'}: ‖∇f‖ = {v['grad_norm']:.3e} "
-                                  f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; λ_min = {v['lambda_min']:.4e} "
+                                  f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; "
+                                  f"λ_min = {v['lambda_min']:.4e} "
                                   f"{'>=' if v['second_order'] else '<'} −√(ρε) = {v['lambda_threshold']:.4e} "
                                   f"(ρ = {v['rho']:g}, {m.get('lambda_min_method', '?')})"))
         return rows

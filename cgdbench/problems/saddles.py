@@ -415,7 +415,8 @@ class SaddleQuartic(SaddleProblem):
 
     @classmethod
     def create(cls, dim: int | None = None, lam: float = 1.0, samples: int = 64, clients: int = 1,
-               split: str = "contiguous", split_seed: int = 0, noise_scale: float = 0.2, dataset=None, hidden=None, **_):
+               split: str = "contiguous", split_seed: int = 0, noise_scale: float = 0.2, dataset=None, hidden=None,
+               **_):
         if hidden is not None:
             raise ConfigError(f"--hidden {hidden!r}: saddle-quartic has no layers (use --dim)")
         if dataset is not None:

@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .distributed import covariance
 
 
 def smoothness_constants(problem, L: np.ndarray) -> dict:
@@ -65,7 +66,6 @@ def diana_alpha_max(omega: float) -> float:
 
 # --- det-MARINA ------------------------------------------------------------------
 def _sketch_cov(sketch) -> np.ndarray:
-    from .distributed import covariance
     return covariance(sketch)
 
 

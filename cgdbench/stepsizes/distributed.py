@@ -49,6 +49,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import ConfigError, choices_error
+from .cache import cache_dir, save_npz
+from .cache import key as _key
+from .linalg import lam_max_pencil as _lam_max_pencil
+from .linalg import logdet_chol, sym_power
+from .optimal import pcg
+from .shapes import single_node
 
 #: the exact diagonal program's Newton step costs O(d³) plus O(d²r) per client (L_i = c₀I + F_iF_iᵀ,
 #: F_i of rank r): limit on n·d²·r
@@ -107,7 +113,6 @@ def lambda_D(D, sketch, L, client_L, family: str = "det-cgd1") -> float:
 
 def client_lambdas(D, sketch, L, client_L, family: str = "det-cgd1") -> np.ndarray:
     """λ_max(L_i^{1/2} V L_i^{1/2}) for each client (V the noise matrix); λ_D is their maximum."""
-    from . import sym_power
     V = noise_matrix(D, sketch, np.asarray(L, dtype=float), family)
     Vh = sym_power(V, 0.5)                     # λ_max(L_i^{1/2} V L_i^{1/2}) = λ_max(V^{1/2} L_i V^{1/2})
     X = Vh @ np.asarray(client_L, dtype=float) @ Vh
@@ -121,7 +126,6 @@ def _nbhd_const(s: Setting) -> float:
 
 def report(D, sketch, L, s: Setting, family: str) -> dict:
     """Corollary 1's quantities for a stepsize D: λ_D, each condition, (20)'s right-hand side."""
-    from . import _lam_max_pencil
     Dd = np.asarray(D, dtype=float)
     d = Dd.shape[0]
     g = math.exp(np.linalg.slogdet(Dd)[1] / d)
@@ -138,7 +142,6 @@ def report(D, sketch, L, s: Setting, family: str) -> dict:
 
 def line_search(W, sketch, L, s: Setting, family: str):
     """Largest β with D = βW satisfying (a)-(c); returns ``(β, binding condition)``."""
-    from . import _lam_max_pencil
     W = np.asarray(W, dtype=float)
     d = W.shape[0]
     lam_w = lambda_D(W, sketch, L, s.client_L, family)
@@ -197,7 +200,6 @@ def _program(sketch, L, s: Setting, start=None):
     Ω_i = J M_i⁻¹ J = Ω₀ + P_i N_i⁻¹ P_iᵀ with P_i = Ω₀ΔF_i: every client term costs O(d²r)
     after O(d³) shared work, instead of O(d³) per client (r ≈ 17 against d = 123 on a1a).
     """
-    from . import logdet_chol, sym_power
     L = 0.5 * (L + L.T)
     d, n = L.shape[0], s.n
     c0, F = _factor_clients(s.client_L)
@@ -476,10 +478,9 @@ def _barrier(sketch, L, s: Setting, rtol: float, max_newton: int, time_limit: fl
 
 def best_diag_line_search(sketch, L, s: Setting):
     """The best of the line searches over the diagonal shapes diag-inv, optimal-diag and I; (δ, shape)."""
-    from . import build
     best = None
     for shape in ("diag-inv", "optimal-diag", "identity-w"):
-        W, _ = build(shape, "det-cgd1", sketch, L)
+        W, _ = single_node(shape, None, "det-cgd1", sketch, L, np.array([0, L.shape[0]], dtype=np.int64))
         w = np.diag(W.dense())
         beta, _ = line_search(np.diag(w), sketch, L, s, "det-cgd1")
         if best is None or np.sum(np.log(beta * w)) > np.sum(np.log(best[0])):
@@ -489,7 +490,6 @@ def best_diag_line_search(sketch, L, s: Setting):
 
 def _cache_path(prefix, kind, sketch, L, s: Setting, *tag):
     """Disk-cache path of a Corollary 1 program: keyed by (L, sketch, kind), the L_i, K, ε², Δ^inf and tag."""
-    from .optimal import _key, cache_dir
     h = hashlib.sha256(_key(L, sketch, kind).encode())
     h.update(np.ascontiguousarray(s.client_L, dtype=np.float64).tobytes())
     h.update(repr((s.K, s.eps2, s.delta_inf, *tag)).encode())
@@ -504,7 +504,6 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
     """
     import sys
 
-    from .optimal import save_npz
     d, n = L.shape[0], s.n
     r = _factor_clients(s.client_L)[1].shape[2]
     if n * d * d * r > MAX_DIAG_PROGRAM_WORK:
@@ -559,7 +558,6 @@ def _full_program(sketch, L, s: Setting, family: str, start=None):
     exact diagonal of the V″ term, plus rank-one terms by Woodbury for the PRECOND_DIRECTIONS
     eigen-directions of the N_i (and the few of E) nearest their boundary, and (c)'s rank one.
     """
-    from . import logdet_chol
     L = 0.5 * (L + L.T)
     d, n = L.shape[0], s.n
     C = covariance(sketch)
@@ -735,7 +733,6 @@ def _full_barrier(sketch, L, s: Setting, family: str, rtol: float, time_limit: f
     U-coordinates to ``cg_rtol``.  CG's decrement −⟨∇φ, step⟩ underestimates the true one, so the
     last centre is confirmed with CG to 1e-8: the gap bound (θ + (λ + √θ)λ/(1 − λ))/t uses that λ.
     """
-    from .optimal import pcg
     t_start = time.perf_counter()
     phi, system, D, tau, theta = _full_program(sketch, L, s, family, start)
     d = L.shape[0]
@@ -790,7 +787,6 @@ def _full_lmis(sketch, L, family: str):
     L^½ D Diag(c_j) L_i^½ over the r = rank C terms (m = d(1 + r)): a lifting that keeps λ_D
     convex in D (Proposition 3).
     """
-    from . import sym_power
     C = covariance(sketch)
     d = C.shape[0]
     if family == "det-cgd2":
@@ -840,7 +836,6 @@ def corollary1_full(sketch, L, s: Setting, family: str = "det-cgd1", solver: str
     import cvxpy as cp
     from scipy.optimize import brentq
 
-    from . import sym_power
     t_start = time.perf_counter()
     L = 0.5 * (L + L.T)
     d = L.shape[0]
@@ -920,7 +915,6 @@ def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool =
     """
     import sys
 
-    from .optimal import save_npz
     d, n = L.shape[0], s.n
     m = _full_lmis(sketch, L, family)[1]
     conic = n * m * m <= MAX_FULL_PROGRAM
@@ -979,7 +973,6 @@ def estimate_inf(problem, x0, maxiter: int = 2000, use_cache: bool = True) -> di
     each infimum), as in the paper, which runs GD to convergence.  Δ^inf ≥ 0 holds
     exactly; a negative estimate (rounding) is clamped to 0.
     """
-    from .optimal import cache_dir
     h = hashlib.sha256()
     for a in problem.kernel_data():
         h.update(np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a).encode())

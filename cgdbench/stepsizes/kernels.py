@@ -3,7 +3,7 @@
 A dense D is the one-block case of block-diagonal.  ``mat`` holds the full d×d
 array for block kinds; only entries inside blocks are read.
 """
-from .._jit import njit, njit_inline
+from .._jit import njit_inline
 
 D_SCALAR, D_DIAG, D_BLOCK = 0, 1, 2
 

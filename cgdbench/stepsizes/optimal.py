@@ -47,15 +47,19 @@ beats Clarabel from d ≈ 32 on (docs/paper-notes.md §9 has the timings).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
+from .cache import cache_dir, save_npz
+from .cache import key as _key
+from .conditions import condition_lambda
+from .linalg import lam_max_pencil as _lam_max_pencil
+from .linalg import logdet_chol, require_pd, sym_power
+from .matrix import StepsizeMatrix
 
 #: cvxpy's generic conic solvers: only up to this d, and only for the (α, w) sketches
 MAX_SDP_D = 64
@@ -67,7 +71,6 @@ SOLVERS = ("barrier-newton-cg", "CLARABEL", "SCS")
 # --- diagonal D -------------------------------------------------------------
 def optimal_diag(A: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np.ndarray:
     """argmax Σ log δ  s.t.  A^{1/2} Diag(δ) A^{1/2} ⪯ I  (A ⪰ 0 with positive diagonal)."""
-    from . import logdet_chol, sym_power
 
     A = 0.5 * (A + A.T)
     d = A.shape[0]
@@ -140,7 +143,6 @@ def pcg(hess, prec, gX, gs, rtol, max_cg):
 
 def _solve_barrier(P, L, time_limit, rtol=1e-6, max_newton=50, cg_rtol=1e-2, max_cg=300, centre_tol=1e-2):
     """max log det D s.t. D − P∘(DLD) ⪰ 0; returns ``(D, status)`` (see the module docstring)."""
-    from . import _lam_max_pencil, logdet_chol
 
     t_start = time.perf_counter()
     d = L.shape[0]
@@ -252,36 +254,8 @@ def _moment_form(sketch):
     return None
 
 
-def cache_dir() -> Path:
-    """``$CGDBENCH_CACHE/stepsizes``, else the user cache directory."""
-    import os
-
-    from platformdirs import user_cache_dir
-    return Path(os.environ.get("CGDBENCH_CACHE") or user_cache_dir("cgdbench")) / "stepsizes"
-
-
-def save_npz(path: Path, **arrays) -> str:
-    """Write a cache entry atomically (an interrupted write leaves no half file); returns the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return str(path)
-
-
-def _key(L, sketch, kind) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(L, dtype=np.float64).tobytes())
-    h.update(f"{kind}|{sketch.spec()}|{sketch.d}|{sketch.block_ptr.tolist()}|v2".encode())
-    if sketch.name == "importance-rand-1":
-        h.update(sketch.p.tobytes())
-    return h.hexdigest()[:32]
-
-
 def _solve_cvxpy(L, alpha, w, solver, time_limit):
     import cvxpy as cp
-
-    from . import sym_power
 
     d = L.shape[0]
     Lh = sym_power(L, 0.5)
@@ -311,14 +285,12 @@ def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache
     Solvers in order: the barrier Newton-CG (any diagonal sketch, d <= MAX_BARRIER_D),
     then Clarabel and SCS through cvxpy (the (α, w) sketches, d <= MAX_SDP_D).
     """
-    from . import StepsizeMatrix, _require_pd, condition_lambda
-
     d = L.shape[0]
     if d > MAX_BARRIER_D:
         raise ConfigError(f"stepsize 'optimal' for det-cgd1: d = {d} exceeds the dense limit d <= {MAX_BARRIER_D} "
                           "of the full program (13); use 'optimal-diag' (any d) or a block structure with a "
                           "Theorem 2 rule (l-inv, diag-inv, ...)")
-    _require_pd(L, "optimal (det-cgd1)")
+    require_pd(L, "optimal (det-cgd1)")
     key = _key(L, sketch, "det-cgd1-full")
     path = cache_dir() / f"{key}.npz"
     if use_cache and path.is_file():
