@@ -20,6 +20,7 @@ import numpy as np
 
 from cgdbench import compressors
 from cgdbench.compressors.vector import encode_loop
+from cgdbench.reference import compressor_equivalents
 
 
 def best(fn, repeats):
@@ -32,52 +33,13 @@ def best(fn, repeats):
     return out
 
 
-def numpy_equivalents(d, k, rng):
-    """NumPy versions producing the same kind of message (values + indices, bits, levels, codes)."""
-    def top_k(v):
-        idx = np.argpartition(np.abs(v), d - k)[d - k:]
-        return idx, v[idx]
-
-    def rand_k(v):
-        idx = rng.choice(d, k, replace=False)
-        return idx, v[idx]
-
-    def sign(v):
-        return np.abs(v).sum() / d, np.packbits(v < 0)
-
-    def qsgd(v, s=4):
-        norm = np.linalg.norm(v)
-        a = np.abs(v) * (s / norm)
-        lv = np.floor(a)
-        lv += rng.random(d) < (a - lv)
-        return norm / s, np.copysign(lv, v).astype(np.int32)
-
-    def natural(v):
-        m, e = np.frexp(np.abs(v))
-        up = rng.random(d) < (2 * m - 1)
-        return np.where(v < 0, -1, 1).astype(np.int32) * (e + up).astype(np.int32)
-
-    def sketch_top_k(v, r=5, c=None):
-        c = c or max(10 * k, 64)
-        h = rng.integers(0, c, (r, d))
-        sg = rng.choice(np.array([-1.0, 1.0]), (r, d))
-        table = np.stack([np.bincount(h[j], weights=sg[j] * v, minlength=c) for j in range(r)])
-        est = np.median(sg * table[np.arange(r)[:, None], h], axis=0)
-        cand = np.argpartition(np.abs(est), d - 2 * k)[d - 2 * k:]
-        keep = cand[np.argpartition(np.abs(v[cand]), k)[k:]]
-        return keep, v[keep]
-
-    return {"top-k": top_k, "rand-k": rand_k, "sign": sign, "qsgd:4": qsgd, "natural": natural,
-            "sketch-top-k": sketch_top_k}
-
-
 def measure(d, repeats, fraction=0.001):
     rng = np.random.default_rng(0)
     v = rng.standard_normal(d)
     k = max(1, int(d * fraction))
     read = best(lambda: v.sum(), repeats)
     rows = []
-    np_eq = numpy_equivalents(d, k, np.random.default_rng(1))
+    np_eq = compressor_equivalents(d, k, np.random.default_rng(1))
     specs = {"top-k": f"top-k:{k}", "rand-k": f"rand-k:{k}", "sign": "sign", "qsgd:4": "qsgd:4",
              "natural": "natural", "sketch-top-k": f"sketch-top-k:{k}"}
     for name, spec in specs.items():

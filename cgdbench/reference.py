@@ -1,9 +1,422 @@
-"""Plain NumPy implementations, written the way a researcher would first write them.
+"""NumPy references: the one home of the plain implementations the kernels are checked and timed against.
 
-Benchmarks and the CI gate time the jitted kernels against these in the same process.
+Two kinds, both written the way a researcher would first write them:
+
+* **twins** — slow and obviously right, line by line from the papers; the tests compare every
+  jitted kernel with its twin to rounding (``tests/`` imports this module as ``naive``);
+* **timing peers** — the vectorised NumPy/SciPy a user would write (:func:`logistic_loss_grad`,
+  :func:`rand1_messages`, :func:`numpy_reference`, :func:`compressor_equivalents`); the CI gate,
+  the pytest-benchmark suite, asv and the scripts in ``benchmarks/`` time the kernels against
+  them in the same process.
 """
+import itertools
+import math
+
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
+
+U64 = np.uint64
+GOLDEN, M1, M2 = U64(0x9E3779B97F4A7C15), U64(0xBF58476D1CE4E5B9), U64(0x94D049BB133111EB)
+
+
+def mix64(z):
+    with np.errstate(over="ignore"):
+        z = U64(z)
+        z = (z ^ (z >> U64(30))) * M1
+        z = (z ^ (z >> U64(27))) * M2
+        return z ^ (z >> U64(31))
+
+
+def stream_key(seed, client, iteration):
+    with np.errstate(over="ignore"):
+        h = mix64(U64(seed) + GOLDEN)
+        h = mix64(h ^ (U64(client) * GOLDEN + M1))
+        return mix64(h ^ (U64(iteration) * M2 + GOLDEN))
+
+
+def uniform(key, draw):
+    with np.errstate(over="ignore"):
+        z = mix64(U64(key) + (U64(draw) + U64(1)) * GOLDEN)
+    return float(z >> U64(11)) * 2.0**-53
+
+
+# --- logistic regression ---------------------------------------------------
+def logreg_client(A, b, lam, x):
+    """f_i and ∇f_i from dense-free scipy ops, with the plain formulas."""
+    z = b * (A @ x)
+    loss = np.mean(np.logaddexp(0.0, -z))
+    sig = expit(-z)                        # σ(-z)
+    g = A.T @ (-b * sig) / A.shape[0]
+    reg = lam * np.sum(x**2 / (1 + x**2))
+    greg = lam * 2 * x / (1 + x**2) ** 2
+    return loss + reg, g + greg
+
+
+def least_squares_client(A, b, lam, x):
+    """Ridge least squares f_i = ‖A x − b‖²/(2m) + (λ/2)‖x‖² and its gradient."""
+    r = A @ x - b
+    return 0.5 * r @ r / A.shape[0] + 0.5 * lam * x @ x, A.T @ r / A.shape[0] + lam * x
+
+
+def client_oracle(problem):
+    return least_squares_client if problem.name == "least-squares" else logreg_client
+
+
+def client_blocks(problem):
+    A = sp.csr_matrix((problem.values, problem.indices, problem.indptr), shape=(problem.m, problem.d))
+    ptr = problem.client_ptr
+    return [(A[ptr[i]:ptr[i + 1]], problem.b[ptr[i]:ptr[i + 1]])
+            for i in range(problem.n)]
+
+
+def objective(problem, x):
+    """f and ∇f of a CSR-data problem (logistic or least squares) as the mean over clients."""
+    oracle = client_oracle(problem)
+    parts = [oracle(A, b, problem.lam, x) for A, b in client_blocks(problem)]
+    return np.mean([p[0] for p in parts]), np.mean([p[1] for p in parts], axis=0)
+
+
+def smoothness(problem):
+    Ls = []
+    for A, _ in client_blocks(problem):
+        Ad = A.toarray()
+        if problem.name == "least-squares":  # the Hessian
+            Ls.append(Ad.T @ Ad / Ad.shape[0] + problem.lam * np.eye(problem.d))
+        else:
+            Ls.append(Ad.T @ Ad / (4 * Ad.shape[0]) + 2 * problem.lam * np.eye(problem.d))
+    return np.mean(Ls, axis=0)
+
+
+# --- sketches: exact distributions for small d ------------------------------
+def enumerate_sketch(sk):
+    """All outcomes ``(probability, diagonal s)`` of a sketch (small d only)."""
+    d, ptr = sk.d, sk.block_ptr
+    name = sk.name
+    if name == "identity":
+        return [(1.0, np.ones(d))]
+    if name == "rand-k":
+        subsets = list(itertools.combinations(range(d), sk.k))
+        out = []
+        for J in subsets:
+            s = np.zeros(d)
+            s[list(J)] = d / sk.k
+            out.append((1.0 / len(subsets), s))
+        return out
+    if name == "importance-rand-1":
+        out = []
+        for j in range(d):
+            s = np.zeros(d)
+            s[j] = 1.0 / sk.p[j]
+            out.append((sk.p[j], s))
+        return out
+    blocks = list(zip(ptr[:-1], ptr[1:]))
+    if name == "block-rand-k":
+        per_block = []
+        for (lo, hi), k in zip(blocks, sk.ks):
+            subs = list(itertools.combinations(range(lo, hi), k))
+            per_block.append([(1.0 / len(subs), J, (hi - lo) / k) for J in subs])
+        out = []
+        for combo in itertools.product(*per_block):
+            s = np.zeros(d)
+            prob = 1.0
+            for pr, J, sc in combo:
+                prob *= pr
+                s[list(J)] = sc
+            out.append((prob, s))
+        return out
+    if name == "bern-q":
+        out = []
+        for eta in itertools.product([0, 1], repeat=len(blocks)):
+            s = np.zeros(d)
+            prob = 1.0
+            for (lo, hi), q, e in zip(blocks, sk.qs, eta):
+                prob *= q if e else 1 - q
+                if e:
+                    s[lo:hi] = 1.0 / q
+            out.append((prob, s))
+        return out
+    raise ValueError(name)
+
+
+def exact_moments(sk, M):
+    """E[S] and E[S M S] by enumeration."""
+    ES = np.zeros((sk.d, sk.d))
+    ESMS = np.zeros((sk.d, sk.d))
+    for prob, s in enumerate_sketch(sk):
+        S = np.diag(s)
+        ES += prob * S
+        ESMS += prob * S @ M @ S
+    return ES, ESMS
+
+
+# --- the algorithms, written the way a researcher would first write them ----
+def det_cgd(problem, sketch, D, family, K, seed, x0):
+    """Python loop over iterations and clients; returns per-iteration metrics and x_K.
+
+    Uses the dense matrices S_i and D; sketches come from ``sketch.sample`` (the
+    sampling kernel is tested on its own against :func:`enumerate_sketch`).
+    """
+    Dd = D.dense()
+    d = problem.d
+    clients = client_blocks(problem)
+    oracle = client_oracle(problem)
+    det_root = math.exp(np.linalg.slogdet(Dd)[1] / d)
+    x = x0.copy()
+    rows = {"loss": [], "gns": [], "gnsD": [], "nnz": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        grad = np.mean([p[1] for p in parts], axis=0)
+        rows["loss"].append(np.mean([p[0] for p in parts]))
+        rows["gns"].append(grad @ grad)
+        rows["gnsD"].append(grad @ Dd @ grad / det_root)
+        if k == K:
+            break
+        msgs, nnz = [], 0
+        for i, (_, g_i) in enumerate(parts):
+            idx, scale = sketch.sample(seed, i, k)
+            S = np.zeros((d, d))
+            S[idx, idx] = scale
+            nnz += idx.size
+            msgs.append(S @ g_i if family == "det-cgd1" else S @ Dd @ g_i)
+        rows["nnz"].append(nnz)
+        agg = np.mean(msgs, axis=0)
+        x = x - (Dd @ agg if family == "det-cgd1" else agg)
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+# --- vector compressors (saddle paper) ------------------------------------
+def u32_pair(key, i):
+    """The 32-bit uniform the kernels use for coordinate i (two per 64-bit draw)."""
+    with np.errstate(over="ignore"):
+        z = mix64(U64(key) + (U64(i >> 1) + U64(1)) * GOLDEN)
+    return int(z >> U64(32)) if i & 1 else int(z & U64(0xFFFFFFFF))
+
+
+def top_k(v, k):
+    """k largest |v_j|, ties to the smaller index, by a full stable sort."""
+    order = np.lexsort((np.arange(v.size), -np.abs(v)))
+    J = np.sort(order[:k])
+    out = np.zeros_like(v)
+    out[J] = v[J]
+    return out
+
+
+def scaled_sign(v):
+    return np.abs(v).sum() / v.size * np.where(v < 0, -1.0, 1.0)
+
+
+def qsgd(v, s, key):
+    """Level ⌊a + u/2³²⌋ for a = |x| s/‖x‖: up with probability frac(a).
+
+    u/2³² is exact, so is the sum's floor up to one rounding.
+    """
+    norm = np.linalg.norm(v)
+    if norm == 0:
+        return np.zeros_like(v)
+    f = s / norm
+    out = np.empty_like(v)
+    for i, x in enumerate(v):
+        lev = math.floor(abs(x) * f + u32_pair(key, i) / 2.0**32)
+        out[i] = math.copysign(lev, x) if lev else 0.0
+    return out * norm / s
+
+
+def natural(v, key):
+    """Round |x| = m 2^e (m in [1, 2)) to 2^e or 2^(e+1), up when u/2³² >= 1 - (m - 1) (probability m - 1, to 2⁻³²)."""
+    out = np.zeros_like(v)
+    for i, x in enumerate(v):
+        if x == 0 or abs(x) < np.finfo(float).tiny:
+            continue
+        m, e = math.frexp(abs(x))           # |x| = m 2^e, m in [0.5, 1)
+        lo = 2.0 ** (e - 1)
+        frac_bits = int(np.float64(abs(x)).view(np.uint64)) & ((1 << 52) - 1)
+        up = frac_bits + (u32_pair(key, i) << 20) >= 1 << 52
+        out[i] = math.copysign(lo * (2.0 if up else 1.0), x)
+    return out
+
+
+# --- Algorithm 1 of the saddle paper ---------------------------------------
+def ef_sgd(problem, comp, x0, iters, seed, lr, batch, noise=0.0, use_ef=True, use_reset=False, reset_iters=100,
+           escape_radius=math.inf):
+    """Algorithm 1 line by line; returns (x_K, losses f(x_t) for t=0..K, number of resets).
+
+    Minibatch rows and the noise come from the same streams as the engine
+    (``RandK(m_i, B).sample`` is Floyd's algorithm on the worker's rows), so the
+    two must agree to rounding.
+    """
+    from cgdbench.algorithms.ef_sgd import gaussian_vector
+    from cgdbench.compressors import RandK
+    W, d = problem.n, problem.d
+    x = x0.copy()
+    e = np.zeros((W, d))
+    x_anchor, f_anchor, t_anchor = x.copy(), problem.f(x), 0
+    resets, losses = 0, []
+    for t in range(iters + 1):
+        if use_reset and t > 0:
+            x_tilde = x - lr * e.mean(axis=0)
+            if t - t_anchor > reset_iters or np.linalg.norm(x_anchor - x_tilde) > escape_radius:
+                f_tilde = problem.f(x_tilde)
+                if f_tilde < f_anchor:
+                    x, f_anchor = x_tilde, f_tilde
+                else:
+                    x = x_anchor.copy()
+                x_anchor, t_anchor, resets = x.copy(), t, resets + 1
+                e[:] = 0.0
+        losses.append(problem.f(x))
+        if t == iters:
+            break
+        xi = np.zeros(d)
+        if noise > 0:
+            gaussian_vector(np.uint64(seed), t, noise, xi)
+        g = np.zeros(d)
+        for i in range(W):
+            lo, hi = problem.worker_ptr[i], problem.worker_ptr[i + 1]
+            rows = lo + RandK(int(hi - lo), np.array([0, hi - lo]), batch).sample(seed, i, t)[0]
+            v = problem.batch_f_and_grad(x, rows)[1] + xi + (e[i] if use_ef else 0.0)
+            c = comp(v, seed=seed, iteration=t)
+            if use_ef:
+                e[i] = v - c
+            g += c
+        x = x - lr * g / W
+    return x, np.array(losses), resets
+
+
+# --- the baselines: EF21, DIANA, MARINA, det-MARINA --------------------------
+SHARED_COIN = 2**62 + 3
+
+
+def vector_compress(comp, v, seed, client, k):
+    """C(v) with client ``client``'s stream at iteration k, from the plain definitions.
+
+    rand-k's coordinates come from ``RandK(d, k).sample`` (the same Floyd draw, tested
+    on its own against :func:`enumerate_sketch`).
+    """
+    from cgdbench.compressors import RandK
+    key = stream_key(seed, client, k)
+    if comp.name == "identity":
+        return comp.scale * v
+    if comp.name in ("rand-k", "rand-k-unscaled"):
+        J = RandK(comp.d, np.array([0, comp.d]), comp.k).sample(seed, client, k)[0]
+        out = np.zeros_like(v)
+        out[J] = comp.scale * v[J]
+        return out
+    if comp.name == "top-k":
+        return comp.scale * top_k(v, comp.k)
+    if comp.name == "sign":
+        return comp.scale * scaled_sign(v)
+    if comp.name == "qsgd":
+        return comp.scale * qsgd(v, comp.s, key)
+    if comp.name == "natural":
+        return comp.scale * natural(v, key)
+    raise ValueError(comp.name)
+
+
+def _metrics(rows, parts, D=None, det_root=1.0):
+    grad = np.mean([p[1] for p in parts], axis=0)
+    rows["loss"].append(np.mean([p[0] for p in parts]))
+    rows["gns"].append(grad @ grad)
+    rows["gnsD"].append(grad @ (D @ grad if D is not None else grad) / det_root)
+
+
+def ef21(problem, comp, gamma, K, seed, x0, init="gradient", value_bits=32):
+    """EF21 (Algorithm 1 of Richtárik et al. 2021) with the server's recursion g ← g + mean c_i."""
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    G = np.zeros((n, d))
+    x, g, bits = x0.copy(), None, 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        if k == 0 and init == "gradient":
+            G = np.array([p[1] for p in parts])
+            g = G.mean(axis=0)
+            bits += n * d * value_bits
+        else:
+            c = np.array([vector_compress(comp, parts[i][1] - G[i], seed, i, k) for i in range(n)])
+            G = G + c
+            g = c.mean(axis=0) if g is None else g + c.mean(axis=0)
+            bits += n * comp.bits_up(value_bits)
+        x = x - gamma * g
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+def diana(problem, comp, gamma, alpha, K, seed, x0, value_bits=32):
+    """DIANA: q_i = Q(∇f_i − h_i), g = h + mean q_i, h_i += α q_i, h += α mean q_i."""
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    H, h, x, bits = np.zeros((n, d)), np.zeros(d), x0.copy(), 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        q = np.array([vector_compress(comp, parts[i][1] - H[i], seed, i, k) for i in range(n)])
+        g = h + q.mean(axis=0)
+        H = H + alpha * q
+        h = h + alpha * q.mean(axis=0)
+        bits += n * comp.bits_up(value_bits)
+        x = x - gamma * g
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+def marina(problem, comp, gamma, p, K, seed, x0, value_bits=32, sketch=None, D=None):
+    """MARINA (and det-MARINA: ``sketch`` S_i and matrix ``D``, x ← x − D g).
+
+    The coin of round k is ``uniform(stream_key(seed, SHARED_COIN, k), 0) < p`` (round 0 is full).
+    """
+    oracle, clients = client_oracle(problem), client_blocks(problem)
+    n, d = problem.n, problem.d
+    Dd = D.dense() if D is not None else gamma * np.eye(d)
+    det_root = math.exp(np.linalg.slogdet(Dd)[1] / d)
+    x, g, prev, bits = x0.copy(), None, None, 0
+    rows = {"loss": [], "gns": [], "gnsD": [], "bits_up": []}
+    for k in range(K + 1):
+        parts = [oracle(A, b, problem.lam, x) for A, b in clients]
+        _metrics(rows, parts, Dd, det_root)
+        rows["bits_up"].append(bits)
+        if k == K:
+            break
+        grads = np.array([pt[1] for pt in parts])
+        if k == 0 or uniform(stream_key(seed, SHARED_COIN, k), 0) < p:
+            g = grads.mean(axis=0)
+            bits += n * d * value_bits
+        elif sketch is None:
+            g = g + np.mean([vector_compress(comp, grads[i] - prev[i], seed, i, k) for i in range(n)], axis=0)
+            bits += n * comp.bits_up(value_bits)
+        else:
+            msgs = []
+            for i in range(n):
+                idx, scale = sketch.sample(seed, i, k)
+                s = np.zeros(d)
+                s[idx] = scale
+                msgs.append(s * (grads[i] - prev[i]))
+                bits += value_bits * idx.size + sketch.index_bits("explicit")
+            g = g + np.mean(msgs, axis=0)
+        prev = grads
+        x = x - Dd @ g
+    return {k: np.array(v) for k, v in rows.items()}, x
+
+
+# --- timing peers --------------------------------------------------------------------
+def logistic_loss_grad(A, b, x):
+    """Logistic loss and gradient over all rows of the CSR matrix ``A`` (what the gate times the kernel against)."""
+    z = b * (A @ x)
+    return np.mean(np.logaddexp(0, -z)), A.T @ (-b * expit(-z)) / A.shape[0]
+
+
+def rand1_messages(g, n_msg, seed, out):
+    """``out`` = the sum of ``n_msg`` rand-1 messages of ``g`` (``out`` reused: no page faults in the timing)."""
+    d = g.size
+    idx = np.random.default_rng(seed).integers(d, size=n_msg)
+    out[:] = 0.0
+    np.add.at(out, idx, d * g[idx])
 
 
 def numpy_reference(problem, D_diag, det_root, K, seed):
@@ -36,3 +449,42 @@ def numpy_reference(problem, D_diag, det_root, K, seed):
         x = x - D_diag * agg / n
         bits.append(bits[-1] + n * (32 + int(np.ceil(np.log2(d)))))
     return x, np.array(loss)
+
+
+def compressor_equivalents(d, k, rng):
+    """NumPy versions producing the same kind of message (values + indices, bits, levels, codes)."""
+    def top_k(v):
+        idx = np.argpartition(np.abs(v), d - k)[d - k:]
+        return idx, v[idx]
+
+    def rand_k(v):
+        idx = rng.choice(d, k, replace=False)
+        return idx, v[idx]
+
+    def sign(v):
+        return np.abs(v).sum() / d, np.packbits(v < 0)
+
+    def qsgd(v, s=4):
+        norm = np.linalg.norm(v)
+        a = np.abs(v) * (s / norm)
+        lv = np.floor(a)
+        lv += rng.random(d) < (a - lv)
+        return norm / s, np.copysign(lv, v).astype(np.int32)
+
+    def natural(v):
+        m, e = np.frexp(np.abs(v))
+        up = rng.random(d) < (2 * m - 1)
+        return np.where(v < 0, -1, 1).astype(np.int32) * (e + up).astype(np.int32)
+
+    def sketch_top_k(v, r=5, c=None):
+        c = c or max(10 * k, 64)
+        h = rng.integers(0, c, (r, d))
+        sg = rng.choice(np.array([-1.0, 1.0]), (r, d))
+        table = np.stack([np.bincount(h[j], weights=sg[j] * v, minlength=c) for j in range(r)])
+        est = np.median(sg * table[np.arange(r)[:, None], h], axis=0)
+        cand = np.argpartition(np.abs(est), d - 2 * k)[d - 2 * k:]
+        keep = cand[np.argpartition(np.abs(v[cand]), k)[k:]]
+        return keep, v[keep]
+
+    return {"top-k": top_k, "rand-k": rand_k, "sign": sign, "qsgd:4": qsgd, "natural": natural,
+            "sketch-top-k": sketch_top_k}

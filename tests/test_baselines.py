@@ -9,7 +9,7 @@ from cgdbench.data import load
 from cgdbench.errors import ConfigError
 from cgdbench.stepsizes import baselines
 
-from . import naive
+from cgdbench import reference as naive
 
 K = 50
 

@@ -9,7 +9,7 @@ from cgdbench import RunConfig, compressors, run, stepsizes
 from cgdbench.errors import ConfigError
 from cgdbench.stepsizes import distributed as dist
 
-from . import naive
+from cgdbench import reference as naive
 
 
 def _clients(d, n, seed=3, rank=3):

@@ -7,7 +7,7 @@ import pytest
 from cgdbench import RunConfig, engine, store
 from cgdbench.errors import CgdbenchError, ConfigError
 
-from . import naive
+from cgdbench import reference as naive
 
 CASES = [  # problem options, algorithm, compressor, workers, noise, reset (I, R)
     (dict(problem="saddle-quartic", dim=8), "sgd", "identity", 1, 0.0, None),

@@ -6,7 +6,7 @@ import cgdbench
 from cgdbench import RunConfig, algorithms, engine
 from cgdbench.errors import ConfigError
 
-from . import naive
+from cgdbench import reference as naive
 
 CASES = [
     ("logreg-nonconvex", "gd", "identity", "scalar", 1),

@@ -6,7 +6,7 @@ from cgdbench import compressors, stepsizes
 from cgdbench.errors import ConfigError
 from cgdbench.stepsizes import optimal
 
-from . import naive
+from cgdbench import reference as naive
 
 D = 10
 

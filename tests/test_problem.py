@@ -5,7 +5,7 @@ import pytest
 from cgdbench.errors import ConfigError
 from cgdbench.problems import LeastSquares, LogRegNonconvex, parse_blocks
 
-from . import naive
+from cgdbench import reference as naive
 
 
 @pytest.fixture(params=[(LogRegNonconvex, 1, "contiguous"), (LogRegNonconvex, 5, "contiguous"),

@@ -2,7 +2,7 @@ import numpy as np
 
 from cgdbench import rng as R
 
-from . import naive
+from cgdbench import reference as naive
 
 
 def test_jitted_streams_match_numpy_twin():

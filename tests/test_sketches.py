@@ -7,7 +7,7 @@ import pytest
 from cgdbench import compressors
 from cgdbench.errors import ConfigError
 
-from . import naive
+from cgdbench import reference as naive
 
 D = 6
 PTR = np.array([0, 2, 6])  # two blocks of sizes 2 and 4

@@ -6,7 +6,7 @@ from cgdbench import compressors, stepsizes
 from cgdbench.errors import ConfigError
 from cgdbench.stepsizes import StepsizeMatrix
 
-from . import naive
+from cgdbench import reference as naive
 
 D = 6
 PTR = np.array([0, 2, 6])

@@ -93,7 +93,7 @@ def test_theory_cli_table_with_blocks(data_dir):
 
 
 def test_lambda_D_against_enumeration():
-    from . import naive
+    from cgdbench import reference as naive
     rng = np.random.default_rng(7)
     d = 6
     Ls = []

@@ -8,7 +8,7 @@ from cgdbench.compressors import RandK
 from cgdbench.compressors.vector import SHARED_COMPRESSOR, measure
 from cgdbench.errors import ConfigError
 
-from . import naive
+from cgdbench import reference as naive
 
 D = 50
 ALL = ["identity", "rand-k:5", "rand-1", "rand-k-unscaled:5", "top-k:5", "sign", "qsgd:4", "natural",
