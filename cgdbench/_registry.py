@@ -1,4 +1,6 @@
-"""Shared parsing of ``NAME[:PARAMS]`` specs against a registry with aliases."""
+"""The one registry mechanism (name, aliases, parameters, doc, traits, factory) and ``NAME[:PARAMS]`` parsing."""
+from collections.abc import Mapping
+
 from .errors import ConfigError, choices_error
 
 
@@ -33,11 +35,12 @@ class Entry:
         return f"Entry({self.name!r})"
 
 
-class Registry:
-    """Name -> :class:`Entry`, filled by the :meth:`register` decorator on each factory.
+class Registry(Mapping):
+    """Name -> :class:`Entry`, filled by the :meth:`register` decorator on each factory (or by a call).
 
     Everything known about an entry (its traits) is declared where it is registered;
-    callers ask the entry, never a side list of names.
+    callers ask the entry, never a side list of names.  A read-only mapping of canonical
+    names to entries (iteration gives names, in registration order).
     """
 
     def __init__(self, what: str):
@@ -55,6 +58,17 @@ class Registry:
             return factory
         return deco
 
+    # --- Mapping -----------------------------------------------------------------------
+    def __getitem__(self, name) -> Entry:
+        return self.entries[name]
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self):
+        return len(self.entries)
+
+    # --- lookups -----------------------------------------------------------------------
     def canonical(self, name) -> str:
         key = str(name).strip().lower()
         key = self.aliases.get(key, key)
@@ -62,18 +76,20 @@ class Registry:
             raise choices_error(self.what, name, self.entries)
         return key
 
-    def get(self, name) -> Entry:
+    def get(self, name) -> Entry:  # noqa: D102  (Mapping.get semantics replaced: unknown names raise)
         return self.entries[self.canonical(name)]
 
-    def __contains__(self, name) -> bool:
-        return str(name).strip().lower() in self.entries or str(name).strip().lower() in self.aliases
-
-    def __iter__(self):
-        return iter(self.entries.values())
+    def split(self, spec, what: str | None = None) -> tuple[str, str]:
+        """``NAME[:PARAMS]`` -> (canonical name, raw parameter text); unknown names list the registered ones."""
+        return split_spec(what or self.what, spec, self.entries, self.aliases)
 
     def names(self, **traits) -> list[str]:
-        """Names whose traits match ``traits`` (all of them)."""
-        return [e.name for e in self if all(e.traits.get(k) == v for k, v in traits.items())]
+        """Names whose traits equal ``traits`` (all of them)."""
+        return [e.name for e in self.values() if all(e.traits.get(k) == v for k, v in traits.items())]
+
+    def select(self, pred) -> list[str]:
+        """Names of the entries ``pred(entry)`` accepts."""
+        return [e.name for e in self.values() if pred(e)]
 
     def describe(self) -> list[tuple[str, str]]:
-        return [(e.name + (":" + e.params if e.params else ""), e.doc) for e in self]
+        return [(e.name + (":" + e.params if e.params else ""), e.doc) for e in self.values()]

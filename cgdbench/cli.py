@@ -177,10 +177,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--algorithm", help=f"one of: {_choices(algorithms.describe())} (default {dflt['algorithm']})")
     g.add_argument("--compressor",
                    help=f"one of: {_choices(compressors.describe())} (default: the algorithm's, "
-                        + ", ".join(f"{e.name} {e.default_compressor}" for e in algorithms.REGISTRY) + ")")
+                        + ", ".join(f"{e.name} {e.default_compressor}" for e in algorithms.REGISTRY.values()) + ")")
     g.add_argument("--stepsize",
                    help=f"one of: {_choices(stepsizes.describe())} (default: the algorithm's, "
-                        + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY) + ")")
+                        + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY.values()) + ")")
     g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']})")
     g.add_argument("--eps2", type=float,
                    help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness "
@@ -400,13 +400,12 @@ def _band(text: str) -> tuple[float, float]:
 
 
 def _compressors(ns) -> int:
-    from .compressors.vector import VECTOR_NAMES
     if ns.d < 2:
         raise ConfigError(f"--d {ns.d}: need d >= 2")
     k = max(1, ns.d // 100)
     specs = ns.specs or [n if n in ("identity", "rand-1", "sign", "natural") else
                          {"qsgd": "qsgd:4", "sketch-top-k": f"sketch-top-k:{k}"}.get(n, f"{n}:{k}")
-                         for n in VECTOR_NAMES]
+                         for n in compressors.vector_names()]
     rows = [compressors.measure(compressors.make_vector(s, ns.d), ns.samples, ns.seed, ns.dist) for s in specs]
     if ns.json:
         print(json.dumps(rows))

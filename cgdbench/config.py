@@ -184,7 +184,7 @@ class RunConfig:
         if algo.oracle == "minibatch" and self.blocks is not None:
             bad.append("blocks")
         if bad:
-            readers = [e.name for e in algorithms.REGISTRY if all(k in e.reads for k in bad)]
+            readers = [e.name for e in algorithms.REGISTRY.values() if all(k in e.reads for k in bad)]
             where = ", ".join(readers) if readers else "other algorithms"
             if bad == ["blocks"]:
                 where = "det-CGD methods (the saddle problems bring their own layer blocks)"

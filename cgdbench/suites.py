@@ -7,43 +7,23 @@ suites`` prints them.  Settings follow ``shared/PAPERS.md`` (the authors' README
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from . import data
+from ._registry import Registry
 from .config import RunConfig
 from .errors import ConfigError, choices_error
 from .sweep import Cell, Sweep
 
 
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    aliases: tuple
-    doc: str
-    build: Callable
-    default_seeds: int
-    default_iters: int
-
-
-REGISTRY: dict[str, Suite] = {}
-ALIASES: dict[str, str] = {}
+#: traits: ``default_seeds``, ``default_iters``; the factory is ``(dataset, seeds, iters) -> Sweep``
+REGISTRY = Registry("suite")
 
 
 def suite(name, doc, seeds, iters, aliases=()):
-    def deco(fn):
-        REGISTRY[name] = Suite(name, tuple(aliases), doc, fn, seeds, iters)
-        for a in aliases:
-            ALIASES[a] = name
-        return fn
-    return deco
+    return REGISTRY.register(name, aliases=aliases, doc=doc, default_seeds=seeds, default_iters=iters)
 
 
-def get(name: str) -> Suite:
-    key = ALIASES.get(name, name)
-    if key not in REGISTRY:
-        raise choices_error("suite", name, list(REGISTRY))
-    return REGISTRY[key]
+def get(name: str):
+    return REGISTRY.get(name)
 
 
 def describe() -> list[tuple[str, str]]:
@@ -69,7 +49,7 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
         if s.name in ("saddle-escape",):
             raise ConfigError(f"--dataset all applies to the det-CGD suites; {s.name} runs on its own data "
                               "(give --dataset NAME to change it)")
-        parts = [s.build(d, seeds, iters) for d in found]
+        parts = [s.factory(d, seeds, iters) for d in found]
         cells, seen = [], set()
         for c in (c for p in parts for c in p.cells):  # cells that do not read the dataset appear once
             if c.id not in seen:
@@ -77,7 +57,7 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
                 cells.append(c)
         sw = Sweep(s.name, cells, target=parts[0].target, notes=[f"datasets: {', '.join(found)}"])
     else:
-        sw = s.build(dataset, seeds, iters)
+        sw = s.factory(dataset, seeds, iters)
     sw.name = s.name
     sw.description = s.doc
     return sw

@@ -215,9 +215,8 @@ def test_options_left_at_default_keep_old_run_ids():
 
 
 def test_registry_declares_every_algorithm():
-    names = [e.name for e in algorithms.REGISTRY]
-    assert {"ef21", "diana", "marina", "det-marina"} <= set(names)
-    for e in algorithms.REGISTRY:
+    assert {"ef21", "diana", "marina", "det-marina"} <= set(algorithms.REGISTRY)
+    for e in algorithms.REGISTRY.values():
         assert e.oracle in algorithms.ORACLES and e.contract in algorithms.CONTRACTS
         RunConfig(algorithm=e.name, **({"problem": "saddle-quartic"} if e.oracle == "minibatch" else {}))
 

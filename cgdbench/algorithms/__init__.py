@@ -42,7 +42,7 @@ def register(name, *, doc, oracle, contract, reads=(), rules=None, default_compr
 from . import det_cgd, ef_sgd, ef21, diana, marina, det_marina  # noqa: E402,F401
 
 #: every option some algorithm reads; an algorithm given another's is refused
-OWN_OPTIONS = tuple(dict.fromkeys(o for e in REGISTRY for o in e.reads))
+OWN_OPTIONS = tuple(dict.fromkeys(o for e in REGISTRY.values() for o in e.reads))
 
 
 def canonical(name: str) -> str:

@@ -13,12 +13,11 @@ such as ``k > d`` are raised.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._registry import split_spec
+from .._registry import Registry
 from ..errors import ConfigError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
@@ -31,55 +30,44 @@ __all__ = ["Sketch", "Identity", "RandK", "ImportanceRand1", "BlockRandK", "Bern
 SKETCH, VECTOR = "sketch", "vector"
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    params: str          # how parameters are written, "" when there are none
-    params_required: bool
-    doc: str
-    uses: tuple = (SKETCH,)   # SKETCH: det-CGD/DCGD/GD/det-MARINA; VECTOR: the vector-compressor methods
-    unbiased: bool = False    # as a vector compressor: E C(x) = x (DIANA, MARINA need it)
+#: traits: ``params_required``; ``uses`` — SKETCH (det-CGD, DCGD, GD, det-MARINA) and/or VECTOR (the
+#: vector-compressor methods); ``unbiased`` — as a vector compressor, E C(x) = x (DIANA and MARINA need it)
+REGISTRY = Registry("compressor")
 
 
-REGISTRY = {
-    "identity": Entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR), True),
-    "rand-k": Entry("rand-k", "K", True,
-                    "unbiased: K uniform coordinates scaled by d/K (ω = d/K − 1); K an integer in [1, d] or "
-                    "a fraction in (0, 1] such as 0.001. Error feedback applies it as C/(1+ω) = unscaled RandomK.",
-                    (SKETCH, VECTOR), True),
-    "rand-1": Entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR), True),
-    "importance-rand-1": Entry("importance-rand-1", "[FILE]", False,
-                               "one coordinate j with probability p_j, scaled 1/p_j; p ∝ diag(L) "
-                               "unless FILE (.npy or text, d probabilities) is given."),
-    "block-rand-k": Entry("block-rand-k", "K[,K2,...]", True,
-                          "rand-K inside every block of the partition (one K, or one per block)."),
-    "bern-q": Entry("bern-q", "Q[,Q2,...]", True,
-                    "each block kept with probability Q (one, or one per block) and scaled 1/Q."),
-    "rand-k-unscaled": Entry("rand-k-unscaled", "K", True,
-                             "contractive (biased): K uniform coordinates, unscaled — the paper's RandomK, "
-                             "μ = K/d exactly.", (VECTOR,)),
-    "top-k": Entry("top-k", "K", True,
-                   "contractive (biased): the K largest |x_j| (ties to the lower index), μ >= K/d; O(d) selection.",
-                   (VECTOR,)),
-    "sign": Entry("sign", "", False, "contractive (biased): (‖x‖₁/d)·sign(x), μ = ‖x‖₁²/(d‖x‖²) >= 1/d; d bits + "
-                                     "one scale.", (VECTOR,)),
-    "qsgd": Entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).",
-                  (VECTOR,), True),
-    "natural": Entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Horváth et al. 2019), "
-                                           "ω <= 1/8; sign + exponent per coordinate.", (VECTOR,), True),
-    "sketch-top-k": Entry("sketch-top-k", "K[,ROWS,COLS]", True,
-                          "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K candidates, whose exact "
-                          "values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,)),
-}
-ALIASES = {"rand1": "rand-1", "randk": "rand-k", "none": "identity", "bernoulli": "bern-q",
-           "importance": "importance-rand-1", "topk": "top-k", "randomk": "rand-k-unscaled",
-           "rand-k-contractive": "rand-k-unscaled", "rand-k-unbiased": "rand-k", "scaled-sign": "sign",
-           "count-sketch": "sketch-top-k", "sketched-top-k": "sketch-top-k"}
+def _entry(name, params, required, doc, uses=(SKETCH,), unbiased=False, aliases=()):
+    REGISTRY.register(name, aliases=aliases, params=params, doc=doc, params_required=required, uses=uses,
+                      unbiased=unbiased)(None)
+
+
+_entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR), True, aliases=("none",))
+_entry("rand-k", "K", True, "unbiased: K uniform coordinates scaled by d/K (ω = d/K − 1); K an integer in [1, d] or "
+       "a fraction in (0, 1] such as 0.001. Error feedback applies it as C/(1+ω) = unscaled RandomK.",
+       (SKETCH, VECTOR), True, aliases=("randk", "rand-k-unbiased"))
+_entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR), True, aliases=("rand1",))
+_entry("importance-rand-1", "[FILE]", False, "one coordinate j with probability p_j, scaled 1/p_j; p ∝ diag(L) "
+       "unless FILE (.npy or text, d probabilities) is given.", aliases=("importance",))
+_entry("block-rand-k", "K[,K2,...]", True, "rand-K inside every block of the partition (one K, or one per block).")
+_entry("bern-q", "Q[,Q2,...]", True, "each block kept with probability Q (one, or one per block) and scaled 1/Q.",
+       aliases=("bernoulli",))
+_entry("rand-k-unscaled", "K", True, "contractive (biased): K uniform coordinates, unscaled — the paper's RandomK, "
+       "μ = K/d exactly.", (VECTOR,), aliases=("randomk", "rand-k-contractive"))
+_entry("top-k", "K", True, "contractive (biased): the K largest |x_j| (ties to the lower index), μ >= K/d; O(d) "
+       "selection.", (VECTOR,), aliases=("topk",))
+_entry("sign", "", False, "contractive (biased): (‖x‖₁/d)·sign(x), μ = ‖x‖₁²/(d‖x‖²) >= 1/d; d bits + one scale.",
+       (VECTOR,), aliases=("scaled-sign",))
+_entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).", (VECTOR,),
+       True)
+_entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Horváth et al. 2019), ω <= 1/8; "
+       "sign + exponent per coordinate.", (VECTOR,), True)
+_entry("sketch-top-k", "K[,ROWS,COLS]", True, "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K "
+       "candidates, whose exact values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,),
+       aliases=("count-sketch", "sketched-top-k"))
 
 
 def parse(spec: str) -> tuple[str, str]:
     """Split ``NAME[:PARAMS]`` and check the name; returns ``(canonical name, params)``."""
-    name, params = split_spec("compressor", spec, REGISTRY, ALIASES)
+    name, params = REGISTRY.split(spec)
     entry = REGISTRY[name]
     if entry.params_required and not params:
         raise ConfigError(f"compressor {name!r} needs a parameter: write {name}:{entry.params}")
@@ -109,7 +97,7 @@ def check_contract(spec: str, contract: str, algorithm: str) -> None:
     name, _ = parse(spec)
     kind, ok = _CONTRACT[contract]
     if not ok(REGISTRY[name]):
-        allowed = [e.name for e in REGISTRY.values() if ok(e)]
+        allowed = REGISTRY.select(ok)
         raise ConfigError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
                           f"Choose one of: {', '.join(allowed)}")
 
@@ -117,7 +105,14 @@ def check_contract(spec: str, contract: str, algorithm: str) -> None:
 def make_vector(spec: str, d: int) -> Compressor:
     """Bind ``spec`` to dimension ``d`` as a vector compressor C(x)."""
     name, params = parse(spec)
+    if VECTOR not in REGISTRY[name].uses:
+        raise ConfigError(f"{name!r} is a det-CGD sketch, not a vector compressor; compressed SGD takes: "
+                          + ", ".join(vector_names()))
     return _make_vector(name, params, d)
+
+
+def vector_names() -> list[str]:
+    return REGISTRY.select(lambda e: VECTOR in e.uses)
 
 
 def _numbers(name: str, params: str) -> list[float]:

@@ -1,35 +1,30 @@
 """Problem registry: name -> factory building the problem from a dataset and options."""
 from __future__ import annotations
 
-from ..errors import choices_error
+from .._registry import Registry
 from .logreg import MAX_DENSE_D, SPLITS, LeastSquares, LogRegNonconvex, parse_blocks
 from .saddles import LinearAutoencoder, MLPAutoencoder, SaddleProblem, SaddleQuartic
 
-REGISTRY = {
-    "logreg-nonconvex": LogRegNonconvex,
-    "least-squares": LeastSquares,
-    "saddle-quartic": SaddleQuartic,
-    "linear-autoencoder": LinearAutoencoder,
-    "mlp-autoencoder": MLPAutoencoder,
-}
-ALIASES = {"logreg": "logreg-nonconvex", "logistic": "logreg-nonconvex", "quartic": "saddle-quartic",
-           "quadratic": "least-squares", "ridge": "least-squares", "ls": "least-squares",
-           "linear-ae": "linear-autoencoder", "mlp-ae": "mlp-autoencoder", "autoencoder": "mlp-autoencoder"}
+#: traits: ``oracle`` — ``full`` (client gradients and L_i: the full-gradient methods) or ``minibatch``
+REGISTRY = Registry("problem")
+for _cls, _aliases in ((LogRegNonconvex, ("logreg", "logistic")), (LeastSquares, ("quadratic", "ridge", "ls")),
+                       (SaddleQuartic, ("quartic",)), (LinearAutoencoder, ("linear-ae",)),
+                       (MLPAutoencoder, ("mlp-ae", "autoencoder"))):
+    REGISTRY.register(_cls.name, aliases=_aliases, doc=(_cls.__doc__ or "").strip().splitlines()[0],
+                      oracle=_cls.oracle)(_cls)
 
 __all__ = ["REGISTRY", "LogRegNonconvex", "LeastSquares", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
            "MLPAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get", "describe"]
 
 
 def canonical(name: str) -> str:
-    name = ALIASES.get(str(name).lower(), str(name).lower())
-    if name not in REGISTRY:
-        raise choices_error("problem", name, REGISTRY)
-    return name
+    return REGISTRY.canonical(name)
 
 
 def get(name: str):
-    return REGISTRY[canonical(name)]
+    """The problem class (its factory)."""
+    return REGISTRY.get(name).factory
 
 
 def describe() -> list[tuple[str, str]]:
-    return [(k, (v.__doc__ or "").strip().splitlines()[0]) for k, v in REGISTRY.items()]
+    return REGISTRY.describe()

@@ -574,6 +574,3 @@ class MLPAutoencoder(SaddleProblem):
             po += nin * nout + nout
         return x
 
-
-REGISTRY = {"saddle-quartic": SaddleQuartic, "linear-autoencoder": LinearAutoencoder,
-            "mlp-autoencoder": MLPAutoencoder}

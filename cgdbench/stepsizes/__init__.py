@@ -19,11 +19,10 @@ the full L (recorded as a warning), so no rule ever returns an inadmissible D.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from .._registry import split_spec
+from .._registry import Registry
 from ..errors import ConfigError, choices_error
 from . import distributed as dist
 from .conditions import FAMILIES, condition_lambda, condition_matrix  # noqa: F401  (the package's face)
@@ -34,68 +33,63 @@ from .shapes import single_node
 from .shapes import w_matrix as _w_matrix  # noqa: F401
 
 # --- rules ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    params: str
-    doc: str
-    scope: str = "det-cgd"   # the algorithms it builds for: det-cgd (conditions (7)/(8)) or one baseline
+#: traits: ``scope`` (the algorithms a rule builds for: det-cgd, or one baseline), ``distributed``
+#: (needs the distributed setting: client L_i, K, ε², Δ^inf), ``shape`` (``corollary1:RULE`` and
+#: ``det-marina:RULE`` can rescale it)
+REGISTRY = Registry("stepsize")
 
 
-REGISTRY = {
-    "scalar": Rule("scalar", "[GAMMA]", "γI; without GAMMA the largest γ allowed by (7)/(8) for the sketch "
-                                        "(1/λ_max(E[SLS]))."),
-    "identity-w": Rule("identity-w", "", "W = I per block, γ_i from Theorem 2."),
-    "diag-inv": Rule("diag-inv", "", "W = diag(L)^-1, γ_i from Theorem 2."),
-    "l-inv": Rule("l-inv", "", "W = L_i^-1 per block, γ_i from Theorem 2."),
-    "l-inv-sqrt": Rule("l-inv-sqrt", "", "W = L_i^-1/2 per block, γ_i from Theorem 2."),
-    "optimal": Rule("optimal", "", "det-CGD2: D = (E[TLT])^-1 (eq. 12); det-CGD1: the convex program (13) "
-                                   "by a barrier Newton-CG (any sketch, d <= 400; Clarabel/SCS as fallbacks)."),
-    "optimal-diag": Rule("optimal-diag", "", "the best diagonal D for (7)/(8): max Σlog δ s.t. "
-                                             "A^1/2 Diag(δ) A^1/2 ⪯ I, A = E[SLS] (barrier-Newton, any d)."),
-    "corollary1": Rule("corollary1", "[RULE]", "distributed (Algorithms 1/2): the best diagonal D under Corollary "
-                                               "1 (DLD ⪯ D, λ_D ≤ min(n/K, nε²det(D)^1/d/(4Δinf))), or with RULE "
-                                               "the largest βW for RULE's shape W; needs --eps2, K = --iters."),
-    "corollary1-full": Rule("corollary1-full", "", "distributed: the best full D under Corollary 1's "
-                                                   "conditions, by a barrier Newton-CG with constraint "
-                                                   "generation over the clients (n·d³ <= 8e8; Clarabel for "
-                                                   "small programs as fallback); needs --eps2."),
-    "matrix-smoothness": Rule("matrix-smoothness", "", "DCGD (γI) with γ from Corollary 1 and the smoothness "
-                                                       "matrices L, L_i (Safaryan et al. 2021); needs --eps2."),
-    "khaled-richtarik": Rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & "
-                                                     "Richtárik (2020, Cor. 1); needs --eps2, K = --iters."),
-    "ef21": Rule("ef21", "", "EF21: γ = 1/(L + L̃√(β/θ)) (Richtárik et al. 2021, Thm 1), α the compressor's "
-                             "contraction, L̃² = (1/n)Σ L_i².", "ef21"),
-    "diana": Rule("diana", "", "DIANA: the largest γ of its non-convex theory for ω, n, α (see "
-                               "docs/paper-notes.md).", "diana"),
-    "marina": Rule("marina", "", "MARINA: γ = 1/(L(1 + √((1−p)ω/(pn)))) (Gorbunov et al. 2021, Thm 2.1).",
-                   "marina"),
-    "det-marina": Rule("det-marina", "[RULE]", "det-MARINA: the largest βW for the shape W of RULE (default "
-                                               "diag-inv) under its matrix stepsize condition.", "det-marina"),
-}
-#: rules that need the distributed setting (client L_i, K, ε², Δ^inf): see .distributed
-DISTRIBUTED = ("corollary1", "corollary1-full", "matrix-smoothness", "khaled-richtarik")
-#: shapes ``corollary1:RULE`` can scale
-SHAPES = ("scalar", "identity-w", "diag-inv", "l-inv", "l-inv-sqrt", "optimal", "optimal-diag")
-ALIASES = {"diag-inverse": "diag-inv", "linv": "l-inv", "gamma": "scalar", "identity": "identity-w",
-           "cor1": "corollary1", "cor1-full": "corollary1-full", "kr": "khaled-richtarik",
-           "dcgd-matrix": "matrix-smoothness"}
+def _rule(name, params, doc, scope="det-cgd", distributed=False, shape=False, aliases=()):
+    REGISTRY.register(name, aliases=aliases, params=params, doc=doc, scope=scope, distributed=distributed,
+                      shape=shape)(None)
+
+
+_rule("scalar", "[GAMMA]", "γI; without GAMMA the largest γ allowed by (7)/(8) for the sketch (1/λ_max(E[SLS])).",
+      shape=True, aliases=("gamma",))
+_rule("identity-w", "", "W = I per block, γ_i from Theorem 2.", shape=True, aliases=("identity",))
+_rule("diag-inv", "", "W = diag(L)^-1, γ_i from Theorem 2.", shape=True, aliases=("diag-inverse",))
+_rule("l-inv", "", "W = L_i^-1 per block, γ_i from Theorem 2.", shape=True, aliases=("linv",))
+_rule("l-inv-sqrt", "", "W = L_i^-1/2 per block, γ_i from Theorem 2.", shape=True)
+_rule("optimal", "", "det-CGD2: D = (E[TLT])^-1 (eq. 12); det-CGD1: the convex program (13) by a barrier Newton-CG "
+      "(any sketch, d <= 400; Clarabel/SCS as fallbacks).", shape=True)
+_rule("optimal-diag", "", "the best diagonal D for (7)/(8): max Σlog δ s.t. A^1/2 Diag(δ) A^1/2 ⪯ I, A = E[SLS] "
+      "(barrier-Newton, any d).", shape=True)
+_rule("corollary1", "[RULE]", "distributed (Algorithms 1/2): the best diagonal D under Corollary 1 (DLD ⪯ D, "
+      "λ_D ≤ min(n/K, nε²det(D)^1/d/(4Δinf))), or with RULE the largest βW for RULE's shape W; needs --eps2, "
+      "K = --iters.", distributed=True, aliases=("cor1",))
+_rule("corollary1-full", "", "distributed: the best full D under Corollary 1's conditions, by a barrier Newton-CG "
+      "with constraint generation over the clients (n·d³ <= 8e8; Clarabel for small programs as fallback); "
+      "needs --eps2.", distributed=True, aliases=("cor1-full",))
+_rule("matrix-smoothness", "", "DCGD (γI) with γ from Corollary 1 and the smoothness matrices L, L_i (Safaryan et "
+      "al. 2021); needs --eps2.", distributed=True, aliases=("dcgd-matrix",))
+_rule("khaled-richtarik", "", "DCGD (γI) with the scalar-smoothness γ of Khaled & Richtárik (2020, Cor. 1); needs "
+      "--eps2, K = --iters.", distributed=True, aliases=("kr",))
+_rule("ef21", "", "EF21: γ = 1/(L + L̃√(β/θ)) (Richtárik et al. 2021, Thm 1), α the compressor's contraction, "
+      "L̃² = (1/n)Σ L_i².", scope="ef21")
+_rule("diana", "", "DIANA: the largest γ of its non-convex theory for ω, n, α (docs/paper-notes.md §8).",
+      scope="diana")
+_rule("marina", "", "MARINA: γ = 1/(L(1 + √((1−p)ω/(pn)))) (Gorbunov et al. 2021, Thm 2.1).", scope="marina")
+_rule("det-marina", "[RULE]", "det-MARINA: the largest βW for the shape W of RULE (default diag-inv) under its "
+      "matrix stepsize condition.", scope="det-marina")
+#: the rules that need the distributed setting, and the shapes a ``RULE`` parameter names (from the traits)
+DISTRIBUTED = tuple(REGISTRY.names(distributed=True))
+SHAPES = tuple(REGISTRY.names(shape=True))
 
 
 def names(scope: str) -> list[str]:
     """The rules that build for ``scope`` (``det-cgd`` or one baseline algorithm)."""
-    return [r.name for r in REGISTRY.values() if r.scope == scope]
+    return REGISTRY.names(scope=scope)
 
 
 def parse(spec: str) -> tuple[str, float | str | None]:
     """``(name, param)``: param is γ for ``scalar:GAMMA``, the shape rule for ``corollary1:RULE``, else None."""
-    name, param = split_spec("stepsize", spec, REGISTRY, ALIASES)
+    name, param = REGISTRY.split(spec)
     if param and name not in ("scalar", "corollary1", "det-marina"):
         raise ConfigError(f"stepsize {name!r} takes no parameter, got {spec!r}")
     if not param:
         return name, None
     if name in ("corollary1", "det-marina"):
-        shape, extra = split_spec("corollary1 shape", param, REGISTRY, ALIASES)
+        shape, extra = REGISTRY.split(param, f"{name} shape")
         if shape not in SHAPES or extra:
             raise choices_error(f"{name} shape ({name}:RULE)", param, SHAPES)
         return name, shape
@@ -183,4 +177,4 @@ def _build_distributed(name, shape, family, sketch, L, block_ptr, setting):
 
 
 def describe() -> list[tuple[str, str]]:
-    return [(r.name + (":" + r.params if r.params else ""), r.doc) for r in REGISTRY.values()]
+    return REGISTRY.describe()
