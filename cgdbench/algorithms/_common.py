@@ -293,6 +293,15 @@ def theory_row(trace, what: str) -> tuple[str, str]:
                       f"{what}'s largest γ {st.get('gamma_theory', float('nan')):.6g} ({consts})")
 
 
+class SketchJob(Job):
+    """The methods that send det-CGD's diagonal sketches (det-CGD, det-MARINA): what their meta reports."""
+
+    def meta(self):
+        sk, c = self.b.sketch, self.b.config
+        return {"index_bits_per_message": sk.index_bits(c.index_mode), "expected_nnz_per_message": sk.expected_nnz(),
+                "ranges": self.R}
+
+
 class VectorJob(Job):
     """The vector-compressor baselines: compressor pack, per-client state, bits per round."""
 

@@ -28,7 +28,7 @@ from ..compressors.sketches import sample_sketch
 from ..problems.logreg import client_grad, regularizer
 from ..stepsizes.kernels import d_apply, d_row_dot
 from . import register
-from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, Job, SketchS, client_ranges  # noqa: F401
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS, client_ranges  # noqa: F401
 from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs, step_pack
 from ._common import work
 
@@ -128,7 +128,7 @@ def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
 _SKETCH_METHOD = dict(oracle="full", contract="sketch", default_compressor="rand-1", default_stepsize="diag-inv")
 
 
-class DetCgdJob(Job):
+class DetCgdJob(SketchJob):
     """det-CGD family: arrays for :func:`det_cgd_chunk` and what a run reports."""
 
     kernel = det_cgd_chunk
@@ -146,11 +146,6 @@ class DetCgdJob(Job):
     def shape_key(self):
         p = self.b.problem
         return ("det-cgd", p.n, p.d, int(p.indptr[-1]), self.b.config.algorithm, self.b.config.compressor)
-
-    def meta(self):
-        sk, c = self.b.sketch, self.b.config
-        return {"index_bits_per_message": sk.index_bits(c.index_mode), "expected_nnz_per_message": sk.expected_nnz(),
-                "ranges": self.R}
 
     @classmethod
     def summary_rows(cls, trace):

@@ -23,7 +23,7 @@ from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key, uniform
 from ..stepsizes import baselines
 from . import register
-from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, Job, SketchS, check_memory
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, SketchJob, SketchS, check_memory
 from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs
 from ._common import step_pack, work
 
@@ -134,7 +134,7 @@ def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
               "the full gradient with probability p (--marina-p); det-CGD's sketches.",
           oracle="full", contract="sketch", reads=("marina_p",), rules=("det-marina", "scalar"),
           default_compressor="rand-1", default_stepsize="det-marina")
-class DetMarinaJob(Job):
+class DetMarinaJob(SketchJob):
     kernel = det_marina_chunk
     build = staticmethod(build)
 
@@ -148,11 +148,6 @@ class DetMarinaJob(Job):
                      work(R, d, p.max_rows), sketch_bufs(R, d), np.zeros(d), np.zeros(d), step_pack(b.D),
                      sketch_bits(sk, c, p.n, d), self.acc, self.out, self.state, self.server, np.zeros(d),
                      float(b.stepsize_info["p"]))
-
-    def meta(self):
-        sk, c = self.b.sketch, self.b.config
-        return {"index_bits_per_message": sk.index_bits(c.index_mode), "expected_nnz_per_message": sk.expected_nnz(),
-                "ranges": self.R}
 
     @classmethod
     def summary_rows(cls, trace):
