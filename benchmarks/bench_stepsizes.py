@@ -77,9 +77,9 @@ class Corollary1NewtonStep:
     timeout = 300
 
     def setup(self, dataset):
-        from cgdbench.stepsizes import distributed as dist
+        from cgdbench.stepsizes import corollary1_diag as c1d
         b, s = _distributed_a1a(dataset)
-        self.phi, self.derivs, self.delta, self.tau, _ = dist._program(b.sketch, b.L, s)
+        self.phi, self.derivs, self.delta, self.tau, _ = c1d.diag_program(b.sketch, b.L, s)
 
     def time_phi_gradient_hessian(self, dataset):
         self.phi(10.0, self.delta, self.tau)
@@ -97,12 +97,13 @@ class Corollary1FullNewtonStep:
     def setup(self, dataset):
         import numpy as np
 
+        from cgdbench.stepsizes import corollary1_full as c1f
         from cgdbench.stepsizes import distributed as dist
         b, s = _distributed_a1a(dataset)
         lam = dist.client_lambdas(np.diag(dist.best_diag_line_search(b.sketch, b.L, s)[0]), b.sketch, b.L,
                                   s.client_L)
         sub = s.restrict(sorted(int(i) for i in np.argsort(-lam)[:40]))
-        _, self.system, self.D, self.tau, _ = dist._full_program(b.sketch, b.L, sub, "det-cgd1")
+        _, self.system, self.D, self.tau, _ = c1f.full_program(b.sketch, b.L, sub, "det-cgd1")
         self.hess = self.system(100.0, self.D, self.tau)[2]
         X = np.random.default_rng(0).normal(size=self.D.shape)
         self.X = X + X.T

@@ -36,6 +36,8 @@ def main(argv=None):
     os.environ["CGDBENCH_CACHE"] = tempfile.mkdtemp()      # measure solves, not cache hits
 
     from cgdbench import RunConfig, compressors, data, problems
+    from cgdbench.stepsizes import corollary1_diag as c1d
+    from cgdbench.stepsizes import corollary1_full as c1f
     from cgdbench.stepsizes import distributed as dist
 
     cfg = RunConfig(dataset="a1a", lam=0.1, clients=100, compressor="rand-1", iters=2000, eps2=1e-4,
@@ -44,7 +46,7 @@ def main(argv=None):
     L = problem.smoothness()
     sketch = compressors.make(cfg.compressor, problem.d)
     s = dist.setting_for(problem, problem.x0(cfg.x0), cfg.iters, cfg.eps2)
-    factored = dist._factor_clients
+    factored = dist.factor_clients
 
     def full_factors(client_L):
         Ls = np.asarray(client_L, dtype=float)
@@ -53,11 +55,7 @@ def main(argv=None):
 
     rows = {}
     for label, fac in (("factored", factored), ("full factors", full_factors)):
-        dist._factor_clients = fac
-        try:
-            phi, derivs, delta, tau, _ = dist._program(sketch, L, s)
-        finally:
-            dist._factor_clients = factored
+        phi, derivs, delta, tau, _ = c1d.diag_program(sketch, L, s, factors=fac(s.client_L))
         t = 10.0
         times = []
         for _ in range(ns.repeats):
@@ -81,19 +79,15 @@ def main(argv=None):
             sub = s.restrict(sorted(int(i) for i in np.argsort(-lam)[:n_sub]))
             rows = {}
             for label, fac in (("factored", factored), ("full factors", full_factors)):
-                dist._factor_clients = fac
-                try:
-                    phi, system, D, tau, _ = dist._full_program(sketch, L, sub, "det-cgd1")
-                    sys_t, hess_t = [], []
-                    for _ in range(ns.repeats):
-                        t0 = time.perf_counter()
-                        gD, gt, hess, prec, U = system(100.0, D, tau)
-                        t1 = time.perf_counter()
-                        out = hess(X, 0.1 * tau)
-                        hess_t.append(time.perf_counter() - t1)
-                        sys_t.append(t1 - t0)
-                finally:
-                    dist._factor_clients = factored
+                phi, system, D, tau, _ = c1f.full_program(sketch, L, sub, "det-cgd1", factors=fac(sub.client_L))
+                sys_t, hess_t = [], []
+                for _ in range(ns.repeats):
+                    t0 = time.perf_counter()
+                    gD, gt, hess, prec, U = system(100.0, D, tau)
+                    t1 = time.perf_counter()
+                    out = hess(X, 0.1 * tau)
+                    hess_t.append(time.perf_counter() - t1)
+                    sys_t.append(t1 - t0)
                 rows[label] = (min(sys_t), min(hess_t), gD, out[0])
                 print(f"  full-D, {n_sub} clients, {label:12}: Newton system {1e3 * min(sys_t):7.1f} ms, "
                       f"Hessian product {1e3 * min(hess_t):6.2f} ms (best of {ns.repeats})")
@@ -103,7 +97,7 @@ def main(argv=None):
                   f"largest relative difference {diff:.1e}")
     if ns.solve:
         t0 = time.perf_counter()
-        delta, status, certified = dist.corollary1_diag(sketch, L, s, say=lambda m: print("   ", m[:110], flush=True))
+        delta, status, certified = c1d.corollary1_diag(sketch, L, s, say=lambda m: print("   ", m[:110], flush=True))
         print(f"  solve: {time.perf_counter() - t0:.1f} s, certified {certified}, "
               f"det(D)^(1/d) = {math.exp(np.mean(np.log(delta))):.6g}")
         print("   ", status[-120:])

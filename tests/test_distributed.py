@@ -7,6 +7,8 @@ import pytest
 
 from cgdbench import RunConfig, compressors, run, stepsizes
 from cgdbench.errors import ConfigError
+from cgdbench.stepsizes import corollary1_diag as c1d
+from cgdbench.stepsizes import corollary1_full as c1f
 from cgdbench.stepsizes import distributed as dist
 
 from cgdbench import reference as naive
@@ -85,7 +87,7 @@ def test_corollary1_diag_is_the_optimum(spec, K, eps2, delta_inf, binding):
     Ls, L = _clients(d, 3)
     s = dist.Setting(Ls, K, eps2, delta_inf, 1.0)
     sk = compressors.make(spec, d)
-    delta, status, certified = dist.corollary1_diag(sk, L, s)
+    delta, status, certified = c1d.corollary1_diag(sk, L, s)
     assert certified, status
     logdet = float(np.sum(np.log(delta)))
     assert logdet == pytest.approx(_cvxpy_diag(sk, L, s), abs=1e-4 * d)
@@ -122,7 +124,7 @@ def test_corollary1_diag_many_clients_a1a_like():
     Ls, L = _binary_clients(16, 30, 3, 1)
     s = dist.Setting(Ls, 2000, 1e-4, 0.14, 0.78)
     sk = compressors.make("rand-1", 16)
-    delta, status, certified = dist.corollary1_diag(sk, L, s)
+    delta, status, certified = c1d.corollary1_diag(sk, L, s)
     assert certified, status
     assert float(np.sum(np.log(delta))) == pytest.approx(_cvxpy_diag(sk, L, s), abs=1e-4 * 16)
 
@@ -144,7 +146,7 @@ def test_corollary1_program_derivatives(r, floor):
     L = Ls.mean(0)
     s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
     sk = compressors.make("rand-k:2", d)
-    phi, derivs, delta, tau, _ = dist._program(sk, L, s)
+    phi, derivs, delta, tau, _ = c1d.diag_program(sk, L, s)
     G, R, Rs = dist.covariance(sk) * L, sym_power(L, 0.5), [sym_power(Li, 0.5) for Li in Ls]
     c, bK, t = dist._nbhd_const(s), s.n / s.K, 7.0
 
@@ -175,14 +177,14 @@ def test_corollary1_diag_constraint_generation_bound(monkeypatch):
     sk = compressors.make("rand-1", 16)
     sub = s.restrict([0, 3])
     assert sub.n == 30 and sub.client_L.shape[0] == 2 and sub.restrict([1]).n == 30
-    real, calls = dist._barrier, []
+    real, calls = c1d._barrier, []
 
     def first_only(sketch, L_, s_, *rest):
         calls.append(s_.client_L.shape[0])
         delta, status, certified, gap = real(sketch, L_, s_, *rest)
         return (delta, status, certified, gap) if len(calls) == 1 else (delta, "time limit (simulated)", False, math.inf)
-    monkeypatch.setattr(dist, "_barrier", first_only)
-    delta, status, certified = dist.corollary1_diag(sk, L, s)
+    monkeypatch.setattr(c1d, "_barrier", first_only)
+    delta, status, certified = c1d.corollary1_diag(sk, L, s)
     assert calls[0] == dist.FIRST_CLIENTS and len(calls) >= 2 and not certified
     rep = dist.report(np.diag(delta), sk, L, s, "det-cgd1")
     assert rep["DLD_le_D"] <= 1 + 1e-9 and rep["lambda_D"] <= min(rep["n_over_K"], rep["nbhd_limit"]) * (1 + 1e-9)
@@ -196,8 +198,8 @@ def test_corollary1_diag_constraint_generation_bound(monkeypatch):
         if calls:
             raise RuntimeError("lost feasibility (simulated)")
         return first_only(*args)
-    monkeypatch.setattr(dist, "_barrier", then_fails)       # a failing later round keeps the earlier point
-    delta2, status2, certified2 = dist.corollary1_diag(sk, L, s)
+    monkeypatch.setattr(c1d, "_barrier", then_fails)       # a failing later round keeps the earlier point
+    delta2, status2, certified2 = c1d.corollary1_diag(sk, L, s)
     assert not certified2 and "failed (lost feasibility (simulated))" in status2 and "within a factor" in status2
     assert np.sum(np.log(delta2)) <= np.sum(np.log(kept)) + 1e-12
 
@@ -207,9 +209,9 @@ def test_corollary1_diag_checks_its_certificate(monkeypatch):
     Ls, L = _clients(6, 3)
     s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
     sk = compressors.make("rand-k:2", 6)
-    good, _, _ = dist.corollary1_diag(sk, L, s)
-    monkeypatch.setattr(dist, "_barrier", lambda *a: (0.5 * good, "objective gap <= 1e-06", True, 1e-6))
-    delta, status, certified = dist.corollary1_diag(sk, L, s)
+    good, _, _ = c1d.corollary1_diag(sk, L, s)
+    monkeypatch.setattr(c1d, "_barrier", lambda *a: (0.5 * good, "objective gap <= 1e-06", True, 1e-6))
+    delta, status, certified = c1d.corollary1_diag(sk, L, s)
     assert not certified and "NOT certified" in status
     np.testing.assert_allclose(delta, good, rtol=1e-9)        # λ_βD = β²λ_D: scaling recovers the optimum
 
@@ -242,7 +244,7 @@ def test_corollary1_full_against_brute_force(family, spec, ptr, K, eps2, delta_i
     Ls, L = _clients(2, 3, seed=5, rank=1)
     s = dist.Setting(Ls, K, eps2, delta_inf, 1.0)
     sk = compressors.make(spec, 2, ptr)
-    D, status, _ = dist.corollary1_full(sk, L, s, family)
+    D, status, _ = c1f.corollary1_full(sk, L, s, family)
     assert np.linalg.slogdet(D)[1] == pytest.approx(_brute_force_full(sk, L, s, family), abs=1e-6), status
     rep = dist.report(D, sk, L, s, family)
     assert rep["DLD_le_D"] <= 1 + 1e-9
@@ -256,8 +258,8 @@ def test_corollary1_full_beats_the_diagonal_program(family):
     Ls, L = _clients(6, 3)
     sk = compressors.make("rand-k:2", 6)
     for s in (dist.Setting(Ls, 50, 1e-3, 0.3, 1.0), dist.Setting(Ls, 50, 1.0, 0.0, 1.0)):
-        D, status, _ = dist.corollary1_full(sk, L, s, family)
-        delta, _, certified = dist.corollary1_diag(sk, L, s)
+        D, status, _ = c1f.corollary1_full(sk, L, s, family)
+        delta, _, certified = c1d.corollary1_diag(sk, L, s)
         assert certified
         rep = dist.report(D, sk, L, s, family)
         assert rep["DLD_le_D"] <= 1 + 1e-9
@@ -265,8 +267,8 @@ def test_corollary1_full_beats_the_diagonal_program(family):
         assert np.linalg.slogdet(D)[1] >= np.sum(np.log(delta)) + 1e-3, status    # strictly better here
     Ld = np.stack([np.diag(np.diag(Li)) for Li in Ls])
     s = dist.Setting(Ld, 50, 1e-3, 0.3, 1.0)
-    D, _, _ = dist.corollary1_full(sk, Ld.mean(0), s, family)
-    delta, _, _ = dist.corollary1_diag(sk, Ld.mean(0), s)
+    D, _, _ = c1f.corollary1_full(sk, Ld.mean(0), s, family)
+    delta, _, _ = c1d.corollary1_diag(sk, Ld.mean(0), s)
     assert np.linalg.slogdet(D)[1] == pytest.approx(np.sum(np.log(delta)), abs=1e-5 * 6)
 
 
@@ -280,7 +282,7 @@ def test_corollary1_full_barrier_derivatives(family, delta_inf):
     Ls, L = _binary_clients(d, 4, 3, 1)
     s = dist.Setting(Ls, 2000, 1e-4, delta_inf, 0.78)
     sk = compressors.make("rand-1", d)
-    phi, system, D0, tau, _ = dist._full_program(sk, L, s, family)
+    phi, system, D0, tau, _ = c1f.full_program(sk, L, s, family)
     rng = np.random.default_rng(0)
     A = rng.normal(size=(d, d)) * 0.03 * np.diag(D0).min()
     D, t = D0 + A + A.T, 3.0
@@ -318,9 +320,9 @@ def test_corollary1_full_barrier_matches_clarabel(family):
     Ls, L = _binary_clients(6, 10, 3, 1)
     s = dist.Setting(Ls, 2000, 1e-4, 0.14, 0.78)
     sk = compressors.make("rand-1", 6)
-    D, status, certified = dist.corollary1_full(sk, L, s, family)
+    D, status, certified = c1f.corollary1_full(sk, L, s, family)
     assert certified and "clients" in status, status
-    Dc, _, _ = dist.corollary1_full(sk, L, s, family, solver="CLARABEL")
+    Dc, _, _ = c1f.corollary1_full(sk, L, s, family, solver="CLARABEL")
     assert np.linalg.slogdet(D)[1] == pytest.approx(np.linalg.slogdet(Dc)[1], abs=1e-5 * 6), status
     rep = dist.report(D, sk, L, s, family)
     assert rep["DLD_le_D"] <= 1 + 1e-9 and rep["lambda_D"] <= rep["nbhd_limit"] * (1 + 1e-9)
@@ -335,7 +337,7 @@ def test_corollary1_full_rule_cache_fallback_and_limit(tmp_path, monkeypatch):
     D, info = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
     assert info["solver"]["solver"] == "barrier" and info["solver"]["exact"] and "cache" in info["solver"]
     assert info["binding"] == "full-D program" and not any("corollary1-full" in w for w in info["warnings"])
-    monkeypatch.setattr(dist, "corollary1_full", None)          # a second build must not solve again
+    monkeypatch.setattr(c1f, "corollary1_full", None)          # a second build must not solve again
     again, info2 = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
     assert info2["solver"]["cache"] == info["solver"]["cache"]
     np.testing.assert_array_equal(D.dense(), again.dense())
@@ -345,11 +347,11 @@ def test_corollary1_full_rule_cache_fallback_and_limit(tmp_path, monkeypatch):
 
     def broken(*args, **kw):
         raise RuntimeError("could not find a strictly feasible start (simulated)")
-    monkeypatch.setattr(dist, "_full_barrier", broken)          # the barrier fails: Clarabel takes over
+    monkeypatch.setattr(c1f, "_full_barrier", broken)          # the barrier fails: Clarabel takes over
     Dc, infoc = stepsizes.build("corollary1-full", "det-cgd2", sk, L, setting=s)
     assert infoc["solver"]["solver"] == "CLARABEL" and "simulated" in infoc["solver"]["errors"][0]
     assert Dc.logdet() == pytest.approx(D.logdet(), abs=1e-5 * 4)
-    monkeypatch.setattr(dist, "MAX_FULL_BARRIER_WORK", 30 * 16 ** 3 - 1)
+    monkeypatch.setattr(c1f, "MAX_FULL_BARRIER_WORK", 30 * 16 ** 3 - 1)
     Ls, L = _clients(16, 30)
     with pytest.raises(ConfigError, match=r"corollary1-full.*n = 30 clients at d = 16.*n·d³ <= 1.23e\+05.*"
                                           r"use 'corollary1'"):
@@ -364,15 +366,15 @@ def test_corollary1_full_time_limit_keeps_an_admissible_d(tmp_path, monkeypatch)
     Ls, L = _binary_clients(16, 30, 3, 1)
     s = dist.Setting(Ls, 2000, 1e-4, 0.14, 0.78)
     sk = compressors.make("rand-1", 16)
-    best, _, certified = dist.corollary1_full(sk, L, s, "det-cgd1")
+    best, _, certified = c1f.corollary1_full(sk, L, s, "det-cgd1")
     assert certified
-    real, calls = dist._full_barrier, []
+    real, calls = c1f._full_barrier, []
 
     def first_only(*args, **kw):
         calls.append(1)
         out = real(*args, **kw)
         return out if len(calls) == 1 else (out[0], "time limit (simulated)", False, math.inf)
-    monkeypatch.setattr(dist, "_full_barrier", first_only)
+    monkeypatch.setattr(c1f, "_full_barrier", first_only)
     D, info = stepsizes.build("corollary1-full", "det-cgd1", sk, L, setting=s)
     assert len(calls) >= 2 and info["binding"] == "full D, not certified"
     assert any("within a factor" in w for w in info["warnings"])
@@ -391,10 +393,10 @@ def test_corollary1_rule_limit_counts_the_client_rank(tmp_path, monkeypatch):
     Ls = np.stack([0.2 * np.eye(6) + B.T @ B for B in rng.standard_normal((3, 2, 6))])
     s = dist.Setting(Ls, 50, 1e-3, 0.3, 1.0)
     sk = compressors.make("rand-1", 6)
-    monkeypatch.setattr(dist, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2 - 1)
+    monkeypatch.setattr(c1d, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2 - 1)
     with pytest.raises(ConfigError, match=r"n = 3 clients, d = 6 and client rank r = 2.*corollary1:RULE"):
         stepsizes.build("corollary1", "det-cgd1", sk, Ls.mean(0), setting=s)
-    monkeypatch.setattr(dist, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2)
+    monkeypatch.setattr(c1d, "MAX_DIAG_PROGRAM_WORK", 3 * 6 * 6 * 2)
     D, info = stepsizes.build("corollary1", "det-cgd1", sk, Ls.mean(0), setting=s)
     assert info["solver"]["exact"], info["solver"]["status"]
 

@@ -24,6 +24,8 @@ import numpy as np
 
 from .._registry import Registry
 from ..errors import ConfigError, choices_error
+from . import corollary1_diag as c1d
+from . import corollary1_full as c1f
 from . import distributed as dist
 from .conditions import FAMILIES, condition_lambda, condition_matrix  # noqa: F401  (the package's face)
 from .linalg import lam_max_pencil as _lam_max_pencil  # noqa: F401
@@ -146,14 +148,14 @@ def _build_distributed(name, shape, family, sketch, L, block_ptr, setting):
     else:
         if name == "corollary1-full":
             require_pd(L, "corollary1-full")
-            Dd, sinfo = dist.corollary1_full_cached(sketch, L, setting, family)
+            Dd, sinfo = c1f.corollary1_full_cached(sketch, L, setting, family)
             D = StepsizeMatrix.blocks(Dd, [0, d])
             info.update(solver=sinfo, binding="full-D program" if sinfo["exact"] else "full D, not certified")
             if not sinfo["exact"]:
                 info["warnings"].append("corollary1-full: " + sinfo["status"])
         elif name == "corollary1" and shape is None:
             require_pd(L, "corollary1")
-            delta, sinfo = dist.corollary1_diag_cached(sketch, L, setting)
+            delta, sinfo = c1d.corollary1_diag_cached(sketch, L, setting)
             D = StepsizeMatrix.diagonal(delta)
             info.update(solver=sinfo, binding="exact diagonal program" if sinfo["exact"] else "diagonal, not certified")
             if not sinfo["exact"]:
