@@ -15,6 +15,11 @@ ALGORITHMS = {
     "det-cgd1": dict(compressor="rand-1", stepsize="diag-inv"),
     "det-cgd2": dict(compressor="rand-1", stepsize="optimal"),
     "dcgd": dict(compressor="rand-1", stepsize="scalar"),
+    # the baselines with one coordinate per message, as det-CGD1's rand-1 (benchmarks/baselines_a1a.py)
+    "ef21": dict(compressor="top-k:1", stepsize="ef21"),
+    "diana": dict(compressor="rand-k:1", stepsize="diana"),
+    "marina": dict(compressor="rand-k:1", stepsize="marina"),
+    "det-marina": dict(compressor="rand-1", stepsize="det-marina"),
 }
 
 
