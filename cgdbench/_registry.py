@@ -50,8 +50,10 @@ class Registry(Mapping):
 
     def register(self, name: str, *, aliases=(), params: str = "", doc: str = "", **traits):
         def deco(factory):
-            if name in self.entries or name in self.aliases:
-                raise ValueError(f"{self.what} {name!r} registered twice")
+            taken = set(self.entries) | set(self.aliases)
+            clash = [a for a in (name, *aliases) if a in taken] + [a for a in aliases if a == name]
+            if clash or len(set(aliases)) != len(aliases):
+                raise ValueError(f"{self.what} {name!r}: name or alias already registered: {clash or aliases}")
             self.entries[name] = Entry(name, aliases, params, doc, traits, factory)
             for a in aliases:
                 self.aliases[a] = name

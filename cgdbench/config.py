@@ -19,7 +19,7 @@ VALUE_BITS = (32, 64)
 DOWNLINK = ("per-client", "once", "none")
 MAX_SEED = 2**63 - 1
 EF21_INIT = ("gradient", "compressed")
-_OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient"}
+OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient"}
 
 
 def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
@@ -181,13 +181,14 @@ class RunConfig:
         """An option another algorithm reads, given to this one, is a mistake: name it and who reads it."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         bad = [k for k in algorithms.OWN_OPTIONS if k not in algo.reads and getattr(self, k) != defaults[k]]
-        if algo.oracle == "minibatch" and self.blocks is not None:
+        if algo.contract != "sketch" and self.blocks is not None:  # blocks shape sketches and D only
             bad.append("blocks")
         if bad:
             readers = [e.name for e in algorithms.REGISTRY.values() if all(k in e.reads for k in bad)]
             where = ", ".join(readers) if readers else "other algorithms"
             if bad == ["blocks"]:
-                where = "det-CGD methods (the saddle problems bring their own layer blocks)"
+                where = ("the sketch methods (det-CGD, det-MARINA)" if algo.oracle == "full" else
+                         "det-CGD methods (the saddle problems bring their own layer blocks)")
             opts = ", ".join("--" + k.replace("_", "-") for k in bad)
             raise ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
                               f"{algo.name!r}; only to {where}")
@@ -196,7 +197,7 @@ class RunConfig:
         """All fields, except the newer algorithm options left at their default: a config that does not
         use them keeps the dict, hence the run id, it had before they existed."""
         out = dataclasses.asdict(self)
-        for k, default in _OMIT_AT_DEFAULT.items():
+        for k, default in OMIT_AT_DEFAULT.items():
             if out[k] == default:
                 del out[k]
         return out

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from . import store
+from .config import OMIT_AT_DEFAULT
 from .errors import ConfigError, StoreError
 
 
@@ -21,8 +22,8 @@ def load_groups(path, ys, where: dict | None = None) -> dict:
     ``where`` keeps the runs whose config has those values (a list value: any of them).
     """
     def keep(rec):
-        return all(y in rec for y in ys) and (not where or all(_matches(rec["config"].get(k), v)
-                                                                for k, v in where.items()))
+        cfg = {**OMIT_AT_DEFAULT, **rec["config"]}  # fields stored only when not at their default
+        return all(y in rec for y in ys) and (not where or all(_matches(cfg.get(k), v) for k, v in where.items()))
     return store.group_runs(path, keep=keep)
 
 

@@ -232,3 +232,31 @@ def test_summary_and_store(tmp_path, data_dir):
     assert np.array_equal(rec["D"], tr.D.gamma * np.eye(tr.x_final.size))  # stored like det-CGD's D
     ds = load("a1a", data_dir=data_dir)
     assert tr.meta["dataset"]["rows"] == ds.A.shape[0]
+
+
+def test_contract_and_blocks_checks():
+    """EF21 refuses a compressor without a stated contraction; --blocks only for the sketch methods."""
+    with pytest.raises(ConfigError, match="needs a contractive compressor C.x. with a stated contraction"):
+        RunConfig(algorithm="ef21", compressor="sketch-top-k:3")
+    with pytest.raises(ConfigError, match="--blocks does not apply to algorithm 'diana'; only to the sketch"):
+        RunConfig(algorithm="diana", blocks="3")
+    RunConfig(algorithm="det-marina", blocks="3")
+
+
+def test_where_matches_a_default_that_is_not_stored(tmp_path, data_dir):
+    from cgdbench.plot import load_groups
+    out = tmp_path / "r.h5"
+    engine.run(RunConfig(dataset="a1a", algorithm="ef21", compressor="top-k:3", iters=3), out=out, data_dir=data_dir)
+    engine.run(RunConfig(dataset="a1a", algorithm="ef21", compressor="top-k:3", iters=3, ef21_init="compressed"),
+               out=out, data_dir=data_dir)
+    assert len(load_groups(out, ("loss",), where={"ef21_init": ["gradient"]})) == 1
+    assert len(load_groups(out, ("loss",), where={"ef21_init": ["compressed"]})) == 1
+
+
+def test_registry_refuses_a_name_taken_by_an_alias():
+    from cgdbench._registry import Registry
+    reg = Registry("thing")
+    reg.register("a", aliases=("b",))(None)
+    for name, aliases in (("b", ()), ("c", ("a",)), ("d", ("b",)), ("e", ("x", "x"))):
+        with pytest.raises(ValueError, match="already registered"):
+            reg.register(name, aliases=aliases)(None)

@@ -119,6 +119,7 @@ def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
         beta = baselines.det_marina_beta(Wm.dense(), sketch, L, Lt, p, n)
         D = Wm.scaled(beta)
         info.update(shape=shape, beta=beta)
+        info["warnings"] += winfo["warnings"]
     else:
         D = stepsizes.StepsizeMatrix.scalar(float(param), problem.d)
     lam = baselines.det_marina_lambda(D.dense(), sketch, L, Lt, p, n)

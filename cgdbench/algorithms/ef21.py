@@ -12,7 +12,7 @@ Start (``--ef21-init``): ``gradient`` (default) g_i⁰ = ∇f_i(x⁰), one uncom
 The server keeps g by its recursion g ← g + (1/n)Σ c_i (the messages cost O(nnz) to
 add, not O(d) per client); when every g_i is the gradient itself (the uncompressed start,
 or the identity compressor) it sets g to their mean.  For compressors that send
-coordinates unchanged (top-k, unscaled rand-k, sketch-top-k), g_i + c_i is g_i's sent
+coordinates unchanged (top-k, unscaled rand-k), g_i + c_i is g_i's sent
 coordinates replaced by ∇f_i's.  Written that way, EF21 with the identity compressor is
 GD bit for bit.  An unbiased compressor is
 applied as C/(1+ω), an α = 1/(1+ω) contraction, and the run says so.
@@ -21,7 +21,8 @@ import math
 
 
 from .._jit import njit_parallel, prange
-from ..compressors.vector import C_IDENTITY, C_RAND_K, C_SKETCH_TOP_K, C_TOP_K, decode_add, encode
+from ..compressors.vector import C_IDENTITY, C_RAND_K, C_TOP_K, TOP_K_SMALL, _top_k_small
+from ..compressors.vector import decode_add, encode
 from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key
 from ..stepsizes import baselines
@@ -44,6 +45,7 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
         send = k < K
         full = k == 0 and not compressed_init
         reset = full or take == COPY_ALL
+        small_top_k = take == COPY_SENT and C.kind == C_TOP_K and C.k <= TOP_K_SMALL and C.k < d
         reg = regularizer(P.kind, x, P.lam, reg_grad)
         # every array written inside the prange is a local, not a pack field: see _common.Work
         gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
@@ -72,6 +74,15 @@ def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, g
                     for u in range(d):  # one pass: the metric's sum and the message's argument
                         gs[u] += g[u]
                         v[u] = (g[u] + reg_grad[u]) - gi[u]
+                    if small_top_k:
+                        # top-k sends v_J unscaled: the same arithmetic as encode + decode_add, without
+                        # the two calls (each passes seven to nine arrays)
+                        _top_k_small(v, C.k, idx_b[r], work_b[r])
+                        for q in range(C.k):
+                            j = idx_b[r, q]
+                            ms[j] += v[j]
+                            gi[j] = g[j] + reg_grad[j]
+                        continue
                     nnz, msc = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, stream_key(seed, i, k), v,
                                       idx_b[r], val_b[r], code_b[r], bits_b[r], table_b[r], work_b[r], mark_b[r])
                     decode_add(C.kind, C.d, nnz, msc, 1.0, idx_b[r], val_b[r], code_b[r], bits_b[r], ms)
@@ -123,7 +134,7 @@ class Ef21Job(VectorJob):
         comp = b.sketch
         if comp.kind == C_IDENTITY:
             take = COPY_ALL
-        elif comp.kind in (C_RAND_K, C_TOP_K, C_SKETCH_TOP_K) and comp.scale == 1.0:  # x_J sent as is
+        elif comp.kind in (C_RAND_K, C_TOP_K) and comp.scale == 1.0:  # x_J sent as is
             take = COPY_SENT
         else:
             take = ADD

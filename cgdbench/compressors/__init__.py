@@ -31,13 +31,15 @@ SKETCH, VECTOR = "sketch", "vector"
 
 
 #: traits: ``params_required``; ``uses`` — SKETCH (det-CGD, DCGD, GD, det-MARINA) and/or VECTOR (the
-#: vector-compressor methods); ``unbiased`` — as a vector compressor, E C(x) = x (DIANA and MARINA need it)
+#: vector-compressor methods); ``unbiased`` — as a vector compressor, E C(x) = x (DIANA and MARINA need it);
+#: ``stated_mu`` — its contraction μ is known in closed form (EF21's stepsize needs it; sketch-top-k's is data
+#: dependent)
 REGISTRY = Registry("compressor")
 
 
-def _entry(name, params, required, doc, uses=(SKETCH,), unbiased=False, aliases=()):
+def _entry(name, params, required, doc, uses=(SKETCH,), unbiased=False, aliases=(), stated_mu=True):
     REGISTRY.register(name, aliases=aliases, params=params, doc=doc, params_required=required, uses=uses,
-                      unbiased=unbiased)(None)
+                      unbiased=unbiased, stated_mu=stated_mu)(None)
 
 
 _entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR), True, aliases=("none",))
@@ -62,7 +64,7 @@ _entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Ho
        "sign + exponent per coordinate.", (VECTOR,), True)
 _entry("sketch-top-k", "K[,ROWS,COLS]", True, "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K "
        "candidates, whose exact values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,),
-       aliases=("count-sketch", "sketched-top-k"))
+       aliases=("count-sketch", "sketched-top-k"), stated_mu=False)
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -87,8 +89,8 @@ def check_use(spec: str, use: str, algorithm: str) -> None:
 #: what each algorithm contract (cgdbench.algorithms.CONTRACTS) accepts, and how it is said
 _CONTRACT = {"sketch": ("an unbiased diagonal sketch S", lambda e: SKETCH in e.uses),
              "vector": ("a vector compressor C(x)", lambda e: VECTOR in e.uses),
-             "contractive": ("a contractive compressor C(x) (an unbiased one is applied as C/(1+ω))",
-                             lambda e: VECTOR in e.uses),
+             "contractive": ("a contractive compressor C(x) with a stated contraction (an unbiased one is "
+                             "applied as C/(1+ω))", lambda e: VECTOR in e.uses and e.stated_mu),
              "unbiased": ("an unbiased compressor (E C(x) = x)", lambda e: VECTOR in e.uses and e.unbiased)}
 
 

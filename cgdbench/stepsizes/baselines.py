@@ -102,6 +102,9 @@ def det_marina_beta(W: np.ndarray, sketch, L: np.ndarray, L_tilde: float, p: flo
         return float(np.linalg.eigvalsh(0.5 * (M + M.T))[-1])
 
     lam1 = lam(1.0)
+    if not 0.0 < lam1 < math.inf:
+        raise ConfigError(f"det-MARINA: λ_max(W^½LW^½ + B) = {lam1!r} for the shape W; the condition needs it "
+                          "finite and > 0 (use --lam > 0, or another shape)")
     lo, hi = (1.0, 1.0 / lam1) if lam1 <= 1.0 else (1.0 / lam1, 1.0)
     while hi - lo > 1e-12 * hi:
         mid = 0.5 * (lo + hi)

@@ -237,6 +237,3 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
         info["cache"] = save_npz(path, delta=delta, status=status, exact=exact)
     return delta, info
 
-
-# --- the full-D program: barrier Newton-CG ------------------------------------------
-#: client eigen-directions (nearest their LMI's boundary) in the full-D barrier's preconditioner

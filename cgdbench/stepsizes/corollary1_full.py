@@ -20,6 +20,7 @@ from .distributed import _roots, lambda_D, line_search
 from .distributed import best_diag_line_search, covariance
 
 
+#: client eigen-directions (nearest their LMI's boundary) in the full-D barrier's preconditioner
 PRECOND_DIRECTIONS = 32
 
 
@@ -451,5 +452,3 @@ def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool =
         info["cache"] = save_npz(path, D=D, status=info["status"], solver=info["solver"], exact=info["exact"])
     return D, info
 
-
-# --- Δ^inf and f(x⁰) − f^inf ------------------------------------------------------

@@ -21,9 +21,9 @@ Rules (all return the largest D of their shape allowed by (a)-(c)):
 
 * ``corollary1`` — max log det D over *diagonal* D, solved exactly (barrier Newton
   on (δ, τ) with λ_D ≤ τ as n LMIs linear in δ, generated client by client, see
-  :func:`corollary1_diag`).
-* ``corollary1-full`` — max log det D over *full* symmetric D (:func:`corollary1_full`):
-  a barrier Newton-CG on (D, τ) (:func:`_full_program`, :func:`_full_barrier`) inside the same
+  :func:`.corollary1_diag.corollary1_diag`).
+* ``corollary1-full`` — max log det D over *full* symmetric D (:func:`.corollary1_full.corollary1_full`):
+  a barrier Newton-CG on (D, τ) (``full_program``, ``_full_barrier``) inside the same
   constraint generation, started from the diagonal program's D; for small sizes
   (n·m² <= MAX_FULL_PROGRAM) Clarabel's log det programs with one LMI per client (size 2d for
   Algorithm 2, d(1 + rank C) for Algorithm 1, a lifting) are the fallback.
