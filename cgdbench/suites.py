@@ -80,8 +80,9 @@ def _cells(configs) -> list:
     return out
 
 
-@suite("smoke", "every algorithm × every compatible sketch/compressor on small problems (the synthetic "
-                "default and a 20-d quartic saddle), 1 seed, 300 iterations: the registry runs end to end",
+@suite("smoke", "the two papers' algorithms × every compatible sketch/compressor on small problems (the "
+                "synthetic default and a 20-d quartic saddle), 1 seed, 300 iterations (the baselines: --suite "
+                "baselines)",
        seeds=1, iters=300, aliases=("registry",))
 def _smoke(dataset, seeds, iters):
     det = [("gd", "identity", "scalar", None), ("dcgd", "rand-1", "scalar", None),
