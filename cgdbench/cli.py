@@ -348,7 +348,12 @@ def _run(ns) -> int:
 
 def _theory(ns) -> int:
     from . import theory
+    from .compressors.vector import parse_k
     from .engine import build
+    if ns.check < 0:
+        raise ConfigError(f"--check {ns.check}: give K >= 1 iterations (or 0 for no check)")
+    if ns.seeds < 1:
+        raise ConfigError(f"--seeds {ns.seeds}: need at least 1")
     cfg = RunConfig(problem=ns.problem, dataset=ns.dataset, lam=ns.lam, clients=ns.clients, blocks=ns.blocks,
                     algorithm="gd", compressor="identity", stepsize="scalar", iters=1)
     b = build(cfg, data_dir=ns.data_dir)
@@ -357,13 +362,21 @@ def _theory(ns) -> int:
     ks, qs = None, None
     if ns.compressor:
         name, params = compressors.parse(ns.compressor)
-        vals = [float(v) for v in params.split(",")] if params else []
+        toks = [t.strip() for t in params.split(",")] if params else []
         if name in ("rand-k", "block-rand-k"):
-            ks = [int(v) for v in vals] if len(vals) == len(sizes) else None
-            if ks is None:
-                total = int(vals[0])
+            if len(toks) == len(sizes):
+                ks = [parse_k(f"{name} (block {i} of size {s})", t, int(s))
+                      for i, (t, s) in enumerate(zip(toks, sizes))]
+            elif len(toks) == 1:
+                total = parse_k(name, toks[0], int(b.problem.d))
                 ks = [max(1, min(int(s), round(total * s / b.problem.d))) for s in sizes]
+            else:
+                raise ConfigError(f"--compressor {ns.compressor!r}: give one k or one per block ({len(sizes)} blocks)")
         elif name == "bern-q":
+            vals = [float(t) for t in toks]  # parse() checked they are finite numbers
+            if len(vals) not in (1, len(sizes)) or not all(0 < q <= 1 for q in vals):
+                raise ConfigError(f"--compressor {ns.compressor!r}: give one probability q in (0, 1] or one per "
+                                  f"block ({len(sizes)} blocks)")
             qs = vals if len(vals) == len(sizes) else [vals[0]] * len(sizes)
         else:
             raise ConfigError(f"--compressor {ns.compressor!r}: theory takes rand-k, block-rand-k or bern-q")

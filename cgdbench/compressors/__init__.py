@@ -13,6 +13,8 @@ such as ``k > d`` are raised.
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +123,13 @@ def _numbers(name: str, params: str) -> list[float]:
     out = []
     for tok in params.split(","):
         try:
-            out.append(float(tok))
+            v = float(tok)
         except ValueError:
             raise ConfigError(f"compressor {name!r}: parameter {tok!r} is not a number") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"compressor {name!r}: parameter {tok.strip()!r} is not a finite number; write "
+                              f"{name}:{REGISTRY[name].params}")
+        out.append(v)
     return out
 
 

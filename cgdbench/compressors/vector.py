@@ -478,6 +478,8 @@ def parse_k(name: str, token: str, d: int) -> int:
     except ValueError:
         raise ConfigError(f"{name}: k = {token!r} is not a number; give an integer in [1, {d}] "
                           "or a fraction in (0, 1]") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: k = {token!r} is not finite; give an integer in [1, {d}] or a fraction in (0, 1]")
     if any(ch in token.lower() for ch in ".e"):
         if not (0.0 < value <= 1.0):
             raise ConfigError(f"{name}: fraction {token} is out of range; need 0 < fraction <= 1 "

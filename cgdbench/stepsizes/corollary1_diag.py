@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
-from .cache import save_npz
+from .cache import load, save_npz
 from .linalg import logdet_chol, sym_power
 from .distributed import Setting, _cache_path, _damped_step, factor_clients, _gap_bound, _generate, _nbhd_const
 from .distributed import lambda_D
@@ -226,8 +226,8 @@ def corollary1_diag_cached(sketch, L, s: Setting, use_cache: bool = True, time_l
                           f"limit n·d²·r <= {MAX_DIAG_PROGRAM_WORK:.2g}; use the line search corollary1:RULE "
                           "(e.g. corollary1:optimal-diag)")
     path = _cache_path("cor1", "corollary1-diag", sketch, L, s, time_limit, "v3")
-    if use_cache and path.is_file():
-        z = np.load(path)
+    z = load(path, ("delta", "status", "exact")) if use_cache else None
+    if z is not None:
         return z["delta"], {"status": str(z["status"]), "exact": bool(z["exact"]), "cache": str(path), "seconds": 0.0}
     t0 = time.perf_counter()
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError, choices_error
-from .cache import save_npz
+from .cache import load, save_npz
 from .linalg import logdet_chol, sym_power
 from .optimal import pcg
 from . import corollary1_diag as c1d
@@ -419,8 +419,8 @@ def corollary1_full_cached(sketch, L, s: Setting, family: str, use_cache: bool =
                           f"{n * m * m:.3g} beyond the conic limit {MAX_FULL_PROGRAM:.3g}); use 'corollary1' (the "
                           "exact diagonal program) or 'corollary1:optimal' (a full D by line search)")
     path = _cache_path("cor1f", f"corollary1-full-{family}", sketch, L, s, time_limit, "v2")
-    if use_cache and path.is_file():
-        z = np.load(path)
+    z = load(path, ("D", "status", "solver", "exact")) if use_cache else None
+    if z is not None:
         return z["D"], {"status": str(z["status"]), "solver": str(z["solver"]), "exact": bool(z["exact"]),
                         "cache": str(path), "seconds": 0.0}
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import ConfigError, choices_error
-from .cache import cache_dir
+from .cache import cache_dir, load
 from .cache import key as _key
 from .linalg import lam_max_pencil as _lam_max_pencil
 from .linalg import sym_power
@@ -329,8 +329,9 @@ def estimate_inf(problem, x0, maxiter: int = 2000, use_cache: bool = True) -> di
     h.update(np.ascontiguousarray(x0, dtype=np.float64).tobytes())
     h.update(f"{problem.name}|{maxiter}|v1".encode())
     path = cache_dir() / f"inf-{h.hexdigest()[:32]}.json"
-    if use_cache and path.is_file():
-        return {**json.loads(path.read_text()), "cache": str(path)}
+    z = load(path, ()) if use_cache else None
+    if z is not None:
+        return {**z, "cache": str(path)}
     t0 = time.perf_counter()
     f0 = problem.f(x0)
     f_inf, xhat, nit = _minimize(problem.f_and_grad, x0, maxiter)

@@ -54,7 +54,7 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError
-from .cache import cache_dir, save_npz
+from .cache import cache_dir, load, save_npz
 from .cache import key as _key
 from .conditions import condition_lambda
 from .linalg import lam_max_pencil as _lam_max_pencil
@@ -293,8 +293,8 @@ def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache
     require_pd(L, "optimal (det-cgd1)")
     key = _key(L, sketch, "det-cgd1-full")
     path = cache_dir() / f"{key}.npz"
-    if use_cache and path.is_file():
-        z = np.load(path)
+    z = load(path, ("D", "solver", "residual")) if use_cache else None
+    if z is not None:
         return z["D"], {"solver": str(z["solver"]), "status": "cached", "cache": str(path),
                         "seconds": 0.0, "residual_lambda": float(z["residual"])}
     form = _moment_form(sketch)
