@@ -354,6 +354,9 @@ def _theory(ns) -> int:
         raise ConfigError(f"--check {ns.check}: give K >= 1 iterations (or 0 for no check)")
     if ns.seeds < 1:
         raise ConfigError(f"--seeds {ns.seeds}: need at least 1")
+    if problems.get(ns.problem).oracle != "full":
+        raise ConfigError(f"--problem {ns.problem!r}: det-CGD's Table 1 needs a finite-sum problem with smoothness "
+                          f"matrices; use one of: {', '.join(problems.REGISTRY.names(oracle='full'))}")
     cfg = RunConfig(problem=ns.problem, dataset=ns.dataset, lam=ns.lam, clients=ns.clients, blocks=ns.blocks,
                     algorithm="gd", compressor="identity", stepsize="scalar", iters=1)
     b = build(cfg, data_dir=ns.data_dir)

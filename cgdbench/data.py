@@ -146,7 +146,10 @@ def sha256_of(path: Path) -> str:
 
 
 # --- reading --------------------------------------------------------------
-_LINE = re.compile(r"^\s*[-+]?[0-9.eE+-]+(\s+[0-9]+:[-+]?[0-9.eE+-]+)*\s*(#.*)?$")
+#: one data line: a label, an optional svmlight ``qid:N``, ``index:value`` pairs, an optional comment
+_LINE = re.compile(r"^\s*[-+]?[0-9.eE+-]+(\s+qid:[0-9]+)?(\s+[0-9]+:[-+]?[0-9.eE+-]+)*\s*(#.*)?$")
+#: a feature value this large overflows the smoothness matrix L = AᵀA/(4m) + 2λI (its entries square it)
+MAX_FEATURE = 1e150
 
 
 def _first_bad_line(path: Path) -> tuple[int, str] | None:
@@ -174,7 +177,7 @@ def _last_line(path: Path) -> tuple[int, str] | None:
     last = None
     with open(path, "rb") as f:
         for no, line in enumerate(f, 1):
-            if line.strip():
+            if line.strip() and not line.lstrip().startswith(b"#"):  # comment lines do not end data
                 last = (no, line.decode(errors="replace").rstrip("\n"))
     return last
 
@@ -197,14 +200,36 @@ def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
         bad = _first_bad_line(path)
         where = f" at line {bad[0]}: {bad[1]!r}" if bad else ""
         raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({exc})") from None
+    if A.shape[0] == 0:
+        raise DataError(f"LIBSVM file {str(path)!r} has no rows")
+    if not (np.all(np.isfinite(A.data)) and np.all(np.isfinite(y)) and np.all(np.abs(A.data) <= MAX_FEATURE)):
+        no, tok = _first_bad_value(path)
+        raise DataError(f"LIBSVM file {str(path)!r} line {no}: value {tok!r} is not a finite number of magnitude "
+                        f"<= {MAX_FEATURE:g} (the smoothness matrix squares feature values)")
     last = _last_line(path)
     if last is not None and not _LINE.match(last[1]):
         # a file cut mid-line can still parse ("11:" reads as a value-less token)
         raise DataError(f"malformed LIBSVM file {str(path)!r} at line {last[0]}: {last[1][:80]!r} "
                         "(truncated?)")
-    if A.shape[0] == 0:
-        raise DataError(f"LIBSVM file {str(path)!r} has no rows")
     return A.tocsr(), np.asarray(y, dtype=np.float64)
+
+
+def _first_bad_value(path: Path) -> tuple[int, str]:
+    """Line number and token of the first label or feature value that is not finite (or too large)."""
+    with open(path, "r", errors="replace") as f:
+        for no, line in enumerate(f, 1):
+            toks = line.split("#")[0].split()
+            for j, tok in enumerate(toks):
+                if tok.startswith("qid:"):
+                    continue
+                v = tok if j == 0 else tok.partition(":")[2]
+                try:
+                    x = float(v)
+                except ValueError:
+                    continue
+                if not (np.isfinite(x) and (j == 0 or abs(x) <= MAX_FEATURE)):
+                    return no, tok
+    return 0, "?"
 
 
 def labels_to_pm1(y: np.ndarray, name: str) -> np.ndarray:
@@ -246,6 +271,9 @@ def load(dataset: str | os.PathLike | None = None, data_dir=None,
                 f"file is in the LIBSVM binary collection ({manifest_source()})")
         return _load_file(path, text, entry, allow_hash_mismatch)
     path = Path(text)
+    if path.is_dir():
+        raise DataError(f"dataset {text!r} is a directory; give a LIBSVM file, or a manifest name with "
+                        "--data-dir pointing at this directory")
     if path.exists() or os.sep in text or text.startswith("."):
         if not path.is_file():
             raise DataError(f"dataset file {text!r} does not exist")

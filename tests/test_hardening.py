@@ -81,3 +81,53 @@ def test_no_traceback_for_non_finite_spec_from_the_command_line():
     r = subprocess.run([sys.executable, "-m", "cgdbench", "run", "--compressor", "rand-k:nan"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "not a finite number" in r.stderr
+
+
+@pytest.mark.parametrize("body,msg", [
+    ("+1 1:0.5 2:nan\n-1 1:1 3:2\n", "line 1: value '2:nan' is not a finite number"),
+    ("+1 1:0.5\n-1 1:inf 3:2\n", "line 2: value '1:inf' is not a finite number"),
+    ("+1 1:1e308\n-1 1:1\n", "line 1: value '1:1e308'"),
+    ("# only comments\n# more\n", "has no rows"),
+])
+def test_libsvm_values_and_comments(tmp_path, body, msg):
+    from cgdbench import data
+    from cgdbench.errors import DataError
+    f = tmp_path / "x.svm"
+    f.write_text(body)
+    with pytest.raises(DataError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        data.read_libsvm(f)
+
+
+def test_libsvm_trailing_comment_and_qid_are_read(tmp_path):
+    from cgdbench import data
+    f = tmp_path / "x.svm"
+    f.write_text("+1 1:0.5 2:1\n-1 1:1 3:2\n# trailing comment\n")
+    A, y = data.read_libsvm(f)
+    assert A.shape == (2, 3)
+    g = tmp_path / "q.svm"
+    g.write_text("+1 qid:3 1:0.5 2:1\n-1 qid:3 1:1 3:2\n")
+    A, y = data.read_libsvm(g)
+    assert A.shape == (2, 3) and y.tolist() == [1.0, -1.0]
+
+
+def test_dataset_that_is_a_directory(tmp_path):
+    from cgdbench import data
+    from cgdbench.errors import DataError
+    with pytest.raises(DataError, match="is a directory"):
+        data.load(str(tmp_path))
+
+
+def test_importance_probabilities_from_a_bad_file(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 2)
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for f in (junk, obj):
+        with pytest.raises(ConfigError, match="cannot read probabilities"):
+            compressors.make(f"importance-rand-1:{f}", 10)
+
+
+def test_theory_names_the_problems_it_takes(capsys):
+    from cgdbench.cli import main
+    assert main(["theory", "--problem", "saddle-quartic"]) == 2
+    assert "needs a finite-sum problem" in capsys.readouterr().err

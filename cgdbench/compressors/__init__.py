@@ -150,7 +150,12 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
             path = Path(params)
             if not path.is_file():
                 raise ConfigError(f"importance-rand-1: probability file {params!r} does not exist")
-            p = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
+            try:
+                p = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+            except Exception as exc:  # binary junk, a pickled array, text that is not numbers
+                raise ConfigError(f"importance-rand-1: cannot read probabilities from {params!r} "
+                                  f"({type(exc).__name__}: {str(exc)[:120]}); give a .npy array or a text file "
+                                  "of d numbers") from None
         else:
             if L_diag is None:
                 raise ConfigError("importance-rand-1 without a probability file needs diag(L)")
