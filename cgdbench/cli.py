@@ -2,6 +2,7 @@
 
 Exit codes (run): 0 completed; 1 diverged; 2 bad input; 130 interrupted.
 Exit codes (gate): 0 passed; 1 failed; 2 bad input.
+Exit codes (compare, escape): 0 every cell completed; 1 some cells failed or diverged; 2 bad input; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -290,10 +291,11 @@ def _compare(ns) -> int:
     if ns.json:
         print(json.dumps(_finite({"counts": counts, "target": sweep.target, "rows": rows})))
     else:
-        print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed) in {counts['seconds']:.1f} s, "
+        print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed, {counts['diverged']} diverged) in "
+              f"{counts['seconds']:.1f} s, "
               f"{counts['skipped']} skipped; results in {ns.out}")
         print(sw.format_summary(rows, sweep.target))
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["diverged"] else 0  # exit 1: some cells failed or diverged
 
 
 def _escape(ns) -> int:
@@ -302,14 +304,15 @@ def _escape(ns) -> int:
                      dim=ns.dim, compressors=ns.compressors, noise=ns.noise, lr=ns.lr, batch_size=ns.batch_size,
                      iters=ns.iters, log_every=ns.log_every, reset_iters=ns.reset_iters, seeds=ns.seeds,
                      plot=ns.plot, progress=sys.stderr.isatty())
-    if res["counts"]["failed"]:
-        print(f"escape: {res['counts']['failed']} run(s) failed; see their error in {ns.out}", file=sys.stderr)
+    if res["counts"]["failed"] or res["counts"]["diverged"]:
+        print(f"escape: {res['counts']['failed']} run(s) failed and {res['counts']['diverged']} diverged; see "
+              f"{ns.out}", file=sys.stderr)
     for row in res["summary"]:
         print(f"{row['compressor']:<16} r={row['noise']:<6g} final loss mean {row['final_loss_mean']:.4f} "
               f"[{row['final_loss_lo']:.4f}, {row['final_loss_hi']:.4f}]  first iteration below 90% of the "
               f"saddle's loss: {row['escape_iter_median']}")
     print(f"figure: {res['figure']}")
-    return 0
+    return 1 if res["counts"]["failed"] or res["counts"]["diverged"] else 0
 
 
 def _sigterm(signum, frame):
@@ -333,12 +336,12 @@ def _run(ns) -> int:
         print(f"cgdbench: note: this config is already in {ns.out} as {store.run_id(cfg)}; stored as the "
               f"deliberate repeat {trace.run_id} (summaries and plots count a seed once)", file=sys.stderr)
     if ns.json:
-        print(json.dumps({"status": trace.status, "iterations": trace.iterations, "run_id": trace.run_id,
+        print(json.dumps(_finite({"status": trace.status, "iterations": trace.iterations, "run_id": trace.run_id,
                           "final_loss": float(trace.loss[-1]) if trace.loss.size else None,
                           "grad_norm_sq": float(trace.grad_norm_sq[-1]) if trace.loss.size else None,
                           "G_KD": trace.G_KD, "bits_up": int(trace.bits_up[-1]) if trace.loss.size else 0,
-                          "bits_down": int(trace.bits_down[-1]) if trace.loss.size else 0, **trace.meta},
-                         default=str))
+                          "bits_down": int(trace.bits_down[-1]) if trace.loss.size else 0,
+                          **json.loads(json.dumps(trace.meta, default=str))}), allow_nan=False))  # strict JSON
     else:
         print(trace.summary())
         if ns.out is None:

@@ -211,7 +211,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     done = store.completed_ids(out) if Path(out).exists() else set()
     todo = [c for c in sweep.cells if rerun or c.id not in done]
     skipped = len(sweep.cells) - len(todo)
-    counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "seconds": 0.0}
+    counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "diverged": 0, "seconds": 0.0}
     log(f"{sweep.name}: {len(sweep.cells)} cells, {skipped} already completed in {out}"
         + (" (skipped; --rerun runs them again)" if skipped else "") + f", {len(todo)} to run")
     if not todo:
@@ -225,6 +225,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     def store_one(cell, record):
         store.write_run(out, record, replace=rerun)
         counts["ran"] += 1
+        counts["diverged"] += record["attrs"]["status"] == "diverged"
         if record["attrs"]["status"] == "failed":
             counts["failed"] += 1
             log(f"cell {cell.id} failed: {json.loads(record['attrs']['meta']).get('error', '?')}")

@@ -131,3 +131,22 @@ def test_theory_names_the_problems_it_takes(capsys):
     from cgdbench.cli import main
     assert main(["theory", "--problem", "saddle-quartic"]) == 2
     assert "needs a finite-sum problem" in capsys.readouterr().err
+
+
+def test_run_json_is_strict_json(tmp_path):
+    """--json never prints NaN or Infinity (strict parsers reject them): non-finite numbers are null."""
+    import json
+    r = subprocess.run([sys.executable, "-m", "cgdbench", "run", "--iters", "3", "--stepsize", "scalar:1e300",
+                        "--json"], capture_output=True, text=True)
+    out = r.stdout.strip().splitlines()[-1]
+    assert "NaN" not in out and "Infinity" not in out
+    json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_compare_exit_code_counts_diverged_cells(tmp_path):
+    """A sweep whose cells diverged exits 1 and says how many, like a failed one."""
+    grid = tmp_path / "g.toml"
+    grid.write_text('problem = "saddle-quartic"\nalgorithm = "sgd"\nlr = [100.0, 0.05]\niters = 50\n')
+    r = subprocess.run([sys.executable, "-m", "cgdbench", "compare", "--config", str(grid), "--out",
+                        str(tmp_path / "r.h5"), "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 1 and "1 diverged" in r.stdout, r.stdout + r.stderr
