@@ -50,7 +50,7 @@ class Trace:
     G_KD: float                 # (1/K) Σ_{k<K} ‖∇f(x^k)‖²_{D/det(D)^{1/d}} over completed steps
     iterations: int             # completed steps
     meta: dict = field(default_factory=dict)
-    extras: dict = field(default_factory=dict)   # family-specific arrays (sgd: stoch_grad_norm_sq, lambda_min, ...)
+    extras: dict = field(default_factory=dict)   # the algorithm's own arrays (sgd: stoch_grad_norm_sq, lambda_min, ...)
     run_id: str | None = None
     path: str | None = None
 

@@ -17,7 +17,6 @@ import numpy as np
 from .. import store
 from .._jit import njit, njit_inline
 from ..errors import CgdbenchError
-from ..problems.logreg import FiniteSum  # noqa: F401  (the problem owns its pack)
 from ..stepsizes.kernels import d_apply, d_quad
 
 RUNNING, DIVERGED = 0, 1

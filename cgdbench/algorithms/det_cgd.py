@@ -28,7 +28,7 @@ from ..compressors.sketches import sample_sketch
 from ..problems.logreg import client_grad, regularizer
 from ..stepsizes.kernels import d_apply, d_row_dot
 from . import register
-from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS, client_ranges  # noqa: F401
+from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS
 from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs, step_pack
 from ._common import work
 
@@ -142,10 +142,6 @@ class DetCgdJob(SketchJob):
         self.args = (c.log_every, get(c.algorithm).code, self.x, p.pack(), SketchS(*sk.kernel_args()),
                      np.uint64(c.seed), step_pack(D), self.range_ptr, work(R, d, p.max_rows), sketch_bufs(R, d),
                      np.zeros(d), np.zeros(d), np.zeros(d), sketch_bits(sk, c, n, d), self.acc, self.out)
-
-    def shape_key(self):
-        p = self.b.problem
-        return ("det-cgd", p.n, p.d, int(p.indptr[-1]), self.b.config.algorithm, self.b.config.compressor)
 
     @classmethod
     def summary_rows(cls, trace):

@@ -33,7 +33,7 @@ from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, en
 from ..problems.saddles import P_LINEAR_AE, batch_loss_grad, linear_ae_full
 from ..rng import stream_key, uniform
 from . import register
-from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for  # noqa: F401
+from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
 from ._common import vector_pack
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR = range(8)

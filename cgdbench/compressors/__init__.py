@@ -178,5 +178,5 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
 
 def describe() -> list[tuple[str, str]]:
     return [(e.name + (":" + e.params if e.params else ""),
-             f"[{'/'.join('det-cgd' if u == SKETCH else 'ef-sgd' for u in e.uses)}] {e.doc}")
+             f"[{'/'.join('sketch' if u == SKETCH else 'vector' for u in e.uses)}] {e.doc}")
             for e in REGISTRY.values()]

@@ -62,29 +62,23 @@ def _top_k_small(v, k, idx, work):
     Coordinates come in index order and enter only when strictly larger than the worst
     kept, so ties go to the smaller index, as in the general path.  O(d + insertions·k).
     """
-    d = v.shape[0]
-    for i in range(k):  # the first k, ordered
+    worst = 0.0
+    for i in range(v.shape[0]):
         a = abs(v[i])
-        p = i
-        while p > 0 and work[p - 1] < a:
-            work[p] = work[p - 1]
-            idx[p] = idx[p - 1]
-            p -= 1
-        work[p] = a
-        idx[p] = i
-    worst = work[k - 1]
-    for i in range(k, d):
-        a = abs(v[i])
-        if not a > worst:  # the common case: one compare against a register
+        if i < k:  # the first k, ordered as they come
+            p = i
+        elif a > worst:  # the common case fails this one compare against a register
+            p = k - 1
+        else:
             continue
-        p = k - 1
         while p > 0 and work[p - 1] < a:
             work[p] = work[p - 1]
             idx[p] = idx[p - 1]
             p -= 1
         work[p] = a
         idx[p] = i
-        worst = work[k - 1]
+        if i >= k - 1:
+            worst = work[k - 1]
     for q in range(1, k):  # indices in increasing order
         j = idx[q]
         p = q - 1

@@ -28,11 +28,9 @@ from . import corollary1_diag as c1d
 from . import corollary1_full as c1f
 from . import distributed as dist
 from .conditions import FAMILIES, condition_lambda, condition_matrix  # noqa: F401  (the package's face)
-from .linalg import lam_max_pencil as _lam_max_pencil  # noqa: F401
 from .linalg import logdet_chol, require_pd, sym_power  # noqa: F401
 from .matrix import KINDS, StepsizeMatrix  # noqa: F401
 from .shapes import single_node
-from .shapes import w_matrix as _w_matrix  # noqa: F401
 
 # --- rules ----------------------------------------------------------------
 #: traits: ``scope`` (the algorithms a rule builds for: det-cgd, or one baseline), ``distributed``
