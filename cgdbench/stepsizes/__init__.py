@@ -68,7 +68,7 @@ _rule("ef21", "", "EF21: γ = 1/(L + L̃√(β/θ)) (Richtárik et al. 2021, Thm
       "L̃² = (1/n)Σ L_i².", scope="ef21")
 _rule("diana", "", "DIANA: the largest γ of its non-convex theory for ω, n, α (docs/paper-notes.md §8).",
       scope="diana")
-_rule("marina", "", "MARINA: γ = 1/(L(1 + √((1−p)ω/(pn)))) (Gorbunov et al. 2021, Thm 2.1).", scope="marina")
+_rule("marina", "", "MARINA: γ = 1/(L̃(1 + √((1−p)ω/(pn)))) (Gorbunov et al. 2021, Thm 2.1).", scope="marina")
 _rule("det-marina", "[RULE]", "det-MARINA: the largest βW for the shape W of RULE (default diag-inv) under its "
       "matrix stepsize condition.", scope="det-marina")
 #: the rules that need the distributed setting, and the shapes a ``RULE`` parameter names (from the traits)
