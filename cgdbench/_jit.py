@@ -49,6 +49,9 @@ njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)
 #: the logistic gradient into the prange body made the engine 25% slower.
 njit_inline = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True, inline="always")
 prange = numba.prange
+#: parallel kernels called from the serial part of another kernel (both of its paths): large work per
+#: region (milliseconds), fixed chunks, so the result never depends on the thread count
+njit_chunks = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True, nogil=True)
 
 
 class TwoPath:

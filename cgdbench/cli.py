@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
-from .config import DOWNLINK, EF21_INIT, VALUE_BITS, X0_CHOICES, RunConfig
+from .config import DOWNLINK, EF21_INIT, RUN_DEFAULTS, VALUE_BITS, X0_CHOICES, RunConfig
 from .errors import CgdbenchError, ConfigError
 
 LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes", "suites")
@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "--compressor rand-1 --stepsize diag-inv --clients 10 --iters 2000 "
                                    "--out results.h5")
     dflt = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    dflt.update(RUN_DEFAULTS)
     g = r.add_argument_group("problem and data")
     g.add_argument("--problem", help=f"one of: {_choices(problems.describe())} (default {dflt['problem']})")
     g.add_argument("--dataset",
@@ -182,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stepsize",
                    help=f"one of: {_choices(stepsizes.describe())} (default: the algorithm's, "
                         + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY.values()) + ")")
-    g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']})")
+    g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']}; the saddle problems "
+                                              "their own, see `cgdbench problems`)")
     g.add_argument("--eps2", type=float,
                    help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness "
                         "and "
@@ -196,18 +198,22 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--ef21-init", choices=EF21_INIT,
                    help="ef21: g_i⁰ = ∇f_i(x⁰) (gradient, default) or C(∇f_i(x⁰)) (compressed)")
     g = r.add_argument_group("compressed SGD (sgd, ef-sgd)")
-    g.add_argument("--lr", type=float, help=f"stepsize η (default {dflt['lr']})")
+    g.add_argument("--lr", type=float, help=f"stepsize η (default: the problem's, else {dflt['lr']})")
     g.add_argument("--batch-size", type=int,
                    help=f"minibatch rows per worker and iteration (default {dflt['batch_size']})")
     g.add_argument("--noise", type=float, help="perturbation ξ ~ N(0, r²I): r (default 0)")
+    g.add_argument("--noise-schedule",
+                   help="constant, or step:T[:F]: r until iteration T (or a fraction of --iters, e.g. 0.5), r·F "
+                        "after (F default 0: no noise); default: the problem's")
     g.add_argument("--reset-iters", type=int,
                    help=f"ef-sgd: reset the error after I iterations (default {dflt['reset_iters']})")
     g.add_argument("--escape-radius", type=float,
                    help="ef-sgd: also reset when the corrected iterate moved farther than R (default: never)")
     g.add_argument("--no-reset", dest="reset", action="store_false", help="ef-sgd: plain error feedback, no reset")
     g.add_argument("--sosp-every", type=int, help="record λ_min(∇²f) every N iterations (always at the end)")
-    g.add_argument("--eps", type=float, help=f"ε of the ε-SOSP verdict (default {dflt['eps']:g})")
-    g.add_argument("--rho", type=float, help=f"Hessian-Lipschitz ρ of the ε-SOSP verdict (default {dflt['rho']:g})")
+    g.add_argument("--eps", type=float, help=f"ε of the ε-SOSP verdict (default: the problem's, else {dflt['eps']:g})")
+    g.add_argument("--rho", type=float,
+                   help=f"Hessian-Lipschitz ρ of the ε-SOSP verdict (default: the problem's, else {dflt['rho']:g})")
     g = r.add_argument_group("output")
     g.add_argument("--log-every", type=int, help="log every N-th iterate (and the last)")
     g.add_argument("--value-bits", type=int, choices=VALUE_BITS,
@@ -346,6 +352,8 @@ def _run(ns) -> int:
         print(trace.summary())
         if ns.out is None:
             print("(not saved: pass --out FILE.h5 to keep the trace)")
+    if trace.status == "completed" and trace.meta.get("flagged"):
+        return 3  # completed, but the losses say it blew up (the warnings say how)
     return {"completed": 0, "diverged": 1, "interrupted": 130}.get(trace.status, 1)
 
 

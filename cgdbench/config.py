@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from . import algorithms, compressors, problems, stepsizes
+from .algorithms.ef_sgd import noise_schedule
 from .errors import ConfigError, choices_error
 
 X0_CHOICES = ("ones-over-sqrt-d", "zeros", "saddle", "random")
@@ -19,7 +20,12 @@ VALUE_BITS = (32, 64)
 DOWNLINK = ("per-client", "once", "none")
 MAX_SEED = 2**63 - 1
 EF21_INIT = ("gradient", "compressed")
-OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient"}
+OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient", "noise_schedule": "constant"}
+#: options a problem may default differently (``problem.run_defaults``); else these.  The saddle
+#: problems leave --lr and --reset-iters to the build (``ef_sgd.resolve``): their defaults need d and μ
+RUN_DEFAULTS = {"lr": 0.1, "iters": 1000, "eps": 1e-3, "rho": 1.0, "noise_schedule": "constant",
+                "reset_iters": 100, "log_every": 1}
+BUILD_RESOLVED = ("lr", "reset_iters")
 
 
 def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
@@ -65,23 +71,24 @@ class RunConfig:
     algorithm: str = "det-cgd1"
     compressor: str | None = None       # None: rand-1 for det-CGD methods, identity for sgd/ef-sgd
     stepsize: str | None = None         # None: diag-inv for det-CGD methods; sgd/ef-sgd: scalar:LR
-    iters: int = 1000
+    iters: int | None = None            # None: the problem's default (1000 unless it says otherwise)
     eps2: float | None = None           # ε² of Corollary 1 (the stepsizes.DISTRIBUTED rules)
     seed: int = 0
-    log_every: int = 1
+    log_every: int | None = None        # None: the problem's default (1 unless it says otherwise)
     value_bits: int = 32
     index_mode: str = "explicit"
     downlink: str = "per-client"
     # --- compressed SGD (sgd, ef-sgd) and the saddle problems -------------------
-    lr: float = 0.1                     # η
+    lr: float | None = None             # η (None: the problem's default, 0.1 unless it says otherwise)
     batch_size: int = 64                # B, rows per worker and iteration (capped by the problem's rows)
     noise: float = 0.0                  # r: ξ ~ N(0, r² I)
-    reset_iters: int = 100              # I
+    noise_schedule: str | None = None   # "constant" or "step:T[:F]" (None: the problem's default)
+    reset_iters: int | None = None      # I (None: ⌈1/(η√(ρε))⌉ on the saddle problems, else 100)
     escape_radius: float | None = None  # R (None: no radius test)
     reset: bool = True                  # False: plain EF-SGD (no reset)
     sosp_every: int = 0                 # λ_min(∇²f) every N iterations (0: only at the end)
-    eps: float = 1e-3                   # ε of the ε-SOSP verdict
-    rho: float = 1.0                    # ρ (Hessian Lipschitz constant) of the ε-SOSP verdict
+    eps: float | None = None            # ε of the ε-SOSP verdict (None: the problem's default, 1e-3)
+    rho: float | None = None            # ρ (Hessian Lipschitz constant) of the verdict (None: default, 1)
     hidden: str | None = None           # autoencoder hidden widths, e.g. "32,8,32"
     dim: int | None = None              # saddle-quartic dimension
     # --- the baselines' own options -------------------------------------------------
@@ -99,15 +106,22 @@ class RunConfig:
             fitting = algorithms.REGISTRY.names(oracle=prob.oracle)
             raise ConfigError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
                               f"use one of: {', '.join(fitting)}")
-        self._check_own_options(algo)
-        s("lr", _float("lr", self.lr, 0.0, strict=True))
+        own = {**RUN_DEFAULTS, **getattr(prob, "run_defaults", {})}
+        late = BUILD_RESOLVED if prob.oracle == "minibatch" else ()
+        for k in RUN_DEFAULTS:
+            if getattr(self, k) is None and k not in late:
+                s(k, own[k])
+        self._check_own_options(algo, {k: v for k, v in own.items() if k not in late})
+        if self.lr is not None:
+            s("lr", _float("lr", self.lr, 0.0, strict=True))
         if self.compressor is None:
             s("compressor", algo.default_compressor)
         name, params = compressors.parse(self.compressor)
         s("compressor", name + (":" + params if params else ""))
         from_lr = algo.default_stepsize == "lr"  # compressed SGD: D = ηI from --lr
         if self.stepsize is None:
-            s("stepsize", f"scalar:{self.lr!r}" if from_lr else algo.default_stepsize)
+            s("stepsize", (f"scalar:{self.lr!r}" if self.lr is not None else "scalar") if from_lr
+              else algo.default_stepsize)
         sname, param = stepsizes.parse(self.stepsize)
         s("stepsize", stepsizes.canonical(self.stepsize))
         if sname in stepsizes.DISTRIBUTED:
@@ -119,7 +133,8 @@ class RunConfig:
             raise ConfigError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
                               f"not to {self.stepsize!r}")
         if from_lr and (sname != "scalar" or (param is not None and param != self.lr)):
-            raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr (η = {self.lr:g}); "
+            eta = f"η = {self.lr:g}" if self.lr is not None else "default: the problem's"
+            raise ConfigError(f"algorithm {algo.name!r} takes its stepsize from --lr ({eta}); "
                               f"drop --stepsize {self.stepsize!r}")
         if algo.rules is not None and not from_lr and sname == "scalar" and param is None:
             raise ConfigError(f"algorithm {algo.name!r}: write --stepsize scalar:GAMMA with an explicit γ, "
@@ -144,7 +159,8 @@ class RunConfig:
         s("lam", lam)
         s("batch_size", _int("batch-size", self.batch_size, 1))
         s("noise", _float("noise", self.noise, 0.0))
-        s("reset_iters", _int("reset-iters", self.reset_iters, 1))
+        if self.reset_iters is not None:
+            s("reset_iters", _int("reset-iters", self.reset_iters, 1))
         if self.escape_radius is not None:
             s("escape_radius", _float("escape-radius", self.escape_radius, 0.0, strict=True, allow_inf=True))
         s("reset", bool(self.reset))
@@ -161,6 +177,8 @@ class RunConfig:
             raise choices_error(f"--x0/--init for {self.problem}", self.x0, prob.x0_choices)
         s("clients", _int("clients", self.clients, 1))
         s("iters", _int("iters", self.iters, 1))
+        s("noise_schedule", str(self.noise_schedule).strip().lower())
+        noise_schedule(self.noise_schedule, self.iters)
         s("seed", _int("seed", self.seed, 0, MAX_SEED))
         s("split_seed", _int("split-seed", self.split_seed, 0, MAX_SEED))
         s("log_every", _int("log-every", self.log_every, 1))
@@ -177,9 +195,9 @@ class RunConfig:
         if self.blocks is not None:
             s("blocks", str(self.blocks))
 
-    def _check_own_options(self, algo) -> None:
+    def _check_own_options(self, algo, own: dict) -> None:
         """An option another algorithm reads, given to this one, is a mistake: name it and who reads it."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults = {**{f.name: f.default for f in dataclasses.fields(self)}, **own}
         bad = [k for k in algorithms.OWN_OPTIONS if k not in algo.reads and getattr(self, k) != defaults[k]]
         if algo.contract != "sketch" and self.blocks is not None:  # blocks shape sketches and D only
             bad.append("blocks")

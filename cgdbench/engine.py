@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__, algorithms, environment, parallel, stepsizes, store
-from .algorithms._common import DIVERGED, Built
+from .algorithms._common import DIVERGED, Built, loss_warnings
 from .config import RunConfig
 from .errors import CgdbenchError
 
@@ -83,6 +83,8 @@ class Trace:
                           f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
                           + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
         ]
+        if m.get("flagged"):
+            rows.append(("flagged", "not a normal completion: the loss blew up or rose (see the warnings)"))
         for w in self.meta.get("warnings", []):
             rows.append(("warning", w))
         if self.run_id:
@@ -187,6 +189,10 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         meta["error"] = f"{type(interrupted).__name__}: {interrupted}"
     if status == "diverged":
         meta["warnings"].append(f"non-finite gradient at iteration {k}: the run diverged")
+    loss_meta, loss_warns = loss_warnings(tr["loss"], tr["iteration"], *job.unseen_losses(),
+                                          condition_lambda=b.stepsize_info.get("condition_lambda"))
+    meta.update(loss_meta)
+    meta["warnings"] += loss_warns
     meta.update(final)
     trace = Trace(config, status, tr["iteration"], tr["loss"], tr["grad_norm_sq"], tr["grad_norm_sq_D"],
                   tr["bits_up"].astype(np.int64), tr["bits_down"].astype(np.int64), wall, job.x.copy(), b.D,

@@ -238,8 +238,10 @@ def natural(v, key):
 
 # --- Algorithm 1 of the saddle paper ---------------------------------------
 def ef_sgd(problem, comp, x0, iters, seed, lr, batch, noise=0.0, use_ef=True, use_reset=False, reset_iters=100,
-           escape_radius=math.inf):
+           escape_radius=math.inf, noise_decay_at=math.inf, noise_factor=1.0):
     """Algorithm 1 line by line; returns (x_K, losses f(x_t) for t=0..K, number of resets).
+
+    The noise schedule: r until iteration ``noise_decay_at``, r·``noise_factor`` from there on.
 
     Minibatch rows and the noise come from the same streams as the engine
     (``RandK(m_i, B).sample`` is Floyd's algorithm on the worker's rows), so the
@@ -267,8 +269,9 @@ def ef_sgd(problem, comp, x0, iters, seed, lr, batch, noise=0.0, use_ef=True, us
         if t == iters:
             break
         xi = np.zeros(d)
-        if noise > 0:
-            gaussian_vector(np.uint64(seed), t, noise, xi)
+        r_t = noise if t < noise_decay_at else noise * noise_factor
+        if r_t > 0:
+            gaussian_vector(np.uint64(seed), t, r_t, xi)
         g = np.zeros(d)
         for i in range(W):
             lo, hi = problem.worker_ptr[i], problem.worker_ptr[i + 1]
@@ -488,3 +491,124 @@ def compressor_equivalents(d, k, rng):
 
     return {"top-k": top_k, "rand-k": rand_k, "sign": sign, "qsgd:4": qsgd, "natural": natural,
             "sketch-top-k": sketch_top_k}
+
+
+# --- the saddle paper's convolutional autoencoder ---
+# Batched over N, PyTorch layouts: activations (N, c, h, w); Conv2d weights (cout, cin, k, k), ConvTranspose2d
+# weights (cin, cout, k, k).  A conv is a sum over kernel offsets of strided slices of the zero-padded input;
+# its transpose scatters each offset's contribution into strided slices of a zero output; the backward passes
+# are the adjoint relations (the input gradient of a conv is a transposed conv with the same weights, and
+# vice versa).  Also the timing peer of cgdbench.problems.conv's kernels.
+def conv_ae_layers(arch):
+    """Plain ``[(kind, cin, cout, k, s, p, (op_h, op_w), relu)]`` (kind ``"conv"``/``"convT"``) of an ``Arch``."""
+    return [("conv" if ly.kind == 0 else "convT", ly.cin, ly.cout, ly.k, ly.s, ly.p, (ly.op_h, ly.op_w), ly.relu)
+            for ly in arch.layers]
+
+
+def _conv_patches(xp, k, s, ho, wo):
+    """The strided slice of the padded input seen by each kernel offset: ``{(kh, kw): (N, c, ho, wo)}``."""
+    return {(kh, kw): xp[:, :, kh:kh + s * (ho - 1) + 1:s, kw:kw + s * (wo - 1) + 1:s]
+            for kh in range(k) for kw in range(k)}
+
+
+def conv2d_ref(inp, W, b, s, p):
+    """PyTorch's Conv2d: ``out[n, o, i, j] = b[o] + Σ_{c,kh,kw} W[o, c, kh, kw]·inp_pad[n, c, i·s + kh, j·s + kw]``."""
+    N, cin, h, w = inp.shape
+    cout, _, k, _ = W.shape
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    xp = np.pad(inp, ((0, 0), (0, 0), (p, p), (p, p)))
+    out = np.zeros((N, ho, wo, cout))
+    for (kh, kw), patch in _conv_patches(xp, k, s, ho, wo).items():
+        out += np.tensordot(patch, W[:, :, kh, kw], axes=([1], [1]))
+    return out.transpose(0, 3, 1, 2) + b[None, :, None, None]
+
+
+def conv_transpose2d_ref(inp, W, b, s, p, op=(0, 0)):
+    """PyTorch's ConvTranspose2d, the adjoint of conv2d: input pixel (i, j) adds ``inp[n, c, i, j] · W[c, o]`` into
+    the output window at (i·s − p, j·s − p); output ``(h−1)·s − 2p + k + op`` high."""
+    N, cin, h, w = inp.shape
+    _, cout, k, _ = W.shape
+    op_h, op_w = (op, op) if np.isscalar(op) else op
+    ho, wo = (h - 1) * s - 2 * p + k + op_h, (w - 1) * s - 2 * p + k + op_w
+    full = np.zeros((N, cout, (h - 1) * s + k + op_h, (w - 1) * s + k + op_w))
+    contrib = np.tensordot(inp, W, axes=([1], [0]))            # (N, h, w, cout, k, k)
+    for kh in range(k):
+        for kw in range(k):
+            window = full[:, :, kh:kh + s * (h - 1) + 1:s, kw:kw + s * (w - 1) + 1:s]       # a view
+            window += contrib[..., kh, kw].transpose(0, 3, 1, 2)
+    return full[:, :, p:p + ho, p:p + wo] + b[None, :, None, None]
+
+
+def conv2d_weight_grad_ref(inp, dout, k, s, p):
+    """∂L/∂W of conv2d: ``dW[o, c, kh, kw] = Σ_{n,i,j} dout[n, o, i, j] · inp_pad[n, c, i·s + kh, j·s + kw]``."""
+    ho, wo = dout.shape[2:]
+    xp = np.pad(inp, ((0, 0), (0, 0), (p, p), (p, p)))
+    dW = np.zeros((dout.shape[1], inp.shape[1], k, k))
+    for (kh, kw), patch in _conv_patches(xp, k, s, ho, wo).items():
+        dW[:, :, kh, kw] = np.tensordot(dout, patch, axes=([0, 2, 3], [0, 2, 3]))
+    return dW
+
+
+def conv2d_backward_ref(inp, W, dout, s, p):
+    """(∂L/∂inp, ∂L/∂W, ∂L/∂b) of conv2d given ∂L/∂out; ∂L/∂inp is the transposed conv of ``dout``."""
+    h, w = inp.shape[2:]
+    k = W.shape[2]
+    ho, wo = dout.shape[2:]
+    op = (h - ((ho - 1) * s - 2 * p + k), w - ((wo - 1) * s - 2 * p + k))
+    din = conv_transpose2d_ref(dout, W, np.zeros(W.shape[1]), s, p, op)
+    return din, conv2d_weight_grad_ref(inp, dout, k, s, p), dout.sum(axis=(0, 2, 3))
+
+
+def conv_transpose2d_backward_ref(inp, W, dout, s, p):
+    """(∂L/∂inp, ∂L/∂W, ∂L/∂b) of conv_transpose2d: ∂L/∂inp is the conv of ``dout`` with the same weights, and
+    ∂L/∂W that conv's weight gradient with the roles of input and output swapped."""
+    k = W.shape[2]
+    din = conv2d_ref(dout, W, np.zeros(W.shape[0]), s, p)
+    dW = conv2d_weight_grad_ref(dout, inp, k, s, p)         # (cin, cout, k, k): already the convT layout
+    return din, dW, dout.sum(axis=(0, 2, 3))
+
+
+def _conv_ae_params(layers, x):
+    params, off = [], 0
+    for kind, cin, cout, k, s, p, op, relu in layers:
+        shape = (cout, cin, k, k) if kind == "conv" else (cin, cout, k, k)
+        size = int(np.prod(shape))
+        params.append((x[off:off + size].reshape(shape), x[off + size:off + size + cout]))
+        off += size + cout
+    assert off == x.size, (off, x.size)
+    return params
+
+
+def conv_ae_loss_grad_ref(layers, x, Y, shape=None):
+    """Mean over the N images of MSE(g(y), y) and its gradient w.r.t. the flat parameters ``x``.
+
+    ``layers``: :func:`conv_ae_layers` tuples or an ``Arch``; ``Y``: (N, h, w), (N, 1, h, w), or (N, h·w) with
+    ``shape = (h, w)`` (taken from an ``Arch`` when given one).
+    """
+    if not isinstance(layers, (list, tuple)):
+        shape = shape or (layers.height, layers.width)
+        layers = conv_ae_layers(layers)
+    Y = np.asarray(Y, dtype=np.float64)
+    N = Y.shape[0]
+    Y = Y.reshape((N, 1) + (tuple(shape) if Y.ndim == 2 else Y.shape[-2:]))
+    params = _conv_ae_params(layers, x)
+    acts = [Y]
+    for (kind, cin, cout, k, s, p, op, relu), (W, b) in zip(layers, params):
+        z = conv2d_ref(acts[-1], W, b, s, p) if kind == "conv" else conv_transpose2d_ref(acts[-1], W, b, s, p, op)
+        acts.append(np.maximum(z, 0.0) if relu else z)
+    r = acts[-1] - Y
+    loss = np.mean(r ** 2)
+    grads = []
+    delta = 2.0 * r / r.size
+    for l in range(len(layers) - 1, -1, -1):
+        kind, cin, cout, k, s, p, op, relu = layers[l]
+        W, b = params[l]
+        if relu:
+            delta = delta * (acts[l + 1] > 0)
+        if l == 0 and kind == "conv":             # no gradient for the images themselves
+            dW, db = conv2d_weight_grad_ref(acts[0], delta, k, s, p), delta.sum(axis=(0, 2, 3))
+        else:
+            bwd = conv2d_backward_ref if kind == "conv" else conv_transpose2d_backward_ref
+            delta, dW, db = bwd(acts[l], W, delta, s, p)
+        grads[:0] = [dW.ravel(), db]
+    return loss, np.concatenate(grads)

@@ -42,6 +42,11 @@ def lambda_min(problem, x, tol: float = 1e-7) -> tuple[float, str]:
 def sosp(grad_norm: float, lam_min: float, eps: float, rho: float) -> dict:
     """The ε-SOSP verdict with both thresholds spelled out."""
     thr = -math.sqrt(rho * eps)
+    fails = []
+    if not grad_norm <= eps:
+        fails.append(f"‖∇f‖ = {grad_norm:.3g} is {grad_norm / eps:.3g}× ε = {eps:g}")
+    if not lam_min >= thr:
+        fails.append(f"λ_min = {lam_min:.4g} is {thr - lam_min:.3g} below −√(ρε) = {thr:.4g}")
     return {"eps": eps, "rho": rho, "grad_norm": grad_norm, "lambda_min": lam_min, "lambda_threshold": thr,
             "first_order": bool(grad_norm <= eps), "second_order": bool(lam_min >= thr),
-            "is_sosp": bool(grad_norm <= eps and lam_min >= thr)}
+            "is_sosp": bool(grad_norm <= eps and lam_min >= thr), "fails": fails}

@@ -6,6 +6,7 @@ import pytest
 
 from cgdbench import RunConfig, engine, store
 from cgdbench.errors import CgdbenchError, ConfigError
+from cgdbench.algorithms.ef_sgd import noise_schedule
 
 from cgdbench import reference as naive
 
@@ -13,6 +14,7 @@ CASES = [  # problem options, algorithm, compressor, workers, noise, reset (I, R
     (dict(problem="saddle-quartic", dim=8), "sgd", "identity", 1, 0.0, None),
     (dict(problem="saddle-quartic", dim=8), "sgd", "rand-k:3", 3, 0.05, None),
     (dict(problem="saddle-quartic", dim=8), "ef-sgd", "top-k:2", 1, 0.05, (4, math.inf)),
+    (dict(problem="saddle-quartic", dim=8, noise_schedule="step:9:0.5"), "ef-sgd", "rand-k:3", 2, 0.05, (6, 1.0)),
     (dict(problem="saddle-quartic", dim=8), "ef-sgd", "rand-k:0.25", 4, 0.02, (1000, 0.05)),
     (dict(problem="linear-autoencoder", hidden="2"), "ef-sgd", "sign", 2, 0.01, (5, 0.3)),
     (dict(problem="linear-autoencoder", hidden="2"), "ef-sgd", "qsgd:3", 1, 0.0, None),
@@ -32,9 +34,10 @@ def test_engine_matches_numpy_loop(opts, algo, comp, W, noise, reset):
     b = engine.build(cfg)
     tr = engine.run(cfg, built=b)
     I, R = reset if reset else (100, math.inf)
+    T, F = noise_schedule(cfg.noise_schedule, cfg.iters)  # the quartic's default switches the noise off at K/2
     x, losses, resets = naive.ef_sgd(b.problem, b.sketch, b.x0, cfg.iters, cfg.seed, cfg.lr, cfg.batch_size, noise,
                                      use_ef=algo == "ef-sgd", use_reset=algo == "ef-sgd" and reset is not None,
-                                     reset_iters=I, escape_radius=R)
+                                     reset_iters=I, escape_radius=R, noise_decay_at=T, noise_factor=F)
     np.testing.assert_allclose(tr.x_final, x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(tr.loss, losses, rtol=1e-9, atol=1e-12)
     assert int(tr.extras["resets"][-1]) == resets
@@ -85,7 +88,7 @@ def test_saddle_escape_linear_autoencoder():
 
 
 def test_sosp_checkpoints_are_stored(tmp_path):
-    cfg = RunConfig(problem="saddle-quartic", dim=5, algorithm="ef-sgd", noise=0.1, iters=20, sosp_every=7,
+    cfg = RunConfig(problem="saddle-quartic", dim=5, algorithm="ef-sgd", noise=0.1, iters=20, sosp_every=7, lr=0.1,
                     x0="saddle", batch_size=4)
     tr = engine.run(cfg, out=tmp_path / "r.h5")
     rec = store.read_run(tmp_path / "r.h5", tr.run_id)

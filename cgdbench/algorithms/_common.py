@@ -20,6 +20,45 @@ from ..errors import CgdbenchError
 from ..stepsizes.kernels import d_apply, d_quad
 
 RUNNING, DIVERGED = 0, 1
+#: a loss is a blow-up when it rises above the start f₀ by more than (BLOWUP_FACTOR − 1)·max(|f₀|, 1):
+#: ten times the start for f₀ >= 1, a rise of 9 below (losses at or near 0, e.g. a saddle at f = 0)
+BLOWUP_FACTOR = 10.0
+
+
+def blowup_level(f0: float) -> float:
+    """The loss above which a run started at ``f0`` has blown up (:data:`BLOWUP_FACTOR`)."""
+    return f0 + (BLOWUP_FACTOR - 1.0) * max(abs(f0), 1.0) if math.isfinite(f0) else math.inf
+
+
+def loss_warnings(loss, iteration, unseen_max: float, rescued: int, condition_lambda=None) -> tuple[dict, list]:
+    """What a run's losses say: ``({"loss_start", "loss_max", "loss_max_iter", "flagged"}, warnings)``.
+
+    Flagged: a logged loss above :func:`blowup_level`, a reset that rescued one (the log never shows
+    it), or a loss that ends above its start with a stepsize violating its condition (λ > 1).
+    """
+    loss = np.asarray(loss, dtype=float)
+    if loss.size == 0:
+        return {"loss_start": None, "loss_max": None, "loss_max_iter": None, "flagged": False}, []
+    f0 = float(loss[0])
+    finite = np.where(np.isfinite(loss), loss, -np.inf)
+    i = int(np.argmax(finite))
+    fmax, tmax = float(loss[i]), int(iteration[i])
+    if unseen_max > fmax:
+        fmax, tmax = float(unseen_max), None
+    level = blowup_level(f0)
+    warns = []
+    if fmax > level:
+        where = f"iteration {tmax}" if tmax is not None else "a reset test (between logged rows)"
+        warns.append(f"blow-up: the loss reached {fmax:.4g} at {where}, above {level:.4g} "
+                     f"(start {f0:.4g} + {BLOWUP_FACTOR - 1:g}·max(|start|, 1))")
+    if rescued:
+        warns.append(f"{rescued} reset(s) rescued a blow-up: the corrected iterate's loss was above {level:.4g} and "
+                     "the run went back to its anchor (lower η, or a larger compressor)")
+    last = float(loss[-1])
+    if condition_lambda is not None and condition_lambda > 1 + 1e-9 and last > f0:
+        warns.append(f"the loss rose from {f0:.6g} to {last:.6g} with a stepsize that violates its condition "
+                     f"(λ = {condition_lambda:.4g} > 1): not a normal completion")
+    return {"loss_start": f0, "loss_max": fmax, "loss_max_iter": tmax, "flagged": bool(warns)}, warns
 MAX_RANGES = 16
 #: stream "client" id of the coin all clients share (MARINA's full-gradient rounds)
 SHARED_COIN = np.uint64(2**62 + 3)
@@ -222,6 +261,10 @@ class Job:
 
     def final(self, status):
         return {}
+
+    def unseen_losses(self) -> tuple[float, int]:
+        """``(largest loss evaluated between logged rows, blow-ups a reset rescued)``; none here."""
+        return float("nan"), 0
 
     # --- what Trace asks ------------------------------------------------------
     @staticmethod

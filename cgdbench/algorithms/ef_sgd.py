@@ -27,33 +27,70 @@ import numpy as np
 
 from .. import compressors, problems, stepsizes
 from .._jit import njit, njit_parallel, prange
-from ..errors import CgdbenchError
+from ..errors import CgdbenchError, ConfigError
 from ..compressors.sketches import _floyd
 from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, encode
-from ..problems.saddles import P_LINEAR_AE, batch_loss_grad, linear_ae_full
+from ..problems.conv import conv_pass, pass_buffers
+from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, batch_loss_grad, linear_ae_full
 from ..rng import stream_key, uniform
 from . import register
 from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
-from ._common import vector_pack
+from ._common import blowup_level, vector_pack
 # acc slots carried between chunks
-A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR = range(8)
+A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR, A_F_MAX, A_RESCUES = range(10)
 
 
 #: a saddle problem's kernel data (problems/saddles.py ``kernel_data``)
 Saddle = namedtuple("Saddle", "kind F G V Iv")
 #: Algorithm 1's switches and scalars
-Settings = namedtuple("Settings", "use_ef use_reset reset_iters escape_radius eta noise batch")
+Settings = namedtuple("Settings", "use_ef use_reset reset_iters escape_radius eta noise noise_decay_at noise_factor "
+                                  "batch blowup_level")
 #: per-range buffers (one row per range) and the per-worker errors E (W×d; 1×d without error feedback)
-SgdWork = namedtuple("SgdWork", "E gsum hsum v grad scratch rows rows_scale row_mark")
+SgdWork = namedtuple("SgdWork", "E gsum hsum v grad scratch rows rows_scale row_mark Gw P S Lc")
 #: what is logged: the common rows plus the stochastic-gradient norm and the reset count
 SgdRows = namedtuple("SgdRows", "iteration loss grad_norm_sq bits_up bits_down stoch_grad_norm_sq resets")
 
+NOISE_SCHEDULES = ("constant", "step:T[:F]")
+
+
+def noise_schedule(spec: str, iters: int) -> tuple[float, float]:
+    """``(T, F)`` of a noise schedule: r_t = r for t < T, r·F from T on (``constant``: T = ∞, F = 1).
+
+    ``step:T[:F]``: T an iteration (1 <= T <= --iters) or a fraction 0 < T < 1 of --iters;
+    F >= 0, default 0 (the noise is switched off, as the saddle paper does "at later iterations").
+    """
+    text = str(spec).strip().lower()
+    if text == "constant":
+        return math.inf, 1.0
+    parts = text.split(":")
+    if parts[0] != "step" or len(parts) not in (2, 3):
+        raise ConfigError(f"--noise-schedule {spec!r}: write one of {', '.join(NOISE_SCHEDULES)} "
+                          "(e.g. step:2000 or step:0.5:0.1)")
+    try:
+        T = float(parts[1])
+        F = float(parts[2]) if len(parts) == 3 else 0.0
+    except ValueError:
+        raise ConfigError(f"--noise-schedule {spec!r}: T and F must be numbers") from None
+    if not (math.isfinite(F) and F >= 0):
+        raise ConfigError(f"--noise-schedule {spec!r}: the factor F must be a finite number >= 0")
+    if 0 < T < 1:
+        T = float(round(T * iters))
+    elif not (math.isfinite(T) and T.is_integer() and T >= 1):
+        raise ConfigError(f"--noise-schedule {spec!r}: T must be an iteration >= 1 or a fraction in (0, 1) "
+                          "of --iters")
+    if T > iters:
+        raise ConfigError(f"--noise-schedule {spec!r}: the decay iteration {int(T)} is beyond --iters {iters}; "
+                          f"use T <= {iters} or a fraction such as step:0.5")
+    return T, F
+
 
 @njit
-def full_loss_grad(Q, x, all_rows, g, scratch):
-    """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m)."""
+def full_loss_grad(Q, W, x, all_rows, g, scratch):
+    """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m, the conv one its chunked pass)."""
     if Q.kind == P_LINEAR_AE:
         return linear_ae_full(x, Q.G, Q.Iv[0], Q.Iv[1], Q.V[0], g, False, x, g)
+    if Q.kind == P_CONV_AE:
+        return conv_pass(Q.Iv, Q.F, Q.V[0], x, all_rows, all_rows.shape[0], g, W.P, W.S, W.Lc)
     return batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, all_rows, all_rows.shape[0], g, scratch)
 
 
@@ -86,7 +123,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
     inv_w = 1.0 / W_
     use_ef, use_reset, eta, batch = A.use_ef, A.use_reset, A.eta, A.batch
     # every array written inside the prange is a local, not a pack field: see _common.Work
-    E, gsum, hsum, vbuf, gradbuf, scratch, rows_buf, rows_scale, row_mark = W
+    E, gsum, hsum, vbuf, gradbuf, scratch, rows_buf, rows_scale, row_mark = W[:9]
+    Gw = W.Gw
     idx_b, val_b, code_b, bits_b, table_b, work_b, mark_b = B
     for t in range(k0, k1):
         # --- Algorithm 1, lines 4-8: reset after I iterations or on escaping radius R
@@ -96,7 +134,11 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
                 dj = xa[j] - xt[j]
                 dist2 += dj * dj
             if t - acc[A_T_ANCHOR] > A.reset_iters or dist2 > A.escape_radius * A.escape_radius:
-                ft = full_loss_grad(Q, xt, all_rows, gfull, full_scratch)
+                ft = full_loss_grad(Q, W, xt, all_rows, gfull, full_scratch)
+                if not ft <= acc[A_F_MAX]:  # NaN too: a blow-up the log rows may never show
+                    acc[A_F_MAX] = ft
+                if not ft <= A.blowup_level and not ft < acc[A_F_ANCHOR]:
+                    acc[A_RESCUES] += 1
                 if ft < acc[A_F_ANCHOR]:
                     acc[A_F_ANCHOR] = ft
                     for j in range(d):
@@ -115,7 +157,7 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
         # --- metrics on logged iterations (one full pass over the data)
         if t % log_every == 0 or t == K:
             row = np.int64(acc[A_ROWS])
-            f = full_loss_grad(Q, x, all_rows, gfull, full_scratch)
+            f = full_loss_grad(Q, W, x, all_rows, gfull, full_scratch)
             gn = 0.0
             for j in range(d):
                 gn += gfull[j] * gfull[j]
@@ -133,9 +175,21 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
                 return DIVERGED, t
         if t == K:
             return RUNNING, t + 1
-        if A.noise > 0.0:
-            gaussian_vector(seed, t, A.noise, xi)
+        if A.noise > 0.0:  # the schedule: r until T, r·F from T on (F = 0: no noise, ξ = 0)
+            r_t = A.noise if t < A.noise_decay_at else A.noise * A.noise_factor
+            if r_t > 0.0:
+                gaussian_vector(seed, t, r_t, xi)
+            else:
+                for j in range(d):
+                    xi[j] = 0.0
         ckey = stream_key(seed, SHARED_COMPRESSOR, t)
+        conv = Q.kind == P_CONV_AE
+        if conv:  # its minibatch gradients first, worker by worker, each a parallel pass over fixed chunks
+            for i in range(W_):
+                lo = worker_ptr[i]
+                _floyd(stream_key(seed, i, t), 0, lo, worker_ptr[i + 1] - lo, batch, 1.0, row_mark, rows_buf[0],
+                       rows_scale[0], 0)
+                conv_pass(Q.Iv, Q.F, Q.V[0], x, rows_buf[0], batch, Gw[i], W.P, W.S, W.Lc)
         # --- workers, in fixed ranges (one buffer row per range)
         for rr in prange(n_ranges):
             gs = gsum[rr]
@@ -146,11 +200,15 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
             v = vbuf[rr]
             gr = gradbuf[rr]
             for i in range(range_ptr[rr], range_ptr[rr + 1]):
-                lo = worker_ptr[i]
-                mi = worker_ptr[i + 1] - lo
-                key = stream_key(seed, i, t)
-                _floyd(key, 0, lo, mi, batch, 1.0, row_mark, rows_buf[rr], rows_scale[rr], 0)
-                batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, rows_buf[rr], batch, gr, scratch[rr])
+                if conv:
+                    for j in range(d):
+                        gr[j] = Gw[i, j]
+                else:
+                    lo = worker_ptr[i]
+                    mi = worker_ptr[i + 1] - lo
+                    key = stream_key(seed, i, t)
+                    _floyd(key, 0, lo, mi, batch, 1.0, row_mark, rows_buf[rr], rows_scale[rr], 0)
+                    batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, rows_buf[rr], batch, gr, scratch[rr])
                 for j in range(d):
                     hs[j] += gr[j]
                     v[j] = gr[j] + xi[j] + (E[i, j] if use_ef else 0.0)
@@ -190,19 +248,25 @@ def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
         dataset=config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch, hidden=config.hidden,
         dim=config.dim, lam=config.lam, clients=config.clients, split=config.split, split_seed=config.split_seed)
     comp = compressors.make_vector(config.compressor, problem.d)
+    random_compressor = bool(comp.unbiased and comp.omega)
     if get(config.algorithm).use_ef:
         comp = comp.contractive()
+    mu = comp.mu if comp.mu is not None else 1.0 / (1.0 + (comp.omega or 0.0))
+    eta, eta_rule = (config.lr, "--lr") if config.lr is not None else problem.default_lr(mu, random_compressor)
+    I, I_rule = ((config.reset_iters, "--reset-iters") if config.reset_iters is not None else
+                 (math.ceil(1.0 / (eta * math.sqrt(config.rho * config.eps))), "⌈1/(η√(ρε))⌉ (Theorem 3.1's I)"))
     smallest = int(np.diff(problem.worker_ptr).min())
     if config.batch_size > smallest:
         raise CgdbenchError(f"--batch-size {config.batch_size} is larger than the data: the smallest worker has "
                             f"{smallest} rows ({problem.m} rows over {problem.n} worker(s)); use at most {smallest}")
-    info = {"rule": "scalar", "gamma": config.lr, "compressor": comp.spec(), "compressor_note": comp.note,
+    info = {"rule": "scalar", "gamma": eta, "lr_rule": eta_rule, "reset_iters": I, "reset_iters_rule": I_rule,
+            "compressor": comp.spec(), "compressor_note": comp.note,
             "mu_theory": comp.mu, "omega_theory": comp.omega, "warnings": []}
-    D = stepsizes.StepsizeMatrix.scalar(config.lr, problem.d)
+    D = stepsizes.StepsizeMatrix.scalar(eta, problem.d)
     return Built(config, problem, comp, D, None, info, problem.x0(config.x0, seed=config.seed))
 
 
-_SGD = ("lr", "batch_size", "noise", "sosp_every", "eps", "rho", "hidden", "dim")
+_SGD = ("lr", "batch_size", "noise", "noise_schedule", "sosp_every", "eps", "rho", "hidden", "dim")
 _SGD_METHOD = dict(oracle="minibatch", contract="vector", rules=("scalar",), default_compressor="identity",
                    default_stepsize="lr", seeded_x0=True)
 
@@ -227,17 +291,24 @@ class EfSgdJob(Job):
         rows = rows_for(K, c.log_every)
         self.out = SgdRows(*(np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64)
                              for k in SgdRows._fields))
-        self.acc = np.zeros(8)
-        self.acc[A_F_ANCHOR] = p.f(self.x) if algo.use_ef and c.reset else 0.0
+        self.acc = np.zeros(10)
+        f0 = p.f(self.x)
+        self.acc[A_F_ANCHOR] = f0 if algo.use_ef and c.reset else 0.0
+        self.acc[A_F_MAX] = -math.inf
         down = down_values(c, W, d) * c.value_bits + W * comp.bits_down_extra()
         up = W * comp.bits_up(c.value_bits, c.index_mode)
         ss = p.scratch_size()
-        settings = Settings(algo.use_ef, algo.use_ef and c.reset, float(c.reset_iters),
-                            float(c.escape_radius) if c.escape_radius else math.inf, float(c.lr), float(c.noise),
-                            c.batch_size)
+        decay_at, factor = noise_schedule(c.noise_schedule, K)
+        settings = Settings(algo.use_ef, algo.use_ef and c.reset, float(b.stepsize_info["reset_iters"]),
+                            float(c.escape_radius) if c.escape_radius else math.inf, float(b.stepsize_info["gamma"]),
+                            float(c.noise),
+                            decay_at, factor, c.batch_size, blowup_level(f0))
+        conv = p.kind == P_CONV_AE
         work = SgdWork(np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
                        np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64),
-                       np.zeros((R, c.batch_size)), np.zeros(p.m, np.int8))
+                       np.zeros((R, c.batch_size)), np.zeros(p.m, np.int8),
+                       np.zeros((W, d) if conv else (1, 1)),
+                       *(pass_buffers(p.arch) if conv else (np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1))))
         self.args = (c.log_every, settings, self.x, self.xt, self.xa, Saddle(*p.kernel_data()), p.worker_ptr,
                      np.arange(p.m, dtype=np.int64), vector_pack(comp), np.uint64(c.seed), ranges, work,
                      cbufs(comp, R), np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
@@ -273,6 +344,9 @@ class EfSgdJob(Job):
         G = float(np.mean(tr["grad_norm_sq"][tr["iteration"] < completed])) if n_rows else float("nan")
         return tr, extras, G
 
+    def unseen_losses(self):
+        return float(self.acc[A_F_MAX]), int(self.acc[A_RESCUES])
+
     def meta(self):
         c, comp, p = self.b.config, self.b.sketch, self.b.problem
         return {"bits_per_message": comp.bits_up(c.value_bits, c.index_mode), "ranges": self.R,
@@ -284,6 +358,8 @@ class EfSgdJob(Job):
         c = self.b.config
         if status != "completed":
             return {}
+        if not self.b.problem.final_sosp and not c.sosp_every:
+            return {"sosp": None, "sosp_skipped": f"d = {self.b.problem.d}: no λ_min unless --sosp-every N asks"}
         if not self.lam_iter or self.lam_iter[-1] != c.iters:
             self.checkpoint(c.iters)
         n_rows = int(self.acc[A_ROWS])
@@ -301,10 +377,13 @@ class EfSgdJob(Job):
         c, m = trace.config, trace.meta
         ds = m.get("dataset", {})
         last = trace.loss.size > 0
-        flags = [f"η={c.lr:g}", f"B={c.batch_size}", f"r={c.noise:g}"]
+        st = m.get("stepsize", {})
+        flags = [f"η={st.get('gamma', c.lr):g}", f"B={c.batch_size}", f"r={c.noise:g}"]
+        if c.noise > 0 and c.noise_schedule != "constant":
+            flags.append(f"noise {c.noise_schedule}")
         if get(c.algorithm).use_ef:
-            flags.append(f"reset I={c.reset_iters}, R={c.escape_radius if c.escape_radius else '∞'}"
-                         if c.reset else "no reset")
+            flags.append(f"reset I={st.get('reset_iters', c.reset_iters)}, "
+                         f"R={c.escape_radius if c.escape_radius else '∞'}" if c.reset else "no reset")
         rows = [
             ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
                     f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}"),
@@ -321,12 +400,16 @@ class EfSgdJob(Job):
         if "resets" in trace.extras and trace.extras["resets"].size:
             rows.append(("resets", f"{int(trace.extras['resets'][-1])}"))
         v = m.get("sosp")
+        if m.get("sosp_skipped"):
+            rows.append(("ε-SOSP", f"not checked ({m['sosp_skipped']})"))
         if v:
             rows.append(("ε-SOSP", f"{'yes' if v['is_sosp'] else 'no'}: ‖∇f‖ = {v['grad_norm']:.3e} "
                                   f"{'<=' if v['first_order'] else '>'} ε = {v['eps']:g}; "
                                   f"λ_min = {v['lambda_min']:.4e} "
                                   f"{'>=' if v['second_order'] else '<'} −√(ρε) = {v['lambda_threshold']:.4e} "
                                   f"(ρ = {v['rho']:g}, {m.get('lambda_min_method', '?')})"))
+            if v.get("fails"):
+                rows.append(("not ε-SOSP", "; ".join(v["fails"])))
         return rows
 
 

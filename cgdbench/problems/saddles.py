@@ -34,7 +34,7 @@ from .._jit import njit
 from ..errors import ConfigError, DataError
 from .logreg import split_rows
 
-P_QUARTIC, P_LINEAR_AE, P_MLP_AE = 0, 1, 2
+P_QUARTIC, P_LINEAR_AE, P_MLP_AE, P_CONV_AE = 0, 1, 2, 3
 X0_KINDS = ("saddle", "random", "zeros")
 MAX_EXACT_HESSIAN_D = 1500
 
@@ -260,20 +260,109 @@ def load_matrix(dataset, data_dir=None, allow_hash_mismatch: bool = False) -> tu
     return ds.name, np.ascontiguousarray(ds.A.toarray(), dtype=np.float64), ds.source
 
 
-def read_idx_images(path) -> np.ndarray:
-    """MNIST-style IDX3 image file (optionally gzipped) -> (m, rows·cols) floats in [0, 1]."""
+#: the MNIST files ``--dataset mnist`` looks for in the data directories (shared/datasets/README.md)
+MNIST_FILES = (("mnist/t10k-images-idx3-ubyte.gz",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+               ("mnist/train-images-idx3-ubyte.gz", None))
+IDX_IMAGES, IDX_LABELS = 2051, 2049
+
+
+def _read_idx(path, magic: int, what: str) -> tuple[bytes, tuple]:
+    """Raw payload and dimensions of an IDX file (optionally gzipped), checked against its header."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
-        raise DataError(f"{str(path)!r} is not an IDX3 image file (magic number 2051 expected, "
-                        f"got {int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else 'nothing'})")
-    m, r, c = (int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
-    if len(raw) != 16 + m * r * c:
-        raise DataError(f"{str(path)!r}: header says {m}×{r}×{c} images ({16 + m * r * c} bytes), "
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # gzip: truncated stream or not gzip at all
+        raise DataError(f"{str(path)!r}: cannot read the IDX {what} file ({exc})") from None
+    got = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if got != magic:
+        raise DataError(f"{str(path)!r} is not an IDX {what} file (magic number {magic} expected, "
+                        f"got {got if got is not None else 'nothing'})")
+    nd = 3 if magic == IDX_IMAGES else 1
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(nd))
+    need = 4 + 4 * nd + int(np.prod(dims))
+    if len(raw) != need:
+        raise DataError(f"{str(path)!r}: header says {'×'.join(map(str, dims))} ({need} bytes), "
                         f"file has {len(raw)} bytes: truncated?")
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(m, r * c).astype(np.float64) / 255.0
+    return raw[4 + 4 * nd:], dims
+
+
+def read_idx_images(path, with_shape: bool = False):
+    """MNIST-style IDX3 image file (optionally gzipped) -> (m, rows·cols) floats in [0, 1] (and (rows, cols))."""
+    raw, (m, r, c) = _read_idx(path, IDX_IMAGES, "image")
+    X = np.frombuffer(raw, dtype=np.uint8).reshape(m, r * c).astype(np.float64) / 255.0
+    return (X, (r, c)) if with_shape else X
+
+
+def read_idx_labels(path) -> np.ndarray:
+    """IDX1 label file (optionally gzipped) -> int64 labels."""
+    raw, _ = _read_idx(path, IDX_LABELS, "label")
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
+
+
+def labels_beside(images: Path) -> Path | None:
+    """``t10k-images-idx3-ubyte.gz`` -> ``t10k-labels-idx1-ubyte.gz`` in the same folder, if it is there."""
+    name = images.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    if name == images.name:
+        return None
+    for cand in (images.with_name(name), images.with_name(name[:-3] if name.endswith(".gz") else name + ".gz")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def digits28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8×8 digits (/16) resized to 28×28 (bilinear): an offline stand-in for MNIST."""
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+    dg = load_digits()
+    imgs = zoom(dg.images / 16.0, (1, 3.5, 3.5), order=1)
+    return np.ascontiguousarray(np.clip(imgs, 0.0, 1.0).reshape(len(imgs), 784)), dg.target.astype(np.int64)
+
+
+def load_images(dataset, data_dir=None, allow_hash_mismatch: bool = False, labels: bool = False) -> dict:
+    """Images for the convolutional problems: ``{"name", "X" (m × h·w), "shape", "y", "source"}``.
+
+    ``None``/``digits``: :func:`digits28` (bundled, offline); ``mnist``: the MNIST files under the
+    data directories (:data:`MNIST_FILES`); else a path to an IDX3 image file, whose labels file is
+    found beside it (needed when ``labels``).
+    """
+    from .. import data
+    key = None if dataset is None else str(dataset).lower()
+    if key in (None, "digits", "digits28", "default"):
+        X, y = digits28()
+        return {"name": "digits28", "X": X, "shape": (28, 28), "y": y,
+                "source": "scikit-learn load_digits (8×8, /16) resized to 28×28, bilinear"}
+    if key == "mnist":
+        found = [(d / f, sha) for d in data.data_dirs(data_dir) for f, sha in MNIST_FILES if (d / f).is_file()]
+        if not found:
+            where = ", ".join(str(d) for d in data.data_dirs(data_dir))
+            raise DataError(f"dataset 'mnist' not found: looked for {', '.join(f for f, _ in MNIST_FILES)} in {where} "
+                            "(set --data-dir or $CGDBENCH_DATA, or pass the image file's path)")
+        path, sha = found[0]
+        if sha and not allow_hash_mismatch and data.sha256_of(path) != sha:
+            raise DataError(f"{str(path)!r}: sha256 differs from the published MNIST file; "
+                            "pass --allow-hash-mismatch to use it anyway")
+    else:
+        path = Path(str(dataset))
+        if path.is_dir():
+            raise DataError(f"--dataset {str(dataset)!r} is a directory; give the IDX3 image file inside it")
+        if not path.is_file():
+            raise DataError(f"--dataset {str(dataset)!r}: no such file (the image problems take digits, mnist, "
+                            "or an IDX3 image file such as t10k-images-idx3-ubyte.gz)")
+    X, shape = read_idx_images(path, with_shape=True)
+    y = None
+    lab = labels_beside(path)
+    if lab is not None:
+        y = read_idx_labels(lab)
+        if y.size != X.shape[0]:
+            raise DataError(f"{str(lab)!r} has {y.size} labels for the {X.shape[0]} images of {str(path)!r}")
+    elif labels:
+        raise DataError(f"no labels file beside {str(path)!r} (expected e.g. "
+                        f"{path.name.replace('images-idx3', 'labels-idx1')!r}): this problem needs labels")
+    return {"name": path.name.split(".")[0] if key != "mnist" else "mnist-t10k", "X": X, "shape": shape, "y": y,
+            "source": str(path) + (f" (labels {lab.name})" if lab is not None else "")}
 
 
 def _split(m: int, workers: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -313,12 +402,36 @@ class SaddleProblem:
     block_ptr: np.ndarray = field(repr=False)
     dataset_info: dict = field(default_factory=dict)
     f_star: float | None = None          # exact minimum where known
+    arch: object = field(default=None, repr=False)   # conv-autoencoder: its conv.Arch
     kind = -1
     name = "saddle"
     oracle = "minibatch"            # minibatch gradients and HVPs: sgd/ef-sgd
     default_lam = 0.0               # weight decay
     default_x0 = "random"
     x0_choices = X0_KINDS
+    #: RunConfig defaults of this problem (config.RUN_DEFAULTS for the rest)
+    run_defaults = {}
+    #: η for deterministic compressors; random ones get min(eta0, μ/L) (``default_lr``)
+    eta0 = 0.1
+    #: λ_min at the end of a run by default (False where d makes it minutes: ask with --sosp-every)
+    final_sosp = True
+
+    def smoothness(self) -> float | None:
+        """L near the minima, where known (None: unknown, and the default η is ``eta0``)."""
+        return None
+
+    def default_lr(self, mu: float, random_compressor: bool) -> tuple[float, str]:
+        """The default η and how it was chosen.
+
+        With error feedback a random μ-compressor (RandomK unscaled: each coordinate sent about
+        every 1/μ iterations with 1/μ accumulated gradients) takes an effective step η/μ on a
+        coordinate, so η <= μ/L keeps that step within 1/L; deterministic ones (identity, TopK)
+        use ``eta0`` (docs/paper-notes.md §7).
+        """
+        L = self.smoothness()
+        if random_compressor and L and mu < 1 and mu / L < self.eta0:
+            return mu / L, f"μ/L = {mu:.4g}/{L:.4g} (random compressor; the problem's η is {self.eta0:g})"
+        return self.eta0, f"the problem's default η = {self.eta0:g}"
 
     @property
     def m(self) -> int:
@@ -412,6 +525,13 @@ class SaddleQuartic(SaddleProblem):
     name = "saddle-quartic"
     kind = P_QUARTIC
     default_lam = 1.0               # the quartic coefficient
+    # measured (docs/paper-notes.md §7): ε-SOSP from the saddle for identity, top-k:0.01, rand-k:0.01
+    run_defaults = {"iters": 3000, "noise_schedule": "step:0.5:0", "eps": 1e-3}
+    eta0 = 0.03
+
+    def smoothness(self):
+        """λ_max(∇²f) at the minima ±v₁/√λ: H + I + 2v₁v₁ᵀ has eigenvalues eig(H) + 1 and 2, so 3."""
+        return 3.0
 
     @classmethod
     def create(cls, dim: int | None = None, lam: float = 1.0, samples: int = 64, clients: int = 1,
@@ -472,6 +592,13 @@ class LinearAutoencoder(SaddleProblem):
 
     name = "linear-autoencoder"
     kind = P_LINEAR_AE
+    # ε = 0.25: minibatch SGD (B = 64) keeps ‖∇f‖ near 0.1 at η = 0.03 whatever the noise (measured)
+    run_defaults = {"iters": 80000, "noise_schedule": "step:0.5:0", "eps": 0.25}
+    eta0 = 0.03
+
+    def smoothness(self):
+        """2λ₁(Σ) (+ weight decay): λ_max(∇²f) at the PCA solution is about that (paper-notes §7)."""
+        return 2.0 * float(self.dataset_info["sigma_top_eigenvalue"]) + float(self.V[0])
 
     @classmethod
     def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
@@ -574,3 +701,54 @@ class MLPAutoencoder(SaddleProblem):
             po += nin * nout + nout
         return x
 
+
+
+@dataclass(frozen=True, eq=False)
+class ConvAutoencoder(SaddleProblem):
+    """The saddle paper's convolutional MNIST autoencoder (footnote 7), hand-written kernels (problems/conv.py).
+
+    Encoder conv 16 k3 s2 p1 → conv 32 k3 s2 p1 → conv 64 k7 s1 p0 (ReLU), decoder the mirror in
+    transposed convolutions (ReLU but the last); F(x, j) = mean over pixels of (g(y_j) − y_j)², as
+    torch.nn.MSELoss, so the paper's η = 0.1 carries over.  ``--hidden`` takes the encoder as
+    ``CH:K:S:P,...``.  Blocks: one per layer.
+    """
+
+    name = "conv-autoencoder"
+    kind = P_CONV_AE
+    run_defaults = {"log_every": 50}    # a logged row is a pass over every image
+    final_sosp = False                  # d = 210,369: a Lanczos λ_min is minutes of full passes
+
+    @classmethod
+    def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
+               clients: int = 1, split: str = "contiguous", split_seed: int = 0, dim=None, **_):
+        from .conv import parse_arch
+        _no_dim(dim)
+        imgs = load_images(dataset, data_dir, allow_hash_mismatch)
+        h, w = imgs["shape"]
+        arch = parse_arch(hidden, h, w)
+        X = imgs["X"]
+        order, ptr = _split(X.shape[0], clients, split, split_seed)
+        X = np.ascontiguousarray(X[order])
+        info = {"name": imgs["name"], "rows": X.shape[0], "features": h * w, "source": imgs["source"],
+                "architecture": arch.describe(), "encoder": arch.spec, "activation": "ReLU (all but the output)"}
+        return cls(X, np.zeros((1, 1)), np.array([float(lam)]), arch.Iv, ptr, arch.block_ptr, info, None, arch)
+
+    @property
+    def d(self) -> int:
+        return self.arch.d
+
+    def saddle(self):
+        from .conv import saddle_point
+        return saddle_point(self.arch, self.F)
+
+    def _random_init(self, rng):
+        from .conv import init_params
+        return init_params(self.arch, rng)
+
+    def batch_f_and_grad(self, x, rows):
+        from .conv import conv_pass, pass_buffers
+        x = self._x(x)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        g = np.empty(self.d)
+        f = conv_pass(self.Iv, self.F, float(self.V[0]), x, rows, rows.size, g, *pass_buffers(self.arch))
+        return float(f), g
