@@ -105,6 +105,7 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
                             f"not escaped in {sum(f < 0 for f in first)} of {len(first)} runs"})
         lrs = sorted({r["config"]["lr"] for (c, _), runs in by.items() if c == comp for r in runs})
         axes[0, j].set_title(f"{comp}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
+        axes[0, j].ticklabel_format(axis="y", useOffset=False)  # a flat loss must look flat, not "1e-7 + ..."
         axes[1, j].set_yscale("log")
         axes[1, j].set_xlabel("iteration")
     axes[0, 0].set_ylabel("loss f(x_t)")

@@ -146,6 +146,8 @@ def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), 
         ax.set_ylabel(LABELS.get(y, y))
         if (y in LOG_Y) if log_y is None else log_y:
             ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-7 +" offset making a flat line look busy
         if log_x:
             ax.set_xscale("log" if x != "iteration" else "symlog")
         ax.grid(True, alpha=0.3)

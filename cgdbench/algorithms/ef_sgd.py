@@ -326,10 +326,19 @@ class EfSgdJob(Job):
         return range(0, K, every) if every else range(0)
 
     def checkpoint(self, k):
-        from ..second_order import lambda_min
+        import sys
+
+        from ..second_order import DENSE_LIMIT, lambda_min
         t = time.perf_counter()
+        d = self.b.problem.d
+        say = sys.stderr.isatty() and d > 200  # seconds to a minute: say what the pause is
+        if say:
+            how = "dense eigendecomposition" if d <= DENSE_LIMIT else "Lanczos on Hessian-vector products"
+            print(f"λ_min(∇²f) at iteration {k}: {how}, d = {d} ...", end="", file=sys.stderr, flush=True)
         lam, self.lam_method = lambda_min(self.b.problem, self.x)
         self.sosp_seconds += time.perf_counter() - t
+        if say:
+            print(f" {lam:.4g} ({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
         self.lam_min.append(lam)
         self.lam_iter.append(k)
 
@@ -397,7 +406,7 @@ class EfSgdJob(Job):
         ]
         if m.get("stepsize", {}).get("compressor_note"):
             rows.append(("compressor", m["stepsize"]["compressor_note"]))
-        if "resets" in trace.extras and trace.extras["resets"].size:
+        if get(c.algorithm).use_ef and c.reset and "resets" in trace.extras and trace.extras["resets"].size:
             rows.append(("resets", f"{int(trace.extras['resets'][-1])}"))
         v = m.get("sosp")
         if m.get("sosp_skipped"):
