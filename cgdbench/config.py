@@ -22,7 +22,7 @@ MAX_SEED = 2**63 - 1
 EF21_INIT = ("gradient", "compressed")
 OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient", "noise_schedule": "constant"}
 #: options a problem may default differently (``problem.run_defaults``); else these.  The saddle
-#: problems leave --lr and --reset-iters to the build (``ef_sgd.resolve``): their defaults need d and μ
+#: problems leave --lr and --reset-iters to the build (``ef_sgd.build``): their defaults need d and μ
 RUN_DEFAULTS = {"lr": 0.1, "iters": 1000, "eps": 1e-3, "rho": 1.0, "noise_schedule": "constant",
                 "reset_iters": 100, "log_every": 1}
 BUILD_RESOLVED = ("lr", "reset_iters")

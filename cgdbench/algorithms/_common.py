@@ -59,6 +59,8 @@ def loss_warnings(loss, iteration, unseen_max: float, rescued: int, condition_la
         warns.append(f"the loss rose from {f0:.6g} to {last:.6g} with a stepsize that violates its condition "
                      f"(λ = {condition_lambda:.4g} > 1): not a normal completion")
     return {"loss_start": f0, "loss_max": fmax, "loss_max_iter": tmax, "flagged": bool(warns)}, warns
+
+
 MAX_RANGES = 16
 #: stream "client" id of the coin all clients share (MARINA's full-gradient rounds)
 SHARED_COIN = np.uint64(2**62 + 3)

@@ -20,6 +20,7 @@ owns its buffers, ranges are reduced in index order; minibatches use streams
 keyed by (seed, worker, t), noise and compressor randomness the shared streams.
 """
 import math
+import sys
 import time
 from collections import namedtuple
 
@@ -201,17 +202,17 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
             gr = gradbuf[rr]
             for i in range(range_ptr[rr], range_ptr[rr + 1]):
                 if conv:
-                    for j in range(d):
-                        gr[j] = Gw[i, j]
+                    gi = Gw[i]
                 else:
                     lo = worker_ptr[i]
                     mi = worker_ptr[i + 1] - lo
                     key = stream_key(seed, i, t)
                     _floyd(key, 0, lo, mi, batch, 1.0, row_mark, rows_buf[rr], rows_scale[rr], 0)
                     batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, rows_buf[rr], batch, gr, scratch[rr])
+                    gi = gr
                 for j in range(d):
-                    hs[j] += gr[j]
-                    v[j] = gr[j] + xi[j] + (E[i, j] if use_ef else 0.0)
+                    hs[j] += gi[j]
+                    v[j] = gi[j] + xi[j] + (E[i, j] if use_ef else 0.0)
                 nnz, ms = encode(C.kind, C.d, C.k, C.s, C.r, C.c, C.scale, ckey, v, idx_b[rr], val_b[rr],
                                  code_b[rr], bits_b[rr], table_b[rr], work_b[rr], mark_b[rr])
                 decode_add(C.kind, C.d, nnz, ms, 1.0, idx_b[rr], val_b[rr], code_b[rr], bits_b[rr], gs)
@@ -249,9 +250,9 @@ def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
         dim=config.dim, lam=config.lam, clients=config.clients, split=config.split, split_seed=config.split_seed)
     comp = compressors.make_vector(config.compressor, problem.d)
     random_compressor = bool(comp.unbiased and comp.omega)
+    mu = comp.contractive().mu  # the μ of its μ-compressor form (RandomK unscaled: k/d)
     if get(config.algorithm).use_ef:
         comp = comp.contractive()
-    mu = comp.mu if comp.mu is not None else 1.0 / (1.0 + (comp.omega or 0.0))
     eta, eta_rule = (config.lr, "--lr") if config.lr is not None else problem.default_lr(mu, random_compressor)
     I, I_rule = ((config.reset_iters, "--reset-iters") if config.reset_iters is not None else
                  (math.ceil(1.0 / (eta * math.sqrt(config.rho * config.eps))), "⌈1/(η√(ρε))⌉ (Theorem 3.1's I)"))
@@ -292,14 +293,15 @@ class EfSgdJob(Job):
         self.out = SgdRows(*(np.zeros(rows, dtype=np.int64 if k == "iteration" else np.float64)
                              for k in SgdRows._fields))
         self.acc = np.zeros(10)
-        f0 = p.f(self.x)
-        self.acc[A_F_ANCHOR] = f0 if algo.use_ef and c.reset else 0.0
+        use_reset = algo.use_ef and c.reset
+        f0 = p.f(self.x) if use_reset else math.nan  # only the reset test reads f(x⁰) (and the blow-up level)
+        self.acc[A_F_ANCHOR] = f0 if use_reset else 0.0
         self.acc[A_F_MAX] = -math.inf
         down = down_values(c, W, d) * c.value_bits + W * comp.bits_down_extra()
         up = W * comp.bits_up(c.value_bits, c.index_mode)
         ss = p.scratch_size()
         decay_at, factor = noise_schedule(c.noise_schedule, K)
-        settings = Settings(algo.use_ef, algo.use_ef and c.reset, float(b.stepsize_info["reset_iters"]),
+        settings = Settings(algo.use_ef, use_reset, float(b.stepsize_info["reset_iters"]),
                             float(c.escape_radius) if c.escape_radius else math.inf, float(b.stepsize_info["gamma"]),
                             float(c.noise),
                             decay_at, factor, c.batch_size, blowup_level(f0))
@@ -326,8 +328,6 @@ class EfSgdJob(Job):
         return range(0, K, every) if every else range(0)
 
     def checkpoint(self, k):
-        import sys
-
         from ..second_order import DENSE_LIMIT, lambda_min
         t = time.perf_counter()
         d = self.b.problem.d

@@ -23,6 +23,7 @@ dense features of any LIBSVM dataset.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 from dataclasses import dataclass, field
@@ -245,14 +246,16 @@ def linear_ae_full(x, Sigma, p, h, wd, g, want_hvp, v, hv):
 
 # --- data -------------------------------------------------------------------
 def load_matrix(dataset, data_dir=None, allow_hash_mismatch: bool = False) -> tuple[str, np.ndarray, str]:
-    """Dense samples (m×p) for the autoencoders: digits, MNIST IDX, or LIBSVM features."""
+    """Dense samples (m×p) for the autoencoders: digits (8×8), MNIST (:func:`load_images`), or LIBSVM features."""
     if dataset is None or str(dataset).lower() in ("digits", "default", "synthetic"):
         from sklearn.datasets import load_digits
         X = load_digits().data / 16.0
         return "digits", np.ascontiguousarray(X, dtype=np.float64), "scikit-learn load_digits (8×8, /16)"
     path = Path(str(dataset))
-    if path.is_file() and ("idx3" in path.name or path.name.endswith((".idx", ".idx.gz"))):
-        return path.name, read_idx_images(path), str(path)
+    if str(dataset).lower() == "mnist" or (path.is_file() and ("idx3" in path.name
+                                                               or path.name.endswith((".idx", ".idx.gz")))):
+        imgs = load_images(dataset, data_dir, allow_hash_mismatch)
+        return imgs["name"], imgs["X"], imgs["source"]
     from .. import data
     ds = data.load(dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
     if ds.A.shape[1] > 4096:
@@ -361,7 +364,7 @@ def load_images(dataset, data_dir=None, allow_hash_mismatch: bool = False, label
     elif labels:
         raise DataError(f"no labels file beside {str(path)!r} (expected e.g. "
                         f"{path.name.replace('images-idx3', 'labels-idx1')!r}): this problem needs labels")
-    return {"name": path.name.split(".")[0] if key != "mnist" else "mnist-t10k", "X": X, "shape": shape, "y": y,
+    return {"name": path.name if key != "mnist" else "mnist-t10k", "X": X, "shape": shape, "y": y,
             "source": str(path) + (f" (labels {lab.name})" if lab is not None else "")}
 
 
@@ -745,10 +748,16 @@ class ConvAutoencoder(SaddleProblem):
         from .conv import init_params
         return init_params(self.arch, rng)
 
+    @functools.cached_property
+    def _pass_buffers(self):
+        """One set of :func:`conv.pass_buffers` (~50 MB) for the Python oracle, not one per call (λ_min's HVPs)."""
+        from .conv import pass_buffers
+        return pass_buffers(self.arch)
+
     def batch_f_and_grad(self, x, rows):
-        from .conv import conv_pass, pass_buffers
+        from .conv import conv_pass
         x = self._x(x)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         g = np.empty(self.d)
-        f = conv_pass(self.Iv, self.F, float(self.V[0]), x, rows, rows.size, g, *pass_buffers(self.arch))
+        f = conv_pass(self.Iv, self.F, float(self.V[0]), x, rows, rows.size, g, *self._pass_buffers)
         return float(f), g
