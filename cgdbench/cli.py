@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--yes", action="store_true", help=f"allow grids of more than {500} cells")
     cp.add_argument("--quiet", action="store_true", help="no progress bar")
     cp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    cp.add_argument("--plot", default=None, metavar="FILE",
+                    help="also draw the suite's figure of its runs (PNG, PDF or SVG; a grid: loss and ‖∇f‖²)")
 
     rp = sub.add_parser("report", help="one self-contained HTML page of a results file (summary, figures, runs)")
     rp.add_argument("file", help="HDF5 results file")
@@ -284,6 +286,9 @@ def _compare(ns) -> int:
             raise ConfigError(f"--target {ns.target}: need a number > 0")
         sweep.target = ns.target
     sw.check_size(sweep, ns.yes)
+    if ns.plot:
+        from .plot import check_figure_path
+        check_figure_path(ns.plot, "--plot")  # before the runs, not after them
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         counts = sw.run_sweep(sweep, ns.out, rerun=ns.rerun, workers=ns.workers, scheduler=ns.scheduler,
@@ -301,6 +306,11 @@ def _compare(ns) -> int:
               f"{counts['seconds']:.1f} s, "
               f"{counts['skipped']} skipped; results in {ns.out}")
         print(sw.format_summary(rows, sweep.target))
+    if ns.plot:
+        from .plot import plot_file
+        fig = plot_file(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **sweep.figure)
+        print(f"figure: {ns.plot} ({fig['groups']} method(s), {fig['runs']} run(s))", file=sys.stderr if ns.json
+              else sys.stdout)
     return 1 if counts["failed"] or counts["diverged"] else 0  # exit 1: some cells failed or diverged
 
 

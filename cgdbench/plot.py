@@ -16,15 +16,16 @@ from .config import OMIT_AT_DEFAULT
 from .errors import ConfigError, StoreError
 
 
-def load_groups(path, ys, where: dict | None = None) -> dict:
+def load_groups(path, ys, where: dict | None = None, ids=None) -> dict:
     """``{config JSON without seed: [run dict, ...]}`` for completed runs having every y in ``ys``.
 
-    ``where`` keeps the runs whose config has those values (a list value: any of them).
+    ``where`` keeps the runs whose config has those values (a list value: any of them);
+    ``ids`` the runs with those ids (a suite's cells).
     """
     def keep(rec):
         cfg = {**OMIT_AT_DEFAULT, **rec["config"]}  # fields stored only when not at their default
         return all(y in rec for y in ys) and (not where or all(_matches(cfg.get(k), v) for k, v in where.items()))
-    return store.group_runs(path, keep=keep)
+    return store.group_runs(path, keep=keep, ids=ids)
 
 
 def _matches(value, wanted) -> bool:
@@ -70,6 +71,7 @@ LABELS = {
     "grad_norm_sq_D": "‖∇f(x^k)‖²_{D/det(D)^{1/d}}", "G": "G_{k,D} (running mean of ‖∇f‖²_D)",
     "suboptimality": "f(x^k) − f*", "stoch_grad_norm_sq": "‖stochastic gradient‖² (mean since last log)",
     "lambda_min": "λ_min(∇²f(x^k))", "resets": "resets (cumulative)",
+    "test_accuracy": "test accuracy (held-out share right)",
 }
 #: drawn in log scale by default (positive, spanning decades)
 LOG_Y = {"grad_norm_sq", "grad_norm_sq_D", "G", "suboptimality", "stoch_grad_norm_sq"}
@@ -101,9 +103,8 @@ def _x_of(rec, y, x):
     return np.asarray(rec["iteration"], dtype=float) if x == "iteration" else _series(rec, x)
 
 
-def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
-              where: dict | None = None) -> dict:
-    """Paper-style figure: one panel per y, one line per method (mean over seeds) with a quantile band."""
+def check_figure_path(out, option: str = "-o"):
+    """``out`` as a Path, or a one-line error when its folder is missing or matplotlib cannot write its format."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -111,51 +112,88 @@ def plot_file(path, out, x: str = "iteration", ys=("loss",), band=(10.0, 90.0), 
 
     out = Path(out)
     if not out.resolve().parent.is_dir():
-        raise StoreError(f"-o {str(out)!r}: directory {str(out.resolve().parent)!r} does not exist")
+        raise StoreError(f"{option} {str(out)!r}: directory {str(out.resolve().parent)!r} does not exist")
     fmts = plt.gcf().canvas.get_supported_filetypes()
     plt.close("all")
     if out.suffix.lstrip(".").lower() not in fmts:
-        raise StoreError(f"-o {str(out)!r}: unknown figure format {out.suffix or '(none)'!r}; use one of "
+        raise StoreError(f"{option} {str(out)!r}: unknown figure format {out.suffix or '(none)'!r}; use one of "
                          f"{', '.join('.' + k for k in sorted(fmts))}")
-    if x not in X_CHOICES:
-        raise ConfigError(f"--x {x!r}: choose one of {', '.join(X_CHOICES)}")
-    needs = sorted({n for y in ys for n in DERIVED.get(y, (y,))} | set(DERIVED.get(x, (x,))) - {"iteration"}
+    return out
+
+
+def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
+              where: dict | None = None, ids=None) -> dict:
+    """Paper-style figure: one panel per y and x, one line per method (mean over seeds) with a quantile band.
+
+    ``x``: one x axis or several (a sequence or ``"iteration,bits_up"``: one column each).
+    ``log_x``: log scale on the bits and time axes (the iteration axis too when it is the only one: symlog).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = check_figure_path(out)
+    xs_axes = tuple(x.split(",")) if isinstance(x, str) else tuple(x)
+    for xa in xs_axes:
+        if xa not in X_CHOICES:
+            raise ConfigError(f"--x {xa!r}: choose one of {', '.join(X_CHOICES)} (several: comma separated)")
+    if "lambda_min" in ys and xs_axes != ("iteration",):
+        raise StoreError("--y lambda_min is drawn against its own iterations (lambda_min_iter); use --x iteration")
+    needs = sorted({n for y in ys for n in DERIVED.get(y, (y,))}
+                   | {n for xa in xs_axes for n in DERIVED.get(xa, (xa,))} - {"iteration"}
                    | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
-    groups = load_groups(path, needs, where)
+    groups = load_groups(path, needs, where, ids)
     if not groups:
         present = _present(path)
         raise StoreError(f"{str(path)!r} has no completed runs{' matching the filter' if where else ''} with "
                          f"{', '.join(needs)}; the runs record: {', '.join(present) or 'nothing'}")
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
-    ncol = 1 if len(groups) <= 6 else 2
+    ncol = 1 if len(groups) <= 6 and len(xs_axes) == 1 else 2
     legend_in = 0.2 * -(-len(groups) // ncol) + 0.35  # inches below the axes for the legend
     height = 2.8 * len(ys) + 0.8 + legend_in
-    fig, axes = plt.subplots(len(ys), 1, figsize=(7.5, height), sharex=True, squeeze=False)
+    width = 7.5 if len(xs_axes) == 1 else 5.2 * len(xs_axes)
+    fig, axes = plt.subplots(len(ys), len(xs_axes), figsize=(width, height), sharex="col", squeeze=False)
     if len(groups) > 10:  # more lines than tab10 has colours
-        for ax in axes[:, 0]:
+        for ax in axes.ravel():
             ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for (key, runs), cfg in zip(groups.items(), cfgs):
         label = f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
-        for ax, y in zip(axes[:, 0], ys):
+        for i, y in enumerate(ys):
             _, mean, lo, hi = band_stats(runs, y, band, series=_series)
-            xs = _x_of(runs[0], y, x)[:mean.size]
-            line, = ax.plot(xs, mean, lw=1.3, label=label, marker="o" if xs.size < 20 else None, ms=4)
-            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-    for ax, y in zip(axes[:, 0], ys):
-        ax.set_ylabel(LABELS.get(y, y))
-        if (y in LOG_Y) if log_y is None else log_y:
-            ax.set_yscale("log")
-        else:
-            ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-7 +" offset making a flat line look busy
-        if log_x:
-            ax.set_xscale("log" if x != "iteration" else "symlog")
-        ax.grid(True, alpha=0.3)
-    axes[-1, 0].set_xlabel(LABELS.get(x, x))
+            for j, xa in enumerate(xs_axes):
+                ax = axes[i, j]
+                xv = _x_of(runs[0], y, xa)[:mean.size]
+                # a log axis has no 0 (no bits sent before the first step): drop such points, or
+                # matplotlib draws them at the axis' left edge as a flat line
+                keep = xv > 0 if log_x and xa != "iteration" else np.ones(xv.size, dtype=bool)
+                line, = ax.plot(xv[keep], mean[keep], lw=1.3, label=label, marker="o" if xv.size < 20 else None,
+                                ms=4)
+                ax.fill_between(xv[keep], lo[keep], hi[keep], color=line.get_color(), alpha=0.2, lw=0)
+    for i, y in enumerate(ys):
+        for j, xa in enumerate(xs_axes):
+            ax = axes[i, j]
+            if j == 0 or len(xs_axes) > 1:
+                ax.set_ylabel(LABELS.get(y, y))
+            if (y in LOG_Y) if log_y is None else log_y:
+                ax.set_yscale("log")
+            else:
+                ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-7 +" offset making a flat line look busy
+            if log_x and xa != "iteration":
+                ax.set_xscale("log")
+            elif log_x and len(xs_axes) == 1:
+                ax.set_xscale("symlog")
+            ax.grid(True, alpha=0.3)
+    for j, xa in enumerate(xs_axes):
+        axes[-1, j].set_xlabel(LABELS.get(xa, xa))
     first = cfgs[0]
     ds = groups[next(iter(groups))][0]["meta"].get("dataset", {}).get("name", first.get("dataset"))
     common = f"{first['problem']} on {ds}, n = {first['clients']}" if "problem" not in varying else "several problems"
-    axes[0, 0].set_title(f"{common} — mean over seeds, {band[0]:g}–{band[1]:g}% band", fontsize=9)
+    title = f"{common} — mean over seeds, {band[0]:g}–{band[1]:g}% band"
+    if len(xs_axes) == 1:
+        axes[0, 0].set_title(title, fontsize=9)
+    else:
+        fig.suptitle(title, fontsize=9)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # the legend sits below the axes, on the canvas

@@ -612,3 +612,47 @@ def conv_ae_loss_grad_ref(layers, x, Y, shape=None):
             delta, dW, db = bwd(acts[l], W, delta, s, p)
         grads[:0] = [dW.ravel(), db]
     return loss, np.concatenate(grads)
+
+
+# --- the MLP classifier (saddle paper, Figure 1) -----------------------------
+def mlp_classifier_loss_grad_ref(widths, x, X, y, wd=0.0):
+    """Mean softmax cross-entropy of a tanh MLP (linear logits) and its gradient, by plain backpropagation.
+
+    ``widths = (p, h₁, ..., C)``; ``x`` holds, per layer, W (n_out × n_in, row-major) then b.
+    """
+    Ws, bs, po = [], [], 0
+    for nin, nout in zip(widths[:-1], widths[1:]):
+        Ws.append(x[po:po + nout * nin].reshape(nout, nin))
+        bs.append(x[po + nout * nin:po + nout * nin + nout])
+        po += nout * nin + nout
+    acts = [X]
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        z = acts[-1] @ W.T + b
+        acts.append(np.tanh(z) if i < len(Ws) - 1 else z)
+    z = acts[-1]
+    lse = np.log(np.sum(np.exp(z - z.max(axis=1, keepdims=True)), axis=1)) + z.max(axis=1)
+    m = X.shape[0]
+    loss = np.mean(lse - z[np.arange(m), y]) + 0.5 * wd * np.sum(x * x)
+    P = np.exp(z - lse[:, None])
+    delta = P.copy()
+    delta[np.arange(m), y] -= 1.0
+    delta /= m
+    grads = []
+    for i in range(len(Ws) - 1, -1, -1):
+        grads.append((delta.T @ acts[i], delta.sum(axis=0)))
+        if i > 0:
+            delta = (delta @ Ws[i]) * (1.0 - acts[i] ** 2)
+    g = np.concatenate([np.concatenate([gW.ravel(), gb]) for gW, gb in reversed(grads)]) + wd * x
+    return loss, g
+
+
+def mlp_predict_ref(widths, x, X):
+    """Class of each row of ``X``: the largest logit of the same network (first index on ties)."""
+    a, po = X, 0
+    for i, (nin, nout) in enumerate(zip(widths[:-1], widths[1:])):
+        W = x[po:po + nout * nin].reshape(nout, nin)
+        b = x[po + nout * nin:po + nout * nin + nout]
+        a = a @ W.T + b
+        a = np.tanh(a) if i < len(widths) - 2 else a
+        po += nout * nin + nout
+    return np.argmax(a, axis=1)

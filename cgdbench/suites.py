@@ -46,7 +46,7 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
         if not found:
             raise choices_error("--dataset all: none of the paper's datasets is found; dataset", dataset,
                                 list(PAPER_DATASETS))
-        if s.name in ("saddle-escape",):
+        if s.name in ("saddle-escape", "saddle-randomk-classes"):
             raise ConfigError(f"--dataset all applies to the det-CGD suites; {s.name} runs on its own data "
                               "(give --dataset NAME to change it)")
         parts = [s.factory(d, seeds, iters) for d in found]
@@ -158,6 +158,20 @@ def _escape(dataset, seeds, iters):
         dict(problem="mlp-autoencoder", dataset=dataset, hidden="32", algorithm="ef-sgd", compressor=c, noise=r,
              lr=lr, batch_size=64, iters=iters, log_every=25, reset_iters=100, x0="saddle", seed=seed)
         for c, lr in comps for r in (0.0, 0.01) for seed in range(seeds)), target=1e-2)
+
+
+@suite("saddle-randomk-classes", "saddle paper Figure 1 (on the MLP classifier of 8×8 digits instead of ResNet34 on "
+                                 "CIFAR-10): 10 workers holding one class each, ef-sgd with RandomK keeping 100%, "
+                                 "10%, 1%, 0.1% of the coordinates, η = 0.1, batch 8 per worker; loss and test "
+                                 "accuracy against iterations and bits (--plot)",
+       seeds=3, iters=3000, aliases=("figure1", "randomk-classes"))
+def _randomk_classes(dataset, seeds, iters):
+    sw = Sweep("saddle-randomk-classes", _cells(
+        dict(problem="mlp-classifier", dataset=dataset, split="by-label", clients=10, algorithm="ef-sgd",
+             compressor=f"rand-k:{frac}", lr=0.1, batch_size=8, iters=iters, log_every=25, seed=seed)
+        for frac in ("1.0", "0.1", "0.01", "0.001") for seed in range(seeds)), target=1e-2)
+    sw.figure = {"x": ("iteration", "bits_up"), "ys": ("loss", "test_accuracy"), "log_x": True}
+    return sw
 
 
 @suite("baselines", "the field's baselines against det-CGD, 100 clients, one coordinate per message, each method's "

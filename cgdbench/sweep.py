@@ -72,6 +72,8 @@ class Sweep:
     target: float = 1e-2
     description: str = ""
     notes: list = field(default_factory=list)
+    #: what ``compare --plot`` draws (:func:`cgdbench.plot.plot_file` keywords)
+    figure: dict = field(default_factory=lambda: {"x": ("iteration",), "ys": ("loss", "grad_norm_sq")})
 
 
 def _fields() -> list[str]:

@@ -29,8 +29,8 @@ SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
 @pytest.mark.parametrize("kw", [
     dict(algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", clients=37, iters=300),
     dict(algorithm="det-cgd2", compressor="bern-q:0.5", stepsize="optimal", clients=20, blocks="3", iters=300),
-    dict(problem="mlp-autoencoder", hidden="6,3,6", algorithm="ef-sgd", compressor="rand-k:0.1", clients=5,
-         noise=0.01, iters=300, batch_size=16, reset_iters=7, log_every=3),
+    dict(problem="mlp-classifier", hidden="6,3", algorithm="ef-sgd", compressor="rand-k:0.1", clients=10,
+         split="by-label", noise=0.01, iters=300, batch_size=16, reset_iters=7, log_every=3),
     dict(algorithm="ef21", compressor="top-k:3", clients=37, iters=200),
     dict(algorithm="diana", compressor="qsgd:4", clients=37, iters=200, stepsize="scalar:0.05"),
     dict(algorithm="marina", compressor="rand-k:5", clients=37, iters=200, marina_p=0.2),

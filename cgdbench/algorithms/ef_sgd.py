@@ -32,7 +32,7 @@ from ..errors import CgdbenchError, ConfigError
 from ..compressors.sketches import _floyd
 from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, encode
 from ..problems.conv import conv_pass, pass_buffers
-from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, batch_loss_grad, linear_ae_full
+from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, P_MLP_CLS, batch_loss_grad, linear_ae_full, mlp_accuracy
 from ..rng import stream_key, uniform
 from . import register
 from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
@@ -41,15 +41,17 @@ from ._common import blowup_level, vector_pack
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR, A_F_MAX, A_RESCUES = range(10)
 
 
-#: a saddle problem's kernel data (problems/saddles.py ``kernel_data``)
-Saddle = namedtuple("Saddle", "kind F G V Iv")
+#: a saddle problem's kernel data (problems/saddles.py ``kernel_data``) and its held-out set (``test_data``)
+Saddle = namedtuple("Saddle", "kind F G V Iv Xte yte")
 #: Algorithm 1's switches and scalars
 Settings = namedtuple("Settings", "use_ef use_reset reset_iters escape_radius eta noise noise_decay_at noise_factor "
                                   "batch blowup_level")
 #: per-range buffers (one row per range) and the per-worker errors E (W×d; 1×d without error feedback)
 SgdWork = namedtuple("SgdWork", "E gsum hsum v grad scratch rows rows_scale row_mark Gw P S Lc")
-#: what is logged: the common rows plus the stochastic-gradient norm and the reset count
-SgdRows = namedtuple("SgdRows", "iteration loss grad_norm_sq bits_up bits_down stoch_grad_norm_sq resets")
+#: what is logged: the common rows plus the stochastic-gradient norm, the reset count and the test accuracy
+#: (classifiers; NaN for the others)
+SgdRows = namedtuple("SgdRows", "iteration loss grad_norm_sq bits_up bits_down stoch_grad_norm_sq resets "
+                                "test_accuracy")
 
 NOISE_SCHEDULES = ("constant", "step:T[:F]")
 
@@ -169,6 +171,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
             out.bits_down[row] = acc[A_BITS_DOWN]
             out.stoch_grad_norm_sq[row] = acc[A_SGN_SUM] / acc[A_SGN_COUNT] if acc[A_SGN_COUNT] > 0 else np.nan
             out.resets[row] = acc[A_RESETS]
+            out.test_accuracy[row] = (mlp_accuracy(Q.Iv, x, Q.Xte, Q.yte, full_scratch) if Q.kind == P_MLP_CLS
+                                      else np.nan)
             acc[A_SGN_SUM] = 0.0
             acc[A_SGN_COUNT] = 0.0
             acc[A_ROWS] = row + 1
@@ -311,7 +315,8 @@ class EfSgdJob(Job):
                        np.zeros((R, c.batch_size)), np.zeros(p.m, np.int8),
                        np.zeros((W, d) if conv else (1, 1)),
                        *(pass_buffers(p.arch) if conv else (np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1))))
-        self.args = (c.log_every, settings, self.x, self.xt, self.xa, Saddle(*p.kernel_data()), p.worker_ptr,
+        self.args = (c.log_every, settings, self.x, self.xt, self.xa, Saddle(*p.kernel_data(), *p.test_data()),
+                     p.worker_ptr,
                      np.arange(p.m, dtype=np.int64), vector_pack(comp), np.uint64(c.seed), ranges, work,
                      cbufs(comp, R), np.zeros(d), np.zeros(d), np.zeros(ss), float(up), float(down), self.acc,
                      self.out)
@@ -347,6 +352,9 @@ class EfSgdJob(Job):
         tr = {name: getattr(self.out, name)[:n_rows].copy() for name in SgdRows._fields}
         tr["grad_norm_sq_D"] = tr["grad_norm_sq"]  # D/det(D)^(1/d) = I for D = ηI
         extras = {"stoch_grad_norm_sq": tr.pop("stoch_grad_norm_sq"), "resets": tr.pop("resets").astype(np.int64)}
+        acc = tr.pop("test_accuracy")
+        if self.b.problem.labelled:
+            extras["test_accuracy"] = acc
         if self.lam_iter:
             extras["lambda_min"] = np.array(self.lam_min)
             extras["lambda_min_iter"] = np.array(self.lam_iter, dtype=np.int64)
@@ -368,7 +376,8 @@ class EfSgdJob(Job):
         if status != "completed":
             return {}
         if not self.b.problem.final_sosp and not c.sosp_every:
-            return {"sosp": None, "sosp_skipped": f"d = {self.b.problem.d}: no λ_min unless --sosp-every N asks"}
+            return {"sosp": None, "sosp_skipped": f"{c.problem} (d = {self.b.problem.d}) checks λ_min only when "
+                                                 "--sosp-every N asks"}
         if not self.lam_iter or self.lam_iter[-1] != c.iters:
             self.checkpoint(c.iters)
         n_rows = int(self.acc[A_ROWS])
@@ -406,6 +415,10 @@ class EfSgdJob(Job):
         ]
         if m.get("stepsize", {}).get("compressor_note"):
             rows.append(("compressor", m["stepsize"]["compressor_note"]))
+        if "test_accuracy" in trace.extras and trace.extras["test_accuracy"].size:
+            acc = trace.extras["test_accuracy"]
+            rows.append(("test accuracy", f"{acc[-1]:.4f} at the end, best {np.nanmax(acc):.4f} "
+                                          f"({ds.get('test_rows', '?')} held-out samples)"))
         if get(c.algorithm).use_ef and c.reset and "resets" in trace.extras and trace.extras["resets"].size:
             rows.append(("resets", f"{int(trace.extras['resets'][-1])}"))
         v = m.get("sosp")

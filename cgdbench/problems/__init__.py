@@ -3,18 +3,21 @@ from __future__ import annotations
 
 from .._registry import Registry
 from .logreg import MAX_DENSE_D, SPLITS, LeastSquares, LogRegNonconvex, parse_blocks
-from .saddles import ConvAutoencoder, LinearAutoencoder, MLPAutoencoder, SaddleProblem, SaddleQuartic
+from .saddles import (ConvAutoencoder, LinearAutoencoder, MLPAutoencoder, MLPClassifier, SaddleProblem,
+                      SaddleQuartic)
 
 #: traits: ``oracle`` — ``full`` (client gradients and L_i: the full-gradient methods) or ``minibatch``
 REGISTRY = Registry("problem")
 for _cls, _aliases in ((LogRegNonconvex, ("logreg", "logistic")), (LeastSquares, ("quadratic", "ridge", "ls")),
                        (SaddleQuartic, ("quartic",)), (LinearAutoencoder, ("linear-ae",)),
-                       (MLPAutoencoder, ("mlp-ae", "autoencoder")), (ConvAutoencoder, ("conv-ae",))):
+                       (MLPAutoencoder, ("mlp-ae", "autoencoder")), (MLPClassifier, ("mlp-cls", "classifier")),
+                       (ConvAutoencoder, ("conv-ae",))):
     REGISTRY.register(_cls.name, aliases=_aliases, doc=(_cls.__doc__ or "").strip().splitlines()[0],
                       oracle=_cls.oracle)(_cls)
 
 __all__ = ["REGISTRY", "LogRegNonconvex", "LeastSquares", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
-           "MLPAutoencoder", "ConvAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get", "describe"]
+           "MLPAutoencoder", "MLPClassifier", "ConvAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get",
+           "describe"]
 
 
 def canonical(name: str) -> str:

@@ -31,7 +31,7 @@ from ..errors import ConfigError
 MAX_DENSE_D = 4096
 #: problem kinds the jitted kernels take: loss and regularizer
 LOGISTIC, SQUARED = 0, 1
-SPLITS = ("contiguous", "shuffled")
+SPLITS = ("contiguous", "shuffled", "by-label")
 #: the kernels' pack of a finite sum of CSR rows split over clients
 FiniteSum = namedtuple("FiniteSum", "indptr indices values b client_ptr inv_m lam kind")
 
@@ -175,11 +175,25 @@ def objective_and_grad(x, indptr, indices, values, b, client_ptr, inv_m, lam, ki
     return loss / n + reg
 
 
-def split_rows(m: int, parts: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row order and the pointers of ``parts`` contiguous ranges of it (sizes differ by at most 1).
+def split_rows(m: int, parts: int, split: str, seed: int, labels=None,
+               who: str = "this problem") -> tuple[np.ndarray, np.ndarray]:
+    """Row order and the pointers of ``parts`` contiguous ranges of it.
 
-    ``contiguous`` keeps the file order; ``shuffled`` permutes the rows with ``seed`` first.
+    ``contiguous`` keeps the file order; ``shuffled`` permutes the rows with ``seed`` first (sizes
+    differ by at most 1); ``by-label`` puts the rows of one class on each part, classes in
+    increasing order, rows in file order (``parts`` must be the number of classes).
     """
+    if split == "by-label":
+        if labels is None:
+            raise ConfigError(f"--split by-label: {who} has no class labels; by-label applies to the "
+                              "problems with classes (mlp-classifier, logreg, least-squares)")
+        classes, counts = np.unique(labels, return_counts=True)
+        if parts != classes.size:
+            shown = ", ".join(f"{c:g}" for c in classes[:12]) + (", ..." if classes.size > 12 else "")
+            raise ConfigError(f"--split by-label puts one class on each worker: --clients must be {classes.size} "
+                              f"(the classes {shown}), got {parts}")
+        order = np.argsort(labels, kind="stable")
+        return order, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     order = np.arange(m)
     if split == "shuffled":
         order = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17])).permutation(m)
@@ -257,9 +271,10 @@ class LogRegNonconvex:
         if d > MAX_DENSE_D:
             raise ConfigError(f"{self.dataset.name!r} has d = {d} features; the dense smoothness "
                               f"matrix L (d×d) is limited to d <= {MAX_DENSE_D}")
-        order, client_ptr = split_rows(m, self.clients, self.split, self.split_seed)
+        order, client_ptr = split_rows(m, self.clients, self.split, self.split_seed, labels=self.dataset.b,
+                                       who=self.name)
         A, b = self.dataset.A, self.dataset.b
-        if self.split == "shuffled":
+        if self.split != "contiguous":
             A, b = A[order], b[order]
         A = sp.csr_matrix(A)
         set_ = object.__setattr__

@@ -35,7 +35,7 @@ from .._jit import njit
 from ..errors import ConfigError, DataError
 from .logreg import split_rows
 
-P_QUARTIC, P_LINEAR_AE, P_MLP_AE, P_CONV_AE = 0, 1, 2, 3
+P_QUARTIC, P_LINEAR_AE, P_MLP_AE, P_CONV_AE, P_MLP_CLS = 0, 1, 2, 3, 4
 X0_KINDS = ("saddle", "random", "zeros")
 MAX_EXACT_HESSIAN_D = 1500
 
@@ -105,8 +105,8 @@ def batch_loss_grad(kind, F, G, V, Iv, x, rows, nb, g, scratch):
         loss *= inv
         for t in range(d):
             g[t] *= inv
-    else:  # P_MLP_AE
-        loss = _mlp_loss_grad(F, Iv, x, rows, nb, g, scratch) * inv
+    else:  # P_MLP_AE, P_MLP_CLS (G: the one-hot labels)
+        loss = _mlp_loss_grad(kind == P_MLP_CLS, F, G, Iv, x, rows, nb, g, scratch) * inv
         for t in range(d):
             g[t] *= inv
     wd = V[0]
@@ -126,56 +126,94 @@ MLP_CHUNK = 32
 
 
 @njit
-def _mlp_loss_grad(F, Iv, x, rows, nb, g, scratch):
-    """Σ-free MLP autoencoder: mean ½‖x_j − g(x_j)‖² over ``rows[:nb]``, gradient added into ``g``, /nb.
-
-    ``Iv = [L, n_0, ..., n_L]``; layer l has W_l (n_l × n_{l−1}, row-major) then b_l.
-    """
+def _mlp_layout(Iv):
+    """Offsets of the layers' activation blocks in the scratch (width × MLP_CHUNK each) and the widest layer."""
     nl = Iv[0]
-    width = Iv[1:]
-    CH = MLP_CHUNK
     act_off = np.empty(nl + 1, dtype=np.int64)
     off = 0
     wmax = 0
     for l in range(nl + 1):
         act_off[l] = off
-        off += width[l] * CH
-        wmax = max(wmax, width[l])
+        off += Iv[1 + l] * MLP_CHUNK
+        wmax = max(wmax, Iv[1 + l])
+    return act_off, off, wmax
+
+
+@njit
+def _mlp_forward(F, rows, q0, cb, Iv, act_off, x, scratch):
+    """Activations of samples ``rows[q0:q0+cb]`` into the scratch blocks; returns the parameter count.
+
+    Layer l has W_l (n_l × n_{l−1}, row-major) then b_l; tanh on hidden layers, the output linear.
+    """
+    nl = Iv[0]
+    CH = MLP_CHUNK
+    for c in range(Iv[1]):
+        for b in range(cb):
+            scratch[c * CH + b] = F[rows[q0 + b], c]
+    po = 0
+    for l in range(1, nl + 1):
+        nin, nout = Iv[l], Iv[1 + l]
+        ai, ao = act_off[l - 1], act_off[l]
+        bo = po + nout * nin
+        for a in range(nout):
+            z = scratch[ao + a * CH:ao + a * CH + cb]
+            ba = x[bo + a]
+            for b in range(cb):
+                z[b] = ba
+            for c in range(nin):
+                w = x[po + a * nin + c]
+                src = scratch[ai + c * CH:ai + c * CH + cb]
+                for b in range(cb):
+                    z[b] += w * src[b]
+            if l < nl:
+                for b in range(cb):
+                    z[b] = math.tanh(z[b])
+        po = bo + nout
+    return po
+
+
+@njit
+def _mlp_loss_grad(classify, F, Y, Iv, x, rows, nb, g, scratch):
+    """Σ over ``rows[:nb]`` of the MLP's loss, gradient added into ``g`` (the caller divides by nb).
+
+    ``classify`` False: the autoencoder ½‖x_j − g(x_j)‖² (targets the inputs); True: softmax
+    cross-entropy of the output logits against the one-hot rows of ``Y``.
+    ``Iv = [L, n_0, ..., n_L]``; activations are kept feature-major (width × MLP_CHUNK) so every
+    inner loop is an axpy over the block, which vectorizes without reassociating any sum.
+    """
+    nl = Iv[0]
+    width = Iv[1:]
+    CH = MLP_CHUNK
+    act_off, off, wmax = _mlp_layout(Iv)
     delta = scratch[off:off + wmax * CH]
     delta2 = scratch[off + wmax * CH:off + 2 * wmax * CH]
     at = scratch[off + 2 * wmax * CH:off + 3 * wmax * CH]
-    p = width[0]
+    p, q = width[0], width[nl]
     loss = 0.0
     for q0 in range(0, nb, CH):
         cb = min(CH, nb - q0)
-        for c in range(p):
-            for b in range(cb):
-                scratch[c * CH + b] = F[rows[q0 + b], c]
-        po = 0
-        for l in range(1, nl + 1):
-            nin, nout = width[l - 1], width[l]
-            ai, ao = act_off[l - 1], act_off[l]
-            bo = po + nout * nin
-            for a in range(nout):
-                z = scratch[ao + a * CH:ao + a * CH + cb]
-                ba = x[bo + a]
-                for b in range(cb):
-                    z[b] = ba
-                for c in range(nin):
-                    w = x[po + a * nin + c]
-                    src = scratch[ai + c * CH:ai + c * CH + cb]
-                    for b in range(cb):
-                        z[b] += w * src[b]
-                if l < nl:
-                    for b in range(cb):
-                        z[b] = math.tanh(z[b])
-            po = bo + nout
+        po = _mlp_forward(F, rows, q0, cb, Iv, act_off, x, scratch)
         ao = act_off[nl]
-        for a in range(p):
+        if classify:  # δ = softmax(z) − y, loss = logsumexp(z) − z_y (one-hot y)
             for b in range(cb):
-                ra = scratch[ao + a * CH + b] - F[rows[q0 + b], a]
-                loss += 0.5 * ra * ra
-                delta[a * CH + b] = ra
+                j = rows[q0 + b]
+                zmax = -math.inf
+                for a in range(q):
+                    zmax = max(zmax, scratch[ao + a * CH + b])
+                se = 0.0
+                for a in range(q):
+                    se += math.exp(scratch[ao + a * CH + b] - zmax)
+                lse = zmax + math.log(se)
+                for a in range(q):
+                    za = scratch[ao + a * CH + b]
+                    loss += Y[j, a] * (lse - za)
+                    delta[a * CH + b] = math.exp(za - lse) - Y[j, a]
+        else:
+            for a in range(p):
+                for b in range(cb):
+                    ra = scratch[ao + a * CH + b] - F[rows[q0 + b], a]
+                    loss += 0.5 * ra * ra
+                    delta[a * CH + b] = ra
         for l in range(nl, 0, -1):
             nin, nout = width[l - 1], width[l]
             ai = act_off[l - 1]
@@ -209,6 +247,29 @@ def _mlp_loss_grad(F, Iv, x, rows, nb, g, scratch):
                         act = scratch[ai + c * CH + b]
                         delta[c * CH + b] = delta2[c * CH + b] * (1.0 - act * act)
     return loss
+
+
+@njit
+def mlp_accuracy(Iv, x, X, y, scratch):
+    """Fraction of the rows of ``X`` whose largest logit is at their label ``y`` (ties: the first index)."""
+    nl = Iv[0]
+    q = Iv[1 + nl]
+    CH = MLP_CHUNK
+    act_off, _, _ = _mlp_layout(Iv)
+    rows = np.arange(X.shape[0])
+    ao = act_off[nl]
+    right = 0
+    for q0 in range(0, X.shape[0], CH):
+        cb = min(CH, X.shape[0] - q0)
+        _mlp_forward(X, rows, q0, cb, Iv, act_off, x, scratch)
+        for b in range(cb):
+            best = 0
+            for a in range(1, q):
+                if scratch[ao + a * CH + b] > scratch[ao + best * CH + b]:
+                    best = a
+            if best == y[q0 + b]:
+                right += 1
+    return right / X.shape[0]
 
 
 @njit
@@ -368,11 +429,46 @@ def load_images(dataset, data_dir=None, allow_hash_mismatch: bool = False, label
             "source": str(path) + (f" (labels {lab.name})" if lab is not None else "")}
 
 
-def _split(m: int, workers: int, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row order and worker pointers, as logreg splits clients."""
+def _split(m: int, workers: int, split: str, seed: int, labels=None, who: str = "this problem"):
+    """Row order and worker pointers, as logreg splits clients (``by-label``: the problem's labels)."""
     if workers > m:
         raise ConfigError(f"--clients {workers}: more workers than samples ({m})")
-    return split_rows(m, workers, split, seed)
+    return split_rows(m, workers, split, seed, labels=labels, who=who)
+
+
+#: share of each class held out as the classifier's test set (a fixed, stratified split)
+TEST_FRACTION = 0.2
+
+
+def load_labelled(dataset, data_dir=None, allow_hash_mismatch: bool = False) -> dict:
+    """Images and labels for the classifier, split into train and a held-out test set.
+
+    ``None``/``digits``: scikit-learn's 8×8 digits (/16, bundled); ``digits28``, ``mnist`` or an
+    IDX3 image file with its labels file beside it: :func:`load_images`.  The test set is
+    :data:`TEST_FRACTION` of every class, drawn with a fixed seed (the same for every run).
+    Returns ``{"name", "X", "y", "X_test", "y_test", "source", "classes"}``.
+    """
+    key = None if dataset is None else str(dataset).lower()
+    if key in (None, "digits", "default"):
+        from sklearn.datasets import load_digits
+        dg = load_digits()
+        name, X, y, source = "digits", dg.data / 16.0, dg.target.astype(np.int64), "scikit-learn load_digits (8×8, /16)"
+    else:
+        imgs = load_images(dataset, data_dir, allow_hash_mismatch, labels=True)
+        name, X, y, source = imgs["name"], imgs["X"], imgs["y"], imgs["source"]
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise DataError(f"{name!r}: every image has label {classes[0] if classes.size else '?'}; "
+                        "a classifier needs at least 2 classes")
+    rng = np.random.default_rng(np.random.SeedSequence([0x7E57, y.size]))
+    test = np.zeros(y.size, dtype=bool)
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        test[rng.permutation(idx)[:int(round(TEST_FRACTION * idx.size))]] = True
+    yi = np.searchsorted(classes, y)  # labels as 0..C−1
+    return {"name": name, "X": np.ascontiguousarray(X[~test], dtype=np.float64), "y": yi[~test],
+            "X_test": np.ascontiguousarray(X[test], dtype=np.float64), "y_test": yi[test],
+            "source": source, "classes": classes}
 
 
 def _no_dim(dim) -> None:
@@ -418,6 +514,8 @@ class SaddleProblem:
     eta0 = 0.1
     #: λ_min at the end of a run by default (False where d makes it minutes: ask with --sosp-every)
     final_sosp = True
+    #: the rows carry class labels (``--split by-label``, test accuracy)
+    labelled = False
 
     def smoothness(self) -> float | None:
         """L near the minima, where known (None: unknown, and the default η is ``eta0``)."""
@@ -457,6 +555,10 @@ class SaddleProblem:
 
     def kernel_data(self):
         return (self.kind, self.F, self.G, self.V, self.Iv)
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out samples and labels whose accuracy is logged (a 1×1 placeholder where there are none)."""
+        return np.zeros((1, 1)), np.zeros(1, dtype=np.int64)
 
     # --- oracle (Python convenience; the engine calls the kernels) ------------
     def _x(self, x):
@@ -557,7 +659,7 @@ class SaddleQuartic(SaddleProblem):
         H = 0.5 * (H + H.T)
         A = rng.normal(0.0, noise_scale, (samples, d))
         A -= A.mean(axis=0)                   # Σ_j a_j = 0: the a_j only perturb minibatches
-        order, ptr = _split(samples, clients, split, split_seed)
+        order, ptr = _split(samples, clients, split, split_seed, who=cls.name)
         A = np.ascontiguousarray(A[order])
         info = {"name": f"quartic-d{d}", "rows": samples, "features": d, "source": "generated"}
         return cls(A, np.ascontiguousarray(H), np.array([float(lam)]), np.array([d], dtype=np.int64), ptr,
@@ -615,7 +717,7 @@ class LinearAutoencoder(SaddleProblem):
         m, p = X.shape
         if h > p:
             raise ConfigError(f"--hidden {h}: wider than the data (p = {p}); the saddle needs h <= p")
-        order, ptr = _split(m, clients, split, split_seed)
+        order, ptr = _split(m, clients, split, split_seed, who=cls.name)
         X = np.ascontiguousarray(X[order])
         Sigma = X.T @ X / m
         ev = np.linalg.eigvalsh(Sigma)[::-1]
@@ -668,7 +770,7 @@ class MLPAutoencoder(SaddleProblem):
         name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
         m, p = X.shape
         widths = (p, *sizes, p)
-        order, ptr = _split(m, clients, split, split_seed)
+        order, ptr = _split(m, clients, split, split_seed, who=cls.name)
         X = np.ascontiguousarray(X[order])
         blocks = [0]
         for nin, nout in zip(widths[:-1], widths[1:]):
@@ -707,6 +809,62 @@ class MLPAutoencoder(SaddleProblem):
 
 
 @dataclass(frozen=True, eq=False)
+class MLPClassifier(MLPAutoencoder):
+    """p-h-…-C tanh MLP with softmax cross-entropy (default 64-32-10 on digits), test accuracy logged: Figure 1."""
+
+    name = "mlp-classifier"
+    kind = P_MLP_CLS
+    labelled = True
+    #: the saddle paper's Figure 1: η = 0.1, from a random start
+    run_defaults = {"iters": 3000, "log_every": 25}
+    final_sosp = False              # its question is accuracy; λ_min by Lanczos is seconds (--sosp-every N asks)
+    X_test: np.ndarray = field(default=None, repr=False)
+    y_test: np.ndarray = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, dataset=None, data_dir=None, allow_hash_mismatch=False, hidden=None, lam: float = 0.0,
+               clients: int = 1, split: str = "contiguous", split_seed: int = 0, dim=None, **_):
+        if dim is not None:
+            raise ConfigError(f"--dim {dim}: the classifier takes its size from the data and --hidden")
+        sizes = _hidden(hidden, (32,))
+        ds = load_labelled(dataset, data_dir, allow_hash_mismatch)
+        X, y = ds["X"], ds["y"]
+        m, p = X.shape
+        q = ds["classes"].size
+        widths = (p, *sizes, q)
+        order, ptr = _split(m, clients, split, split_seed, labels=y, who=cls.name)
+        X, y = np.ascontiguousarray(X[order]), y[order]
+        Y = np.zeros((m, q))
+        Y[np.arange(m), y] = 1.0
+        blocks = [0]
+        for nin, nout in zip(widths[:-1], widths[1:]):
+            blocks.append(blocks[-1] + nout * nin + nout)
+        info = {"name": ds["name"], "rows": m, "features": p, "source": ds["source"],
+                "architecture": "-".join(map(str, widths)), "activation": "tanh (hidden), softmax (output)",
+                "classes": [int(c) for c in ds["classes"]], "test_rows": int(ds["y_test"].size),
+                "test_split": f"{TEST_FRACTION:.0%} of each class held out (fixed seed)"}
+        if split == "by-label":
+            info["worker_classes"] = [int(ds["classes"][y[ptr[i]]]) for i in range(clients)]
+        return cls(X, Y, np.array([float(lam)]), np.array([len(widths) - 1, *widths], dtype=np.int64), ptr,
+                   np.array(blocks, dtype=np.int64), info, None, None, ds["X_test"], ds["y_test"])
+
+    def saddle(self):
+        """Zero weights and hidden biases, output bias = log class frequencies: a stationary point."""
+        x = np.zeros(self.d)
+        x[self.d - self.widths[-1]:] = np.log(self.G.mean(axis=0))
+        return x
+
+    def test_data(self):
+        return self.X_test, self.y_test
+
+    def accuracy(self, x, X=None, y=None) -> float:
+        """Share of the test set (or ``X``, ``y``) classified right."""
+        X = self.X_test if X is None else np.ascontiguousarray(X, dtype=np.float64)
+        y = self.y_test if y is None else np.ascontiguousarray(y, dtype=np.int64)
+        return float(mlp_accuracy(self.Iv, self._x(x), X, y, np.empty(self.scratch_size())))
+
+
+@dataclass(frozen=True, eq=False)
 class ConvAutoencoder(SaddleProblem):
     """The saddle paper's convolutional MNIST autoencoder (footnote 7), hand-written kernels (problems/conv.py).
 
@@ -730,7 +888,7 @@ class ConvAutoencoder(SaddleProblem):
         h, w = imgs["shape"]
         arch = parse_arch(hidden, h, w)
         X = imgs["X"]
-        order, ptr = _split(X.shape[0], clients, split, split_seed)
+        order, ptr = _split(X.shape[0], clients, split, split_seed, who=cls.name)
         X = np.ascontiguousarray(X[order])
         info = {"name": imgs["name"], "rows": X.shape[0], "features": h * w, "source": imgs["source"],
                 "architecture": arch.describe(), "encoder": arch.spec, "activation": "ReLU (all but the output)"}
