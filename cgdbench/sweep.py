@@ -352,6 +352,9 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
             "iters_to_target": to[:, 0], "bits_up_to_target": to[:, 1], "bits_down_to_target": to[:, 2],
             "us_per_iter": [1e6 * r["meta"]["seconds_per_iter"] for r in recs],
             "setup_s": [r["meta"].get("compile_seconds", math.nan) for r in recs],
+            # classifiers: the held-out accuracy at the last logged row
+            "final_test_accuracy": [r["test_accuracy"][-1] if "test_accuracy" in r and r["test_accuracy"].size
+                                    else math.nan for r in recs],
         }
         row = {k: cfg.get(k) for k in METHOD_KEYS}
         row["also"] = {k: cfg.get(k) for k in varying[cfg["problem"]] if cfg.get(k) is not None}
@@ -385,6 +388,8 @@ def format_summary(rows, target: float) -> str:
             ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")),
             ("final loss", lambda r: _q(r["final_loss"], ".6g")),
             ("final ‖∇f‖²", lambda r: _q(r["final_grad_norm_sq"], ".3e")),
+            *([("test accuracy", lambda r: _q(r.get("final_test_accuracy", (math.nan,) * 3), ".4f"))]
+              if any(math.isfinite(r.get("final_test_accuracy", (math.nan,))[0]) for r in rows) else []),
             ("G_K,D", lambda r: _q(r["G_KD"], ".3e")),
             (f"iters to ε²={target:g}", lambda r: _q(r["iters_to_target"], ".0f") + f" ({r['reached']}/{r['seeds']})"),
             ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),

@@ -127,3 +127,16 @@ def test_datasets_add_links_and_never_deletes_the_source(tmp_path, monkeypatch):
     assert data.locate("a1a") == cache / "a1a"
     with pytest.raises(data.DataError, match="no file of the manifest"):
         data.add(tmp_path)
+
+
+def test_datasets_add_links_mnist_with_its_labels(data_dir, tmp_path, monkeypatch):
+    from cgdbench import data
+    from cgdbench.problems import MLPClassifier
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(data, "default_data_dir", lambda: cache)
+    done = dict(data.add(data_dir))
+    assert done["mnist (t10k-images-idx3-ubyte.gz)"].startswith("linked")
+    assert done["mnist (t10k-labels-idx1-ubyte.gz)"].startswith("linked")
+    monkeypatch.delenv("CGDBENCH_DATA", raising=False)
+    p = MLPClassifier.create(dataset="mnist")          # found in the cache directory, labels beside the images
+    assert p.widths[0] == 784 and p.m == 8000
