@@ -49,13 +49,8 @@ njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)
 #: the logistic gradient into the prange body made the engine 25% slower.
 njit_inline = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True, inline="always")
 prange = numba.prange
-#: parallel kernels called from the serial part of another kernel (both of its paths): large work per
-#: region (milliseconds), fixed chunks, so the result never depends on the thread count
-njit_chunks = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True, nogil=True)
-
-
 class TwoPath:
-    """A ``prange`` kernel compiled twice from one source: ``.parallel`` and ``.serial``.
+    """A kernel compiled twice from one source: ``.parallel`` and ``.serial``.
 
     The work split never depends on the thread count (fixed client ranges, each with its
     own buffer row, reduced in order), so both paths do the same arithmetic in the same
@@ -67,18 +62,20 @@ class TwoPath:
     The serial twin is a copy of the function under another ``__qualname__``: Numba's
     disk cache keys a function by module, qualified name and line, not by its
     compile flags, so two dispatchers of one function would share (and overwrite)
-    one cache entry.
+    one cache entry.  ``serial_calls`` names the two-path kernels this one calls: the
+    serial twin sees their serial twins under those names (a parallel region nested
+    in a serial path would defeat it), the parallel one their parallel dispatchers.
+    ``parallel=False``: a kernel with no ``prange`` of its own that only forwards the
+    choice to what it calls.
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn, serial_calls=(), parallel=True):
         self.py_func = fn
         self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         self.__module__ = fn.__module__
-        self.parallel = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True, nogil=True)(fn)
-        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-        twin.__qualname__ = fn.__qualname__ + "__serial"
-        twin.__module__ = fn.__module__
-        self.serial = njit(twin)
+        flags = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+        self.parallel = numba.njit(parallel=parallel, **flags)(_copy(fn, serial_calls, "parallel", ""))
+        self.serial = njit(_copy(fn, serial_calls, "serial", "__serial"))
 
     def __call__(self, *args):
         return self.parallel(*args)
@@ -87,5 +84,24 @@ class TwoPath:
         return self.serial if name == "serial" else self.parallel
 
 
-#: kernels with ``prange``: compiled as a parallel and a serial path (see :class:`TwoPath`)
-njit_parallel = TwoPath
+def _copy(fn, calls, path: str, suffix: str):
+    """``fn`` as a new function whose globals in ``calls`` (two-path kernels) are their ``path`` dispatchers."""
+    if not calls and not suffix:
+        return fn
+    glb = dict(fn.__globals__) if calls else fn.__globals__
+    for name in calls:
+        glb[name] = getattr(glb[name], path)
+    out = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__qualname__ = fn.__qualname__ + suffix
+    out.__module__ = fn.__module__
+    return out
+
+
+def njit_parallel(fn=None, *, serial_calls=(), parallel=True):
+    """Kernels with ``prange`` (or calling such kernels): a parallel and a serial path (:class:`TwoPath`).
+
+    ``@njit_parallel`` or ``@njit_parallel(serial_calls=("conv_pass",))``.
+    """
+    if fn is None:
+        return lambda f: TwoPath(f, serial_calls=serial_calls, parallel=parallel)
+    return TwoPath(fn)

@@ -334,3 +334,32 @@ def test_kernel_checks_its_arguments():
         conv.conv_ae_rows(arch.Iv, x, F[:, :-1], rows, 0, 3, g, np.zeros(arch.scratch_size()))
     with pytest.raises(ValueError, match="row index"):
         conv.conv_ae_rows(arch.Iv, x, F, rows + 1, 0, 3, g, np.zeros(arch.scratch_size()))
+
+
+def test_serial_path_runs_a_serial_pass_with_the_same_bits(monkeypatch):
+    """The engine's serial path calls conv_pass's serial twin (no parallel region nested in it: a loaded
+    machine gets a truly serial chunk), and both paths give the same bits."""
+    from cgdbench import RunConfig, engine
+    from cgdbench.algorithms.ef_sgd import ef_sgd_chunk, full_loss_grad
+    assert ef_sgd_chunk.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
+    assert ef_sgd_chunk.serial.py_func.__globals__["full_loss_grad"] is full_loss_grad.serial
+    assert ef_sgd_chunk.parallel.py_func.__globals__["conv_pass"] is conv.conv_pass.parallel
+    assert full_loss_grad.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
+    cfg = RunConfig(problem="conv-autoencoder", hidden="2:3:2:1,3:7:1:0", algorithm="ef-sgd",
+                    compressor="top-k:0.05", iters=9, batch_size=12, log_every=3, seed=3, noise=0.01, reset_iters=4)
+    runs = {}
+    for path in ("serial", "parallel"):
+        monkeypatch.setenv("CGDBENCH_PATH", path)
+        tr = engine.run(cfg)
+        assert tr.meta["paths"]["chunks"]["serial" if path == "parallel" else "parallel"] == 0
+        runs[path] = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq])
+    np.testing.assert_array_equal(runs["serial"], runs["parallel"])
+    F, rng = _data(conv.parse_arch("3:3:2:1,4:3:1:0", 9, 7), 10, seed=5)
+    arch = conv.parse_arch("3:3:2:1,4:3:1:0", 9, 7)
+    x = conv.init_params(arch, rng)
+    out = []
+    for fn in (conv.conv_pass.serial, conv.conv_pass.parallel):
+        g = np.empty(arch.d)
+        out.append((fn(arch.Iv, F, 0.0, x, np.arange(10), 10, g, *conv.pass_buffers(arch)), g))
+    assert out[0][0] == out[1][0]
+    np.testing.assert_array_equal(out[0][1], out[1][1])

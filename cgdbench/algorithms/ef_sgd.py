@@ -87,7 +87,7 @@ def noise_schedule(spec: str, iters: int) -> tuple[float, float]:
     return T, F
 
 
-@njit
+@njit_parallel(serial_calls=("conv_pass",), parallel=False)
 def full_loss_grad(Q, W, x, all_rows, g, scratch):
     """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m, the conv one its chunked pass)."""
     if Q.kind == P_LINEAR_AE:
@@ -111,7 +111,7 @@ def gaussian_vector(seed, t, r, out):
             out[j + 1] = rad * math.sin(2.0 * math.pi * u2)
 
 
-@njit_parallel
+@njit_parallel(serial_calls=("conv_pass", "full_loss_grad"))
 def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C, seed, range_ptr, W, B,
                  xi, gfull, full_scratch, bits_up_iter, bits_down_iter, acc, out):
     """Run iterations ``k0 <= t < k1`` (``t == K`` only logs the final point).

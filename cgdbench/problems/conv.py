@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._jit import njit, njit_chunks, prange
+from .._jit import njit, njit_parallel, prange
 from ..errors import ConfigError
 
 DEFAULT_SPEC = "16:3:2:1,32:3:2:1,64:7:1:0"
@@ -863,7 +863,7 @@ PASS_CHUNKS = 8
 REDUCE_BLOCK = 4096
 
 
-@njit_chunks
+@njit_parallel
 def conv_pass(Iv, F, wd, x, rows, nb, g, P, S, Lc):
     """Mean loss of the samples ``rows[:nb]`` (+ ½wd‖x‖²); its gradient into ``g`` (overwritten).
 
