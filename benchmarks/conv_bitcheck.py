@@ -35,6 +35,14 @@ def compute() -> dict:
                 f = conv.conv_pass.path(path)(arch.Iv, p.F, 0.0, x, rows, rows.size, g, *conv.pass_buffers(arch))
                 out[f"{bname}_block{block}_{path}_{nt}T_g"] = g
                 out[f"{bname}_block{block}_{path}_{nt}T_f"] = np.array([f])
+    rows = batches["b64"]
+    for slots in (1, 3, 8):         # scratch rows (parallel slots): never a bit of difference
+        for path, nt in (("parallel", 2), ("serial", 1)):
+            numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))
+            g = np.empty(p.d)
+            f = conv.conv_pass.path(path)(p.Iv, p.F, 0.0, x, rows, rows.size, g,
+                                          *conv.pass_buffers(p.arch, slots=slots))
+            out[f"b64_slots{slots}_{path}_{nt}T_g"] = g
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return out
 

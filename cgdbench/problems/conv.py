@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .._jit import njit, njit_parallel, prange
@@ -867,19 +868,28 @@ REDUCE_BLOCK = 4096
 def conv_pass(Iv, F, wd, x, rows, nb, g, P, S, Lc):
     """Mean loss of the samples ``rows[:nb]`` (+ ½wd‖x‖²); its gradient into ``g`` (overwritten).
 
-    The samples are split into ``min(P.shape[0], nb)`` fixed chunks, run in parallel, each into its
-    own row of ``P`` (and scratch row of ``S``), then reduced in chunk order: the same bits whatever
-    the number of threads.
+    The samples are split into ``min(P.shape[0], nb)`` fixed chunks, each into its own row of ``P``,
+    then reduced in chunk order: the same bits whatever the number of threads.  The chunks run in
+    parallel in ``S.shape[0]`` slots (contiguous runs of chunks, one scratch row of ``S`` each).
     """
     d = x.shape[0]
     nch = min(P.shape[0], nb)
-    for c in prange(nch):
-        lo = c * nb // nch
-        hi = (c + 1) * nb // nch
-        Pc = P[c]
-        for j in range(d):
-            Pc[j] = 0.0
-        Lc[c] = conv_ae_rows(Iv, x, F, rows, lo, hi, Pc, S[c])
+    # the parallel loop runs over slots, one per row of S (pass_buffers gives one per thread), each slot
+    # taking its contiguous share of the fixed chunks one after the other with *one* scratch row: a chunk's
+    # result (its row of P, its loss) depends neither on the slot that runs it nor on the scratch row (the
+    # kernels never read scratch they did not write in the same call), so the bits do not depend on the
+    # number of threads or of scratch rows.  Two scratch rows in use instead of eight stay in cache (~4 MB
+    # each: eight went to DRAM every pass)
+    nslot = max(1, min(nch, S.shape[0]))
+    for t in prange(nslot):
+        Sc = S[t]
+        for c in range(t * nch // nslot, (t + 1) * nch // nslot):
+            lo = c * nb // nch
+            hi = (c + 1) * nb // nch
+            Pc = P[c]
+            for j in range(d):
+                Pc[j] = 0.0
+            Lc[c] = conv_ae_rows(Iv, x, F, rows, lo, hi, Pc, Sc)
     inv = 1.0 / nb
     loss = 0.0
     for c in range(nch):
@@ -901,6 +911,13 @@ def conv_pass(Iv, F, wd, x, rows, nb, g, P, S, Lc):
     return loss + 0.5 * wd * sq
 
 
-def pass_buffers(arch, chunks: int = PASS_CHUNKS):
-    """``(P, S, Lc)`` for :func:`conv_pass`: gradient, scratch and loss per chunk."""
-    return np.zeros((chunks, arch.d)), np.zeros((chunks, arch.scratch_size())), np.zeros(chunks)
+def pass_buffers(arch, chunks: int = PASS_CHUNKS, slots: int | None = None):
+    """``(P, S, Lc)`` for :func:`conv_pass`: gradient and loss per chunk, scratch per slot.
+
+    ``slots`` (default: Numba's thread count, at most ``chunks``) is the number of chunk runs that go in
+    parallel, each with its own scratch row; it changes only the speed and the memory, never a bit.
+    """
+    if slots is None:
+        slots = numba.config.NUMBA_NUM_THREADS
+    slots = max(1, min(int(chunks), int(slots)))
+    return np.zeros((chunks, arch.d)), np.zeros((slots, arch.scratch_size())), np.zeros(chunks)
