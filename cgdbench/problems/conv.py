@@ -484,6 +484,13 @@ def conv_ae_rows(Iv, x, F, rows, lo, hi, g, scratch):
     every sum runs over q in order whatever the block (see the module docstring).  A ``g`` of length 0
     means no gradient: forward passes only (:func:`conv_ae_rows_loss`).
     """
+    return _ae_rows(Iv, x, F, rows, lo, hi, g, scratch, False)
+
+
+@njit
+def _ae_rows(Iv, x, F, rows, lo, hi, g, scratch, weights_ready):
+    """:func:`conv_ae_rows`; ``weights_ready``: the small layers' transposed weights are already in ``scratch``
+    (an earlier call on the same ``x`` and scratch, with a gradient, made them): not made again."""
     grad = g.shape[0] != 0
     _check(Iv, x, F, rows, lo, hi, g, scratch, grad)
     L = Iv[H_L]
@@ -502,7 +509,7 @@ def conv_ae_rows(Iv, x, F, rows, lo, hi, g, scratch):
         geo = Iv[HDR + l * NF:HDR + (l + 1) * NF]
         tw = scratch[geo[F_T]:geo[F_T] + geo[F_BOFF] - geo[F_WOFF]]
         if geo[F_SMALL] != 0:
-            if geo[F_KIND] == CONV or grad:
+            if (geo[F_KIND] == CONV or grad) and not weights_ready:
                 transpose_weights(geo, x[geo[F_WOFF]:geo[F_BOFF]], tw)
         elif grad:
             transpose_weights(geo, g[geo[F_WOFF]:geo[F_BOFF]], tw)
@@ -883,13 +890,15 @@ def conv_pass(Iv, F, wd, x, rows, nb, g, P, S, Lc):
     nslot = max(1, min(nch, S.shape[0]))
     for t in prange(nslot):
         Sc = S[t]
-        for c in range(t * nch // nslot, (t + 1) * nch // nslot):
+        c0 = t * nch // nslot
+        for c in range(c0, (t + 1) * nch // nslot):
             lo = c * nb // nch
             hi = (c + 1) * nb // nch
             Pc = P[c]
             for j in range(d):
                 Pc[j] = 0.0
-            Lc[c] = conv_ae_rows(Iv, x, F, rows, lo, hi, Pc, Sc)
+            # the small layers' transposed weights once a slot (they depend on x only), not once a chunk
+            Lc[c] = _ae_rows(Iv, x, F, rows, lo, hi, Pc, Sc, c > c0)
     inv = 1.0 / nb
     loss = 0.0
     for c in range(nch):
