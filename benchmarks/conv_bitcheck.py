@@ -5,7 +5,8 @@
 
 Default architecture on the benchmark's dataset, x = x0("random", seed=0), the benchmark's 64 rows (and a
 second batch of 37 rows, so the chunks have uneven sizes); conv_pass's loss and full gradient on the parallel
-path with 1 and 2 threads and on the serial path, and for blocks 1, 3, 8 and 16.  Compared bit for bit (the float64 bit patterns, so even the sign of a zero).
+path with 1 and 2 threads and on the serial path, and for blocks 1, 3, 8 and 16.  Compared bit for bit
+(the float64 bit patterns, so even the sign of a zero).
 """
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def main(argv=None):
     L = int(Iv[C.H_L])
     nbmax = int(Iv[C.H_NB])
     npix = arch.height * arch.width
-    sl = lambda o, n: S[o:o + n]
+    def sl(o, n):
+        return S[o:o + n]
     t0 = sl(Iv[C.H_T0], Iv[C.H_TSIZE])
     t1 = sl(Iv[C.H_T1], Iv[C.H_TSIZE])
     d0 = sl(Iv[C.H_D0], Iv[C.H_DSIZE])
@@ -43,7 +44,8 @@ def main(argv=None):
     geos = [C.layer_geo(arch, l) for l in range(L)]
     for geo in geos:
         tw = sl(geo[C.F_T], geo[C.F_BOFF] - geo[C.F_WOFF])
-        C.transpose_weights(geo, x[geo[C.F_WOFF]:geo[C.F_BOFF]] if geo[C.F_SMALL] else g[geo[C.F_WOFF]:geo[C.F_BOFF]], tw)
+        src = x if geo[C.F_SMALL] else g
+        C.transpose_weights(geo, src[geo[C.F_WOFF]:geo[C.F_BOFF]], tw)
     names = [ly.name for ly in arch.layers]
     keys = [f"fwd {l} {names[l]}" for l in range(L)] + [f"bwd {l} {names[l]}" for l in range(L - 1, -1, -1)]
 
