@@ -302,7 +302,9 @@ def _compare(ns) -> int:
     if ns.json:
         print(json.dumps(_finite({"counts": counts, "target": sweep.target, "rows": rows})))
     else:
-        print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed, {counts['diverged']} diverged) in "
+        flagged = f", {counts['flagged']} flagged: see their warnings" if counts.get("flagged") else ""
+        print(f"{sweep.name}: {counts['ran']} cells run ({counts['failed']} failed, {counts['diverged']} diverged"
+              f"{flagged}) in "
               f"{counts['seconds']:.1f} s, "
               f"{counts['skipped']} skipped; results in {ns.out}")
         print(sw.format_summary(rows, sweep.target))
@@ -316,10 +318,20 @@ def _compare(ns) -> int:
 
 def _escape(ns) -> int:
     from .escape import run_escape
-    res = run_escape(ns.out, problem=ns.problem, dataset=ns.dataset, data_dir=ns.data_dir, hidden=ns.hidden,
-                     dim=ns.dim, compressors=ns.compressors, noise=ns.noise, lr=ns.lr, batch_size=ns.batch_size,
-                     iters=ns.iters, log_every=ns.log_every, reset_iters=ns.reset_iters, seeds=ns.seeds,
-                     plot=ns.plot, progress=sys.stderr.isatty())
+    if ns.plot:
+        from .plot import check_figure_path
+        check_figure_path(ns.plot, "--plot")  # before the runs, not after them
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        res = run_escape(ns.out, problem=ns.problem, dataset=ns.dataset, data_dir=ns.data_dir, hidden=ns.hidden,
+                         dim=ns.dim, compressors=ns.compressors, noise=ns.noise, lr=ns.lr, batch_size=ns.batch_size,
+                         iters=ns.iters, log_every=ns.log_every, reset_iters=ns.reset_iters, seeds=ns.seeds,
+                         plot=ns.plot, progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        n = len(store.completed_ids(ns.out)) if Path(ns.out).exists() else 0
+        print(f"cgdbench: interrupted; {n} completed run(s) are stored in {ns.out} (a run cut short is "
+              "stored as interrupted); the same command runs the rest", file=sys.stderr)
+        return 130
     if res["counts"]["failed"] or res["counts"]["diverged"]:
         print(f"escape: {res['counts']['failed']} run(s) failed and {res['counts']['diverged']} diverged; see "
               f"{ns.out}", file=sys.stderr)
@@ -443,6 +455,9 @@ def _compressors(ns) -> int:
     specs = ns.specs or [n if n in ("identity", "rand-1", "sign", "natural") else
                          {"qsgd": "qsgd:4", "sketch-top-k": f"sketch-top-k:{k}"}.get(n, f"{n}:{k}")
                          for n in compressors.vector_names()]
+    from .environment import check_memory
+    check_memory(4 * 8.0 * ns.samples * ns.d, f"--samples {ns.samples} vectors of --d {ns.d}",
+                 "use a smaller --d or fewer --samples")
     rows = [compressors.measure(compressors.make_vector(s, ns.d), ns.samples, ns.seed, ns.dist) for s in specs]
     if ns.json:
         print(json.dumps(rows))

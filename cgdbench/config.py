@@ -182,6 +182,12 @@ class RunConfig:
         s("seed", _int("seed", self.seed, 0, MAX_SEED))
         s("split_seed", _int("split-seed", self.split_seed, 0, MAX_SEED))
         s("log_every", _int("log-every", self.log_every, 1))
+        from .algorithms._common import rows_for
+        from .environment import check_memory
+        # the logged rows (about 10 float64 columns) plus the wall-time marks, allocated before the run
+        check_memory(rows_for(self.iters, self.log_every) * 10 * 8.0,
+                     f"--iters {self.iters} logged every {self.log_every} (the trace's rows)",
+                     "log less often (--log-every) or run fewer iterations")
         if self.split not in problems.SPLITS:
             raise choices_error("split", self.split, problems.SPLITS)
         if self.value_bits not in VALUE_BITS:

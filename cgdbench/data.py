@@ -42,6 +42,7 @@ class Dataset:
     b: np.ndarray
     source: str           # file path, or "generated"
     sha256: str | None    # of the file, when read from one
+    label_note: str | None = None   # how the file's two label values became ±1, when they were not ±1 or 0/1
 
     @property
     def shape(self):
@@ -50,7 +51,8 @@ class Dataset:
     def describe(self) -> dict:
         m, d = self.A.shape
         return {"name": self.name, "rows": m, "features": d, "nnz": int(self.A.nnz),
-                "positive": int((self.b > 0).sum()), "source": self.source, "sha256": self.sha256}
+                "positive": int((self.b > 0).sum()), "source": self.source, "sha256": self.sha256,
+                **({"label_note": self.label_note} if self.label_note else {})}
 
 
 # --- manifest -------------------------------------------------------------
@@ -239,6 +241,14 @@ def _first_bad_value(path: Path) -> tuple[int, str]:
     return 0, "?"
 
 
+def label_note(y: np.ndarray) -> str | None:
+    """How :func:`labels_to_pm1` maps two label values that are neither ±1 nor 0/1 (e.g. digits 3 and 7)."""
+    vals = np.unique(y)
+    if vals.size == 2 and not (set(vals.tolist()) <= {-1.0, 1.0} or set(vals.tolist()) == {0.0, 1.0}):
+        return f"labels {vals[0]:g} and {vals[1]:g} were mapped to −1 and +1 (the smaller value is −1)"
+    return None
+
+
 def labels_to_pm1(y: np.ndarray, name: str) -> np.ndarray:
     """Map two label values to -1 (the smaller) and +1 (the larger)."""
     vals = np.unique(y)
@@ -303,7 +313,7 @@ def _load_file(path: Path, name: str, entry: dict | None, allow_hash_mismatch: b
     if entry is not None and A.shape[0] != entry["rows"]:
         raise DataError(f"dataset {name!r} ({path}) has {A.shape[0]} rows, the manifest says "
                         f"{entry['rows']}: the file looks truncated")
-    return Dataset(name, _canonical_csr(A), labels_to_pm1(y, name), str(path), digest)
+    return Dataset(name, _canonical_csr(A), labels_to_pm1(y, name), str(path), digest, label_note(y))
 
 
 # --- bundled default ------------------------------------------------------

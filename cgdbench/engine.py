@@ -12,6 +12,9 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -134,6 +137,8 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     interrupted = None
     t0 = time.perf_counter()
     paused = 0.0
+    final = {}
+    stop = _DeferredStop()  # Ctrl-C / SIGTERM take effect between chunks: the counts match the stored rows
     try:
         if 0 in stops:
             job.checkpoint(0)
@@ -157,21 +162,29 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
             if code == DIVERGED:
                 status = "diverged"
                 break
+            stop.check()
             if k in stops and k <= K:
                 tp = time.perf_counter()
                 job.checkpoint(k)
                 paused += time.perf_counter() - tp
+        run_seconds = time.perf_counter() - t0 - paused
+        stop.restore()  # the final checks (λ_min) can take a while: Ctrl-C there keeps the finished run
+        stop.check()
+        final = job.final(status)
     except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", exc
     except Exception as exc:  # a bug: keep what was computed, mark the run failed, re-raise
         status, interrupted = "failed", exc
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
-    run_seconds = time.perf_counter() - t0 - paused
+    if interrupted is not None:
+        run_seconds = time.perf_counter() - t0 - paused
+        if k > K:  # interrupted in the final checks: every iteration ran
+            final = {"sosp": None, "sosp_skipped": "interrupted during the final second-order check"}
 
     completed = min(k, K) if status != "completed" else K
-    final = job.final(status)
     tr, extras, G_KD = job.collect(completed)
     it_marks = np.array([m[0] for m in marks], dtype=float)
     t_marks = np.array([m[1] for m in marks])
@@ -183,7 +196,9 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         "stepsize": b.stepsize_info, "compile_seconds": compile_seconds, "run_seconds": run_seconds,
         "seconds_per_iter": run_seconds / max(completed, 1), "threads": threads, "threading_layer": layer,
         "paths": chooser.report(), "environment": environment.describe(threads, layer),
-        "warnings": list(b.stepsize_info.get("warnings", [])), **job.meta(),
+        "warnings": list(b.stepsize_info.get("warnings", [])) + ([b.problem.dataset_info["label_note"]]
+                                                                 if b.problem.dataset_info.get("label_note") else []),
+        **job.meta(),
     }
     if status == "failed":
         meta["error"] = f"{type(interrupted).__name__}: {interrupted}"
@@ -198,12 +213,52 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
                   tr["bits_up"].astype(np.int64), tr["bits_down"].astype(np.int64), wall, job.x.copy(), b.D,
                   G_KD, completed, meta, extras)
     if out is not None:
-        trace.run_id = store.write_run(out, trace.record())
-        trace.path = str(out)
+        record = trace.record()
+        try:
+            trace.run_id = store.write_run(out, record)
+            trace.path = str(out)
+        except CgdbenchError as exc:  # computed, but the file cannot take it now: never throw the run away
+            rescue = store.recovery_path(out)
+            trace.run_id = store.write_run(rescue, record)
+            trace.path = str(rescue)
+            print(f"cgdbench: could not store the run in {str(out)!r} ({exc}); it is saved in {str(rescue)!r} "
+                  f"as /runs/{trace.run_id}", file=sys.stderr, flush=True)
     if interrupted is not None:
         interrupted.trace = trace  # the caller can still inspect what was stored
         raise interrupted
     return trace
+
+
+class _DeferredStop:
+    """SIGINT/SIGTERM during the iterations set a flag; :meth:`check` raises KeyboardInterrupt between chunks.
+
+    A signal arriving inside a chunk used to raise wherever Python next ran, possibly after the chunk's rows
+    were logged but before the engine counted its iterations: the stored counts lagged the rows.  Only in
+    the main thread (signal handlers can be set only there); elsewhere signals behave as before.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.hit = None
+        self.old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.old[sig] = signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.hit is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.hit = signum
+
+    def check(self):
+        if self.hit is not None:
+            raise KeyboardInterrupt
+
+    def restore(self):
+        for sig, h in self.old.items():
+            signal.signal(sig, h)
+        self.old = {}
 
 
 def _threads() -> int:

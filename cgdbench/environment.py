@@ -92,3 +92,33 @@ def describe(threads: int | None = None, threading_layer: str | None = None) -> 
             "threading_layer": threading_layer,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
             "path_setting": os.environ.get("CGDBENCH_PATH", "auto")}
+
+
+def available_memory() -> float:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo, else the free pages; inf if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, a request of about ``nbytes`` that does not fit in the available memory.
+
+    ``what`` names the structure and the options that size it; ``fix`` says which option to change.
+    """
+    from .errors import ConfigError
+    avail = available_memory()
+    if nbytes > avail:
+        raise ConfigError(f"{what} needs about {_gib(nbytes)}, more than the {_gib(avail)} of memory available "
+                          f"now; {fix}")

@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -39,21 +40,47 @@ LOCK_TIMEOUT = 60.0
 
 
 def check_writable(path) -> Path:
-    """Fail early (before any computation) if ``path`` cannot take a run."""
+    """Fail early (before any computation) if ``path`` cannot take a run.
+
+    An existing file is opened and checked as a cgdbench results file (schema, ``/runs`` a group), so a
+    damaged, truncated or foreign file is refused before the run, not after it; its lock file must not be
+    a symbolic link (a writer would follow it).
+    """
     path = Path(path)
     parent = path.resolve().parent
     if not parent.is_dir():
         raise StoreError(f"output directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):
         raise StoreError(f"output directory {str(parent)!r} is not writable")
+    lock = Path(str(path) + ".lock")
+    if lock.is_symlink():
+        raise StoreError(f"lock file {str(lock)!r} is a symbolic link (to {os.readlink(lock)!r}); cgdbench does not "
+                         "follow it: remove the link and retry")
+    if lock.exists() and not lock.is_file():
+        raise StoreError(f"lock file {str(lock)!r} exists and is not a file; remove it and retry")
     if path.exists():
         if path.is_dir():
             raise StoreError(f"output path {str(path)!r} is a directory")
         if not os.access(path, os.W_OK):
             raise StoreError(f"output file {str(path)!r} is not writable")
-        if path.stat().st_size and not h5py.is_hdf5(path):
-            raise StoreError(f"output file {str(path)!r} exists and is not an HDF5 file; refusing to touch it")
+        if path.stat().st_size:
+            if not h5py.is_hdf5(path):
+                raise StoreError(f"output file {str(path)!r} exists and is not an HDF5 file; refusing to touch it")
+            with _open(path, "r") as f:
+                _runs_group(f, path)
     return path
+
+
+def recovery_path(path) -> Path:
+    """Where a run goes when ``path`` cannot take it at the end: ``NAME.recovered.h5`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name.rsplit(".", 1)[0] + ".recovered.h5")
+
+
+def _is_lock_error(exc) -> bool:
+    """HDF5's "unable to lock file" (another process holds it), not e.g. "truncated file ... sblock"."""
+    msg = str(exc).lower()
+    return isinstance(exc, BlockingIOError) or "unable to lock" in msg or "errno = 11" in msg
 
 
 #: how long an open waits for another process's HDF5 file lock (a reader glancing at a sweep's file)
@@ -65,12 +92,21 @@ def _open(path: Path, mode: str):
         raise StoreError(f"results file {str(path)!r} does not exist" if not Path(path).exists()
                          else f"{str(path)!r} is not a file")
     deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    waited = False
     while True:
         try:
             return h5py.File(path, mode)
         except (BlockingIOError, OSError) as exc:
-            if "lock" not in str(exc).lower():
+            if not _is_lock_error(exc):
+                if "truncated" in str(exc).lower():
+                    raise StoreError(f"{str(path)!r} is truncated or damaged (HDF5: {exc}); move it away and use "
+                                     "another file (runs are only ever appended, so a copy may hold earlier runs)"
+                                     ) from None
                 raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
+            if not waited and mode != "r":
+                waited = True
+                print(f"cgdbench: {str(path)!r} is open in another process; waiting up to {OPEN_RETRY_SECONDS:g} s",
+                      file=sys.stderr, flush=True)
             if time.monotonic() >= deadline:
                 raise StoreError(f"{str(path)!r} is open in another process (HDF5 file lock, waited "
                                  f"{OPEN_RETRY_SECONDS:g} s); close it there and retry") from None
@@ -166,6 +202,8 @@ def write_run(path, record: dict, replace: bool = False) -> str:
     except Timeout:
         raise StoreError(f"{str(path)!r} is locked by another cgdbench writer "
                          f"(waited {LOCK_TIMEOUT:.0f} s for {str(path)}.lock)") from None
+    except OSError as exc:  # the lock file itself (a link, a directory, permissions)
+        raise StoreError(f"cannot take the lock {str(path)}.lock: {exc}") from None
     return target
 
 

@@ -165,7 +165,12 @@ class _InProcess:
         else:
             b = dataclasses.replace(b, config=cell.config)
         build_seconds = time.perf_counter() - t
-        tr = run(cell.config, built=b)
+        try:
+            tr = run(cell.config, built=b)
+        except KeyboardInterrupt as exc:  # what the interrupted cell computed, for run_sweep to store
+            if getattr(exc, "trace", None) is not None:
+                exc.record = exc.trace.record()
+            raise
         # run() timed only the kernels' load as setup; the data and stepsize (or their reuse) came first
         tr.meta["build_seconds"] = build_seconds
         tr.meta["compile_seconds"] += build_seconds
@@ -213,7 +218,8 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     done = store.completed_ids(out) if Path(out).exists() else set()
     todo = [c for c in sweep.cells if rerun or c.id not in done]
     skipped = len(sweep.cells) - len(todo)
-    counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "diverged": 0, "seconds": 0.0}
+    counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "diverged": 0, "flagged": 0,
+              "seconds": 0.0}
     log(f"{sweep.name}: {len(sweep.cells)} cells, {skipped} already completed in {out}"
         + (" (skipped; --rerun runs them again)" if skipped else "") + f", {len(todo)} to run")
     if not todo:
@@ -228,6 +234,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
         store.write_run(out, record, replace=rerun)
         counts["ran"] += 1
         counts["diverged"] += record["attrs"]["status"] == "diverged"
+        counts["flagged"] += bool(json.loads(record["attrs"].get("meta", "{}")).get("flagged"))
         if record["attrs"]["status"] == "failed":
             counts["failed"] += 1
             log(f"cell {cell.id} failed: {json.loads(record['attrs']['meta']).get('error', '?')}")
@@ -246,7 +253,13 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
             for cell in sorted(todo, key=lambda c: _build_key(c.config) or ""):
                 if bar is not None:
                     bar.set_postfix_str(cell.id[:60])
-                store_one(cell, _guarded(runner, cell))
+                try:
+                    record = _guarded(runner, cell)
+                except KeyboardInterrupt as exc:  # store the interrupted cell (a resume runs it again)
+                    if getattr(exc, "record", None) is not None:
+                        store_one(cell, exc.record)
+                    raise
+                store_one(cell, record)
     finally:
         if bar is not None:
             bar.close()

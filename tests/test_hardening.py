@@ -1,4 +1,5 @@
-"""Issue 19 (hardening), the parts done so far: non-finite spec parameters, theory's inputs, corrupt caches."""
+"""Issue 19 (hardening): non-finite spec parameters, theory's inputs, corrupt caches, output files checked before
+the run and never lost, interrupts, memory refused up front, label mapping."""
 import subprocess
 import sys
 
@@ -150,3 +151,156 @@ def test_compare_exit_code_counts_diverged_cells(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cgdbench", "compare", "--config", str(grid), "--out",
                         str(tmp_path / "r.h5"), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 1 and "1 diverged" in r.stdout, r.stdout + r.stderr
+
+
+# --- output files: checked before the run, results never thrown away --------------------------------
+def _small_store(path):
+    engine.run(RunConfig(iters=3), out=path)
+    return path.read_bytes()
+
+
+def _run_cli(args, capsys):
+    from cgdbench.cli import main
+    rc = main(args)
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def test_truncated_output_file_is_refused_before_the_run(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    raw = _small_store(out)
+    out.write_bytes(raw[:3000])
+    rc, err = _run_cli(["run", "--iters", "5", "--out", str(out)], capsys)
+    assert rc == 2 and len(err) == 1 and "truncated or damaged" in err[0] and "another process" not in err[0]
+    assert out.read_bytes() == raw[:3000]
+
+
+def test_foreign_hdf5_file_is_refused_before_the_run_and_not_modified(tmp_path, capsys, monkeypatch):
+    import h5py
+    out = tmp_path / "foreign.h5"
+    with h5py.File(out, "w") as f:
+        f["runs"] = np.arange(3)
+    before = out.read_bytes()
+    monkeypatch.setattr(engine, "build", lambda *a, **k: pytest.fail("the run started"))
+    rc, err = _run_cli(["run", "--iters", "5", "--out", str(out)], capsys)
+    assert rc == 2 and len(err) == 1 and "not a cgdbench results file" in err[0]
+    assert out.read_bytes() == before
+
+
+def test_symlinked_lock_file_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "r.h5.lock").symlink_to(victim)
+    rc, err = _run_cli(["run", "--iters", "5", "--out", str(out)], capsys)
+    assert rc == 2 and len(err) == 1 and "is a symbolic link" in err[0]
+    assert victim.read_text() == "keep me" and not out.exists()
+
+
+def test_a_run_that_cannot_be_stored_goes_to_a_recovery_file(tmp_path, capsys, monkeypatch):
+    """Another writer holds the lock past the timeout: the computed run is saved beside the file, not lost."""
+    from cgdbench import store
+    out = tmp_path / "r.h5"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
+                               "lock = FileLock(sys.argv[1])\nlock.acquire()\nprint('held', flush=True)\ntime.sleep(60)",
+                               str(out) + ".lock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(store, "LOCK_TIMEOUT", 0.3)
+        tr = engine.run(RunConfig(iters=7), out=out)
+    finally:
+        holder.kill()
+        holder.wait()
+    rescue = store.recovery_path(out)
+    assert tr.path == str(rescue) and rescue.name == "r.recovered.h5"
+    assert store.list_runs(rescue) == [tr.run_id] and store.read_run(rescue, tr.run_id)["status"] == "completed"
+    assert "it is saved in" in capsys.readouterr().err
+
+
+# --- interrupts --------------------------------------------------------------------------------------
+def test_interrupt_counts_match_the_stored_rows(tmp_path):
+    """A Ctrl-C mid-run ends it at a chunk boundary: iterations_completed, the rows and G_KD agree."""
+    import os
+    import signal
+    import threading
+    from cgdbench import store
+    out = tmp_path / "r.h5"
+    cfg = RunConfig(iters=3_000_000, log_every=1000)
+    engine.run(RunConfig(iters=2))  # compiled before the timer starts
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt) as info:
+        engine.run(cfg, out=out)
+    timer.join()
+    tr = info.value.trace
+    rec = store.read_run(out, tr.run_id)
+    assert rec["status"] == "interrupted" and 0 < tr.iterations < cfg.iters
+    assert rec["iterations_completed"] == tr.iterations
+    assert rec["iteration"][-1] < tr.iterations <= rec["iteration"][-1] + 1000
+    # G_KD is the mean over every iterate before the stop: the same as a run of exactly that many iterations
+    whole = engine.run(RunConfig(iters=tr.iterations, log_every=1000))
+    assert rec["G_KD"] == whole.G_KD
+    np.testing.assert_array_equal(rec["loss"], whole.loss[:rec["loss"].size])
+    assert signal.getsignal(signal.SIGINT) is not None  # the engine put the previous handler back
+
+
+def test_escape_interrupted_mid_run_exits_130_without_traceback(tmp_path):
+    import signal
+    import time
+    from cgdbench import store
+    out = tmp_path / "e.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "cgdbench", "escape", "--iters", "400000", "--log-every", "1000",
+                             "--seeds", "1", "--compressors", "identity", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (out.exists() and store.list_runs(out)):
+        time.sleep(0.5)   # the first cell (r = 0) stored: the second is running
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted;" in err
+    statuses = sorted(store.read_run(out, r)["status"] for r in store.list_runs(out))
+    assert statuses == ["completed", "interrupted"]
+
+
+def test_escape_plot_path_is_checked_before_any_run(tmp_path, capsys):
+    out = tmp_path / "e.h5"
+    rc, err = _run_cli(["escape", "--out", str(out), "--plot", str(tmp_path / "no" / "e.png")], capsys)
+    assert rc == 2 and len(err) == 1 and "does not exist" in err[0] and not out.exists()
+
+
+# --- memory: refused up front with the estimate, nothing allocated ----------------------------------
+@pytest.mark.parametrize("args,words", [
+    (["run", "--iters", "1000000000000"], "the trace's rows"),
+    (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--dim", "1000000"], "d×d Hessian"),
+    (["run", "--problem", "mlp-autoencoder", "--algorithm", "ef-sgd", "--hidden", "10000000"], "--hidden 10000000"),
+    (["run", "--problem", "mlp-classifier", "--algorithm", "ef-sgd", "--hidden", "30000000"], "parameters"),
+    (["compressors", "--d", "10000000000"], "--samples 200 vectors"),
+    (["compressors", "sketch-top-k:1,1000000000,100"], "rows = 1e+09 must be an integer in [1, 1024]"),
+])
+def test_memory_refusals_are_one_line(args, words, capsys):
+    rc, err = _run_cli(args, capsys)
+    assert rc == 2 and len(err) == 1 and words in err[0], err
+    assert "needs about" in err[0] or "sketch-top-k" in err[0]
+
+
+def test_distributed_stepsize_memory_is_checked_before_estimating_f_inf(monkeypatch, small_dataset):
+    from cgdbench import environment
+    from cgdbench.problems import LogRegNonconvex
+    from cgdbench.stepsizes import distributed
+    monkeypatch.setattr(environment, "available_memory", lambda: 1e4)
+    monkeypatch.setattr(distributed, "estimate_inf", lambda *a, **k: pytest.fail("estimated before the check"))
+    p = LogRegNonconvex(small_dataset, clients=6)
+    with pytest.raises(ConfigError, match=r"client matrices L_i \(n·d² = 6·12² doubles"):
+        distributed.setting_for(p, np.ones(12), 100, 1e-4)
+
+
+def test_two_label_values_other_than_pm1_are_mapped_with_a_warning(tmp_path):
+    f = tmp_path / "l37.svm"
+    f.write_text("3 1:1 2:0.5\n7 1:0.2\n3 2:1\n7 1:1 2:1\n")
+    tr = engine.run(RunConfig(dataset=str(f), iters=3))
+    assert any("labels 3 and 7 were mapped to −1 and +1" in w for w in tr.meta["warnings"])
+    assert tr.meta["dataset"]["label_note"].startswith("labels 3 and 7")
+    g = tmp_path / "pm.svm"
+    g.write_text("-1 1:1\n+1 2:1\n")
+    assert not any("mapped" in w for w in engine.run(RunConfig(dataset=str(g), iters=3)).meta["warnings"])

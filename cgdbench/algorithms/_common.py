@@ -16,7 +16,6 @@ import numpy as np
 
 from .. import store
 from .._jit import njit, njit_inline
-from ..errors import CgdbenchError
 from ..stepsizes.kernels import d_apply, d_quad
 
 RUNNING, DIVERGED = 0, 1
@@ -207,12 +206,10 @@ def work(R: int, d: int, max_rows: int) -> Work:
                 np.zeros(R))
 
 
-def check_memory(what: str, n: int, d: int, limit_bytes: float = 4e9) -> None:
+def check_memory(what: str, n: int, d: int) -> None:
     """An n×d per-client state that would not fit is a one-line error before anything runs."""
-    need = 8.0 * n * d
-    if need > limit_bytes:
-        raise CgdbenchError(f"{what} keeps a d-vector per client: n·d = {n}·{d} doubles = {need / 1e9:.1f} GB, "
-                            f"above the {limit_bytes / 1e9:.0f} GB limit; use fewer --clients")
+    from ..environment import check_memory as fits
+    fits(8.0 * n * d, f"{what} keeps a d-vector per client (n·d = {n:,}·{d:,} doubles)", "use fewer --clients")
 
 
 class Job:

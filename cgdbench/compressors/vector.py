@@ -520,8 +520,9 @@ def make_vector(name: str, params: str, d: int) -> Compressor:
         c = int(vals[2]) if len(vals) > 2 else min(d, max(10 * k, 64))
         if len(vals) > 3:
             raise ConfigError(f"sketch-top-k takes K[,ROWS,COLS], got {params!r}")
-        if r < 1 or (len(vals) > 1 and vals[1] != r):
-            raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer >= 1")
+        if r < 1 or (len(vals) > 1 and vals[1] != r) or r > MAX_SKETCH_ROWS:
+            raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer in [1, {MAX_SKETCH_ROWS}] "
+                              "(a count sketch takes the median of its rows: 3 to 7 are usual)")
         if c < 2 * k:
             raise ConfigError(f"sketch-top-k: a count sketch with {c} columns cannot recover k = {k} heavy "
                               f"hitters; need at least 2k = {2 * k} columns (write sketch-top-k:{k},{r},{10 * k})")
@@ -530,6 +531,10 @@ def make_vector(name: str, params: str, d: int) -> Compressor:
                               "saves nothing")
         return Compressor(name, C_SKETCH_TOP_K, d, k=k, r=r, c=c)
     raise AssertionError(name)  # compressors.make_vector checks the name first
+
+
+#: a count sketch's rows: each costs a pass over the vector per message, and its median needs only a few
+MAX_SKETCH_ROWS = 1024
 
 
 def measure(comp: Compressor, samples: int = 200, seed: int = 0, dist: str = "gaussian") -> dict:

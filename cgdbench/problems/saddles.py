@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .._jit import njit
+from ..environment import check_memory
 from ..errors import ConfigError, DataError
 from .logreg import split_rows
 
@@ -476,6 +477,13 @@ def _no_dim(dim) -> None:
         raise ConfigError(f"--dim {dim}: the autoencoders take their size from the data and --hidden")
 
 
+def _check_params(widths, workers: int, hidden) -> None:
+    """The MLP's d, and the engine's d-vectors (per-worker errors, per-range sums: about W + 70 of them), fit."""
+    d = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    check_memory(8.0 * d * (workers + 70), f"--hidden {hidden} ({'-'.join(map(str, widths))}: d = {d:,} "
+                 f"parameters, {workers} worker(s))", "use narrower layers")
+
+
 def _hidden(spec, default: tuple) -> tuple:
     if spec is None or spec == "":
         return default
@@ -650,6 +658,8 @@ class SaddleQuartic(SaddleProblem):
         d = 20 if dim is None else int(dim)
         if d < 2:
             raise ConfigError(f"--dim {d}: saddle-quartic needs d >= 2")
+        check_memory(4 * 8.0 * d * d + 8.0 * samples * d, f"saddle-quartic with --dim {d} (its d×d Hessian H, "
+                     "the rotation and their product)", "use a smaller --dim")
         if not lam > 0:
             raise ConfigError(f"--lam {lam!r}: saddle-quartic needs a quartic coefficient λ > 0")
         rng = np.random.default_rng(np.random.SeedSequence([d, 0x5ADD1E]))
@@ -770,6 +780,7 @@ class MLPAutoencoder(SaddleProblem):
         name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
         m, p = X.shape
         widths = (p, *sizes, p)
+        _check_params(widths, clients, hidden)
         order, ptr = _split(m, clients, split, split_seed, who=cls.name)
         X = np.ascontiguousarray(X[order])
         blocks = [0]
@@ -832,6 +843,7 @@ class MLPClassifier(MLPAutoencoder):
         m, p = X.shape
         q = ds["classes"].size
         widths = (p, *sizes, q)
+        _check_params(widths, clients, hidden)
         order, ptr = _split(m, clients, split, split_seed, labels=y, who=cls.name)
         X, y = np.ascontiguousarray(X[order]), y[order]
         Y = np.zeros((m, q))

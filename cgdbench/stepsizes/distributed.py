@@ -358,6 +358,10 @@ def setting_for(problem, x0, K: int, eps2, use_cache: bool = True) -> Setting:
         raise ConfigError("this stepsize needs the target ε² of Corollary 1: pass --eps2 (e.g. 1e-4, the paper's)")
     if not (eps2 > 0 and math.isfinite(eps2)):
         raise ConfigError(f"--eps2 {eps2!r}: ε² must be a finite number > 0")
+    from ..environment import check_memory
+    # the client L_i (n d×d matrices), stacked and factored: about three copies
+    check_memory(3 * 8.0 * problem.n * problem.d ** 2, f"the distributed stepsizes' client matrices L_i "
+                 f"(n·d² = {problem.n:,}·{problem.d:,}² doubles, about 3 copies)", "use fewer --clients")
     est = estimate_inf(problem, x0, use_cache=use_cache)
     Ls = np.stack([problem.client_smoothness(i) for i in range(problem.n)])
     return Setting(Ls, int(K), float(eps2), est["delta_inf"], max(est["f0_gap"], 0.0), est)
