@@ -304,3 +304,12 @@ def test_two_label_values_other_than_pm1_are_mapped_with_a_warning(tmp_path):
     g = tmp_path / "pm.svm"
     g.write_text("-1 1:1\n+1 2:1\n")
     assert not any("mapped" in w for w in engine.run(RunConfig(dataset=str(g), iters=3)).meta["warnings"])
+
+
+def test_escape_with_bad_data_is_one_error_before_any_cell(tmp_path, capsys):
+    bad = tmp_path / "x-images-idx3-ubyte.gz"
+    bad.write_bytes(b"not gzip at all")
+    out = tmp_path / "e.h5"
+    rc, err = _run_cli(["escape", "--out", str(out), "--dataset", str(bad), "--seeds", "1", "--iters", "5"], capsys)
+    assert rc == 2 and len(err) == 1 and "cannot read the IDX image file" in err[0]
+    assert not out.exists()
