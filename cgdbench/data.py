@@ -172,6 +172,8 @@ def _first_bad_line(path: Path) -> tuple[int, str] | None:
                 return no, s[:80]
             for tok in s.split("#")[0].split()[1:]:
                 i, _, v = tok.partition(":")
+                if i == "qid":  # svmlight's query id, not a feature
+                    continue
                 try:
                     float(v)
                 except ValueError:

@@ -77,7 +77,7 @@ def noise_schedule(spec: str, iters: int) -> tuple[float, float]:
     if not (math.isfinite(F) and F >= 0):
         raise ConfigError(f"--noise-schedule {spec!r}: the factor F must be a finite number >= 0")
     if 0 < T < 1:
-        T = float(round(T * iters))
+        T = float(max(1, round(T * iters)))  # a fraction of a very short run: at least iteration 1
     elif not (math.isfinite(T) and T.is_integer() and T >= 1):
         raise ConfigError(f"--noise-schedule {spec!r}: T must be an iteration >= 1 or a fraction in (0, 1) "
                           "of --iters")

@@ -749,11 +749,17 @@ def _parse_spec(spec) -> list[tuple[int, int, int, int]]:
         except ValueError:
             raise ConfigError(f"bad conv layer {i} {tok!r} in {spec!r}: expected channels:kernel:stride:padding "
                               "(four integers, e.g. 16:3:2:1)") from None
-        for what, v, least in (("channels", c, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0)):
-            if v < least:
-                raise ConfigError(f"bad conv layer {i} {tok!r} in {spec!r}: {what} must be ≥ {least}, got {v}")
+        for what, v, least, most in (("channels", c, 1, MAX_CHANNELS), ("kernel", k, 1, MAX_KERNEL),
+                                     ("stride", s, 1, MAX_KERNEL), ("padding", p, 0, MAX_KERNEL)):
+            if v < least or v > most:
+                raise ConfigError(f"bad conv layer {i} {tok!r} in {spec!r}: {what} must be in [{least}, {most}], "
+                                  f"got {v}")
         out.append((c, k, s, p))
     return out
+
+
+#: bounds of a layer's channels, and of its kernel, stride and padding
+MAX_CHANNELS, MAX_KERNEL = 4096, 1024
 
 
 def parse_arch(spec=None, height: int = 28, width: int = 28, block: int = DEFAULT_BLOCK,
@@ -806,6 +812,10 @@ def parse_arch(spec=None, height: int = 28, width: int = 28, block: int = DEFAUL
         assert (ly.cout, ly.hout, ly.wout) == ((shapes[l + 1] if l < len(enc) else shapes[n - 1 - l]))
         layers.append(ly)
         off += ly.n_params
+    from ..environment import check_memory
+    # the engine keeps about 20 d-vectors (a gradient per chunk, the worker's, the error, sums)
+    check_memory(20 * 8.0 * off, f"the conv architecture {canon!r} (d = {off:,} parameters)",
+                 "use fewer channels or smaller kernels")
     block_ptr = np.array([0] + [ly.w_off + ly.n_params for ly in layers], dtype=np.int64)
     # scratch layout
     npix = height * width
