@@ -376,7 +376,7 @@ def _run(ns) -> int:
             print("(not saved: pass --out FILE.h5 to keep the trace)")
     if trace.status == "completed" and trace.meta.get("flagged"):
         return 3  # completed, but the losses say it blew up (the warnings say how)
-    return {"completed": 0, "diverged": 1, "interrupted": 130}.get(trace.status, 1)
+    return {"completed": 0, "diverged": 1, "unstable": 1, "interrupted": 130}.get(trace.status, 1)
 
 
 def _theory(ns) -> int:

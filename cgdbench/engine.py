@@ -208,6 +208,8 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
                                           condition_lambda=b.stepsize_info.get("condition_lambda"))
     meta.update(loss_meta)
     meta["warnings"] += loss_warns
+    if status == "completed" and loss_meta["unstable"]:
+        status = "unstable"  # finished, but the loss rose under a stepsize that violates its condition
     meta.update(final)
     trace = Trace(config, status, tr["iteration"], tr["loss"], tr["grad_norm_sq"], tr["grad_norm_sq_D"],
                   tr["bits_up"].astype(np.int64), tr["bits_down"].astype(np.int64), wall, job.x.copy(), b.D,

@@ -55,7 +55,7 @@ def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidd
     counts = run_sweep(Sweep("escape", cells), ns.out, data_dir=ns.data_dir, progress=progress)
     # a resume runs nothing for a diverged cell (an outcome), but the exit code still says it is there
     ids = {c.id for c in cells}
-    counts["diverged"] = max(counts["diverged"], sum(store.read_run(ns.out, r)["status"] == "diverged"
+    counts["diverged"] = max(counts["diverged"], sum(store.read_run(ns.out, r)["status"] in ("diverged", "unstable")
                                                      for r in store.list_runs(ns.out) if r in ids))
     figure = ns.plot or str(ns.out).rsplit(".", 1)[0] + ".png"
     keys = set()

@@ -2,7 +2,7 @@
 
 Layout (see README, "Results file"):
 
-* attributes: ``config`` (JSON), ``status`` (completed/diverged/interrupted/failed),
+* attributes: ``config`` (JSON), ``status`` (completed/diverged/unstable/interrupted/failed),
   ``package_version``, ``git_commit``, ``created``, ``D_kind``, ``G_KD``, ``meta`` (JSON)
 * per logged iteration: ``iteration``, ``loss``, ``grad_norm_sq``, ``grad_norm_sq_D``,
   ``bits_up``, ``bits_down`` (cumulative), ``wall_time``
@@ -31,9 +31,10 @@ from filelock import FileLock, Timeout
 from .errors import StoreError
 
 SCHEMA = 1
-STATUSES = ("completed", "diverged", "interrupted", "failed")
-#: statuses a sweep does not run again (interrupted and failed cells it does)
-DONE = ("completed", "diverged")
+STATUSES = ("completed", "diverged", "unstable", "interrupted", "failed")
+#: statuses a sweep does not run again (interrupted and failed cells it does); ``unstable``: finished, but the
+#: loss rose above its start under a stepsize that violates its condition
+DONE = ("completed", "diverged", "unstable")
 PER_ITERATION = ("iteration", "loss", "grad_norm_sq", "grad_norm_sq_D", "bits_up", "bits_down", "wall_time")
 DENSE_D_LIMIT = 2000
 LOCK_TIMEOUT = 60.0

@@ -233,7 +233,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     def store_one(cell, record):
         store.write_run(out, record, replace=rerun)
         counts["ran"] += 1
-        counts["diverged"] += record["attrs"]["status"] == "diverged"
+        counts["diverged"] += record["attrs"]["status"] in ("diverged", "unstable")
         counts["flagged"] += bool(json.loads(record["attrs"].get("meta", "{}")).get("flagged"))
         if record["attrs"]["status"] == "failed":
             counts["failed"] += 1
@@ -374,6 +374,7 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
         row["dataset"] = recs[0]["meta"].get("dataset", {}).get("name", cfg.get("dataset"))
         row["seeds"] = len(recs)
         row["diverged"] = sum(r["status"] == "diverged" for r in recs)
+        row["unstable"] = sum(r["status"] == "unstable" for r in recs)
         row["reached"] = int(np.isfinite(to[:, 0]).sum())
         for k, v in vals.items():
             v = np.asarray(v, dtype=float)
@@ -398,7 +399,8 @@ def format_summary(rows, target: float) -> str:
     cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"
              + "".join(f", {k}={v}" for k, v in r.get("also", {}).items())),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
-            ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")),
+            ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")
+             + (f" ({r['unstable']} unstable)" if r.get("unstable") else "")),
             ("final loss", lambda r: _q(r["final_loss"], ".6g")),
             ("final ‖∇f‖²", lambda r: _q(r["final_grad_norm_sq"], ".3e")),
             *([("test accuracy", lambda r: _q(r.get("final_test_accuracy", (math.nan,) * 3), ".4f"))]

@@ -313,3 +313,14 @@ def test_escape_with_bad_data_is_one_error_before_any_cell(tmp_path, capsys):
     rc, err = _run_cli(["escape", "--out", str(out), "--dataset", str(bad), "--seeds", "1", "--iters", "5"], capsys)
     assert rc == 2 and len(err) == 1 and "cannot read the IDX image file" in err[0]
     assert not out.exists()
+
+
+def test_violating_stepsize_with_rising_loss_is_unstable_exit_1(tmp_path, capsys, data_dir):
+    from cgdbench import store
+    out = tmp_path / "u.h5"
+    from cgdbench.cli import main
+    rc = main(["run", "--dataset", "a1a", "--data-dir", str(data_dir), "--algorithm", "dcgd", "--stepsize",
+               "scalar:1000", "--iters", "100", "--log-every", "10", "--out", str(out)])
+    assert rc == 1 and "status  unstable" in capsys.readouterr().out
+    (rid,) = store.list_runs(out)
+    assert store.read_run(out, rid)["status"] == "unstable" and rid in store.completed_ids(out)  # not rerun

@@ -93,7 +93,7 @@ def test_blowup_rule_and_its_warning():
 def test_a_violating_stepsize_that_blows_up_is_flagged(data_dir):
     tr = engine.run(RunConfig(dataset="a1a", algorithm="dcgd", stepsize="scalar:1000", iters=100, log_every=10),
                     data_dir=data_dir)
-    assert tr.status == "completed" and tr.meta["flagged"]
+    assert tr.status == "unstable" and tr.meta["flagged"] and tr.meta["unstable"]   # λ > 1 and the loss rose
     assert tr.meta["loss_max"] > 100 * tr.meta["loss_start"]
     ok = engine.run(RunConfig(dataset="a1a", iters=100, log_every=10), data_dir=data_dir)
     assert not ok.meta["flagged"] and ok.meta["loss_max"] == pytest.approx(ok.loss[0])

@@ -33,11 +33,12 @@ def loss_warnings(loss, iteration, unseen_max: float, rescued: int, condition_la
     """What a run's losses say: ``({"loss_start", "loss_max", "loss_max_iter", "flagged"}, warnings)``.
 
     Flagged: a logged loss above :func:`blowup_level`, a reset that rescued one (the log never shows
-    it), or a loss that ends above its start with a stepsize violating its condition (λ > 1).
+    it), or a loss that ends above its start with a stepsize violating its condition (λ > 1); the
+    last is also ``unstable`` (the run's status).
     """
     loss = np.asarray(loss, dtype=float)
     if loss.size == 0:
-        return {"loss_start": None, "loss_max": None, "loss_max_iter": None, "flagged": False}, []
+        return {"loss_start": None, "loss_max": None, "loss_max_iter": None, "flagged": False, "unstable": False}, []
     f0 = float(loss[0])
     finite = np.where(np.isfinite(loss), loss, -np.inf)
     i = int(np.argmax(finite))
@@ -54,10 +55,12 @@ def loss_warnings(loss, iteration, unseen_max: float, rescued: int, condition_la
         warns.append(f"{rescued} reset(s) rescued a blow-up: the corrected iterate's loss was above {level:.4g} and "
                      "the run went back to its anchor (lower η, or a larger compressor)")
     last = float(loss[-1])
-    if condition_lambda is not None and condition_lambda > 1 + 1e-9 and last > f0:
+    unstable = condition_lambda is not None and condition_lambda > 1 + 1e-9 and last > f0
+    if unstable:
         warns.append(f"the loss rose from {f0:.6g} to {last:.6g} with a stepsize that violates its condition "
                      f"(λ = {condition_lambda:.4g} > 1): not a normal completion")
-    return {"loss_start": f0, "loss_max": fmax, "loss_max_iter": tmax, "flagged": bool(warns)}, warns
+    return {"loss_start": f0, "loss_max": fmax, "loss_max_iter": tmax, "flagged": bool(warns),
+            "unstable": bool(unstable)}, warns
 
 
 MAX_RANGES = 16
