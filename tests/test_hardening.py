@@ -324,3 +324,13 @@ def test_violating_stepsize_with_rising_loss_is_unstable_exit_1(tmp_path, capsys
     assert rc == 1 and "status  unstable" in capsys.readouterr().out
     (rid,) = store.list_runs(out)
     assert store.read_run(out, rid)["status"] == "unstable" and rid in store.completed_ids(out)  # not rerun
+
+
+def test_lanczos_start_is_seeded_from_the_run():
+    from cgdbench.problems import MLPAutoencoder
+    from cgdbench.second_order import lambda_min
+    p = MLPAutoencoder.create(hidden="30")     # d = 3934: Lanczos
+    x = p.x0("random", seed=0)
+    a, how = lambda_min(p, x, seed=4)
+    assert how == "lanczos" and lambda_min(p, x, seed=4)[0] == a      # repeats: the same bits
+    assert lambda_min(p, x, seed=5)[0] == pytest.approx(a, rel=1e-5, abs=1e-7)   # another start, same λ_min

@@ -340,7 +340,7 @@ class EfSgdJob(Job):
         if say:
             how = "dense eigendecomposition" if d <= DENSE_LIMIT else "Lanczos on Hessian-vector products"
             print(f"λ_min(∇²f) at iteration {k}: {how}, d = {d} ...", end="", file=sys.stderr, flush=True)
-        lam, self.lam_method = lambda_min(self.b.problem, self.x)
+        lam, self.lam_method = lambda_min(self.b.problem, self.x, seed=self.b.config.seed)
         self.sosp_seconds += time.perf_counter() - t
         if say:
             print(f" {lam:.4g} ({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
