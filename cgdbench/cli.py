@@ -1,8 +1,9 @@
 """The ``cgdbench`` command: parse, build a RunConfig, call the API, print.
 
-Exit codes (run): 0 completed; 1 diverged; 2 bad input; 130 interrupted.
+Exit codes (run): 0 completed; 1 diverged or unstable; 2 bad input; 3 completed but flagged; 130 interrupted.
 Exit codes (gate): 0 passed; 1 failed; 2 bad input.
-Exit codes (compare, escape): 0 every cell completed; 1 some cells failed or diverged; 2 bad input; 130 interrupted.
+Exit codes (compare, escape): 0 every cell completed; 1 some cells failed, diverged or unstable; 2 bad input;
+130 interrupted.
 """
 from __future__ import annotations
 

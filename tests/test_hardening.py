@@ -334,3 +334,18 @@ def test_lanczos_start_is_seeded_from_the_run():
     a, how = lambda_min(p, x, seed=4)
     assert how == "lanczos" and lambda_min(p, x, seed=4)[0] == a      # repeats: the same bits
     assert lambda_min(p, x, seed=5)[0] == pytest.approx(a, rel=1e-5, abs=1e-7)   # another start, same λ_min
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_while_the_package_loads_is_one_line_and_130(sig):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "cgdbench", "run", "--iters", "10"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.25)        # past the interpreter's start, inside the imports of Numba and the kernels
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal (a very fast start)")
+    assert proc.returncode == 130 and "Traceback" not in err, err[-1500:]
+    assert err.strip().splitlines()[-1].startswith("cgdbench: interrupted")
