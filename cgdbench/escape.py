@@ -116,15 +116,15 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
         lrs = sorted({r["config"]["lr"] for (c, _), runs in by.items() if c == comp for r in runs})
         axes[0, j].set_title(f"{comp}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
         axes[0, j].ticklabel_format(axis="y", useOffset=False)  # a flat loss must look flat, not "1e-7 + ..."
-        axes[1, j].set_yscale("log")
+        with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on a log axis
+            warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)
+            axes[1, j].set_yscale("log")
         axes[1, j].set_xlabel("iteration")
     axes[0, 0].set_ylabel("loss f(x_t)")
     axes[1, 0].set_ylabel("‖stochastic gradient‖² (mean since last log)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"escaping the saddle: mean over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)
-    with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on its log axis
-        warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)
-        fig.tight_layout()
-        fig.savefig(out, dpi=120)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
     plt.close(fig)
     return summary
