@@ -296,8 +296,8 @@ def _compare(ns) -> int:
                               dask=ns.dask, data_dir=ns.data_dir, progress=not ns.quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
         done = store.completed_ids(ns.out) & {c.id for c in sweep.cells} if Path(ns.out).exists() else set()
-        print(f"cgdbench: interrupted; {len(done)} of {len(sweep.cells)} cells are stored in {ns.out}; "
-              "the same command runs the rest", file=sys.stderr)
+        print(f"cgdbench: interrupted; {len(done)} of {len(sweep.cells)} cells are done in {ns.out} (a cell cut short "
+              "is stored as interrupted); the same command runs the rest", file=sys.stderr)
         return 130
     rows = sw.summary_rows(ns.out, sweep.target, ids={c.id for c in sweep.cells})
     if ns.json:

@@ -98,6 +98,13 @@ def status(data_dir=None) -> list[tuple[str, str]]:
         path = locate(name, data_dir)
         rows.append((name, f"{entry['rows']} × {entry['features']}, {entry['description']}: "
                            + (str(path) if path else f"missing ({entry['file']!r} not found)")))
+    # the image problems' data (autoencoders, the classifier): bundled digits, and MNIST's IDX files
+    rows.append(("digits, digits28", "bundled (scikit-learn's 8×8 digits; resized to 28×28): the image problems' "
+                                     "default"))
+    found = [d / f for d in data_dirs(data_dir) for f in IMAGE_FILES if (d / f).is_file()]
+    rows.append(("mnist", "MNIST IDX images with their labels, for the image problems: "
+                          + (", ".join(str(p) for p in found) if found else
+                             f"missing ({IMAGE_FILES[0]!r} not found; `cgdbench datasets add DIR` links it)")))
     return rows
 
 

@@ -71,7 +71,7 @@ LABELS = {
     "grad_norm_sq_D": "‖∇f(x^k)‖²_{D/det(D)^{1/d}}", "G": "G_{k,D} (running mean of ‖∇f‖²_D)",
     "suboptimality": "f(x^k) − f*", "stoch_grad_norm_sq": "‖stochastic gradient‖² (mean since last log)",
     "lambda_min": "λ_min(∇²f(x^k))", "resets": "resets (cumulative)",
-    "test_accuracy": "test accuracy (held-out share right)",
+    "test_accuracy": "test accuracy (held-out samples)",
 }
 #: drawn in log scale by default (positive, spanning decades)
 LOG_Y = {"grad_norm_sq", "grad_norm_sq_D", "G", "suboptimality", "stoch_grad_norm_sq"}

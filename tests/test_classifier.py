@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cgdbench import RunConfig, engine, store, suites
+from cgdbench import RunConfig, data, engine, store, suites
 from cgdbench import reference as naive
 from cgdbench.cli import main
 from cgdbench.errors import ConfigError, DataError
@@ -219,3 +219,13 @@ def test_plot_several_x_axes_drops_zero_on_log_axes(tmp_path):
     with pytest.raises(ConfigError, match="--x 'bits'"):
         plot.plot_file(out, tmp_path / "b.png", x="iteration,bits", ys=("loss",))
     assert json.loads(json.dumps(fig["groups"])) == 1
+
+
+def test_summary_says_which_class_each_worker_holds(data_dir):
+    tr = engine.run(RunConfig(problem="mlp-classifier", hidden="3", algorithm="sgd", clients=10, split="by-label",
+                              iters=5, batch_size=4))
+    assert "split by-label: client i holds class 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in tr.summary()
+    lr = engine.run(RunConfig(dataset="a1a", clients=2, split="by-label", iters=3), data_dir=data_dir)
+    assert "split by-label: client i holds class" not in lr.summary() and "split by-label" in lr.summary()
+    rows = dict(data.status())
+    assert "mnist" in rows and "digits, digits28" in rows

@@ -95,6 +95,15 @@ Bits = namedtuple("Bits", "msg full down")
 SketchBits = namedtuple("SketchBits", "value index full down")
 
 
+def split_note(config, dataset: dict) -> str:
+    """How the rows were split over clients, for the summary's problem row ('' for the default contiguous split)."""
+    if config.split == "contiguous":
+        return ""
+    classes = dataset.get("worker_classes")
+    shown = f": client i holds class {', '.join(map(str, classes))}" if classes else ""
+    return f", split {config.split}{shown}"
+
+
 def client_ranges(n: int) -> np.ndarray:
     """Fixed split of ``n`` clients into ``min(n, MAX_RANGES)`` contiguous ranges (never the thread count)."""
     r = min(n, MAX_RANGES)
@@ -283,7 +292,7 @@ class Job:
                     f"{c.stepsize} ({trace.D.kind}{', γ = %.6g' % trace.D.gamma if trace.D.kind == 'scalar' else ''})"
                     f" | {c.clients} client(s) | seed {c.seed}"),
             ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size}), "
-                        f"λ={c.lam:g}"),
+                        f"λ={c.lam:g}{split_note(c, ds)}"),
             ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
             ("final loss", f"{trace.loss[-1]:.10g}" if last else "n/a"),
             ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if last else "n/a"),

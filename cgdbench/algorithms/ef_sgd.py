@@ -36,7 +36,7 @@ from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, P_MLP_CLS, batch_loss_gra
 from ..rng import stream_key, uniform
 from . import register
 from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
-from ._common import blowup_level, vector_pack
+from ._common import blowup_level, split_note, vector_pack
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR, A_F_MAX, A_RESCUES = range(10)
 
@@ -406,7 +406,7 @@ class EfSgdJob(Job):
             ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
                     f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}"),
             ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size})"
-                        + (f", λ={c.lam:g}" if c.lam else "")),
+                        + (f", λ={c.lam:g}" if c.lam else "") + split_note(c, ds)),
             ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
             ("final loss", (f"{trace.loss[-1]:.10g}" if last else "n/a")
              + (f"   (f* = {m['f_star']:.10g}, gap {trace.loss[-1] - m['f_star']:.3e})"

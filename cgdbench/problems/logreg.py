@@ -186,7 +186,7 @@ def split_rows(m: int, parts: int, split: str, seed: int, labels=None,
     if split == "by-label":
         if labels is None:
             raise ConfigError(f"--split by-label: {who} has no class labels; by-label applies to the "
-                              "problems with classes (mlp-classifier, logreg, least-squares)")
+                              "problems with classes (mlp-classifier, logreg-nonconvex, least-squares)")
         classes, counts = np.unique(labels, return_counts=True)
         if parts != classes.size:
             shown = ", ".join(f"{c:g}" for c in classes[:12]) + (", ..." if classes.size > 12 else "")
