@@ -49,6 +49,8 @@ njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)
 #: the logistic gradient into the prange body made the engine 25% slower.
 njit_inline = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True, inline="always")
 prange = numba.prange
+
+
 class TwoPath:
     """A kernel compiled twice from one source: ``.parallel`` and ``.serial``.
 

@@ -137,7 +137,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     interrupted = None
     t0 = time.perf_counter()
     paused = 0.0
-    final = {}
+    final, t_end = {}, None
     stop = _DeferredStop()  # Ctrl-C / SIGTERM take effect between chunks: the counts match the stored rows
     try:
         if 0 in stops:
@@ -167,7 +167,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
                 tp = time.perf_counter()
                 job.checkpoint(k)
                 paused += time.perf_counter() - tp
-        run_seconds = time.perf_counter() - t0 - paused
+        t_end = time.perf_counter()
         stop.restore()  # the final checks (λ_min) can take a while: Ctrl-C there keeps the finished run
         stop.check()
         final = job.final(status)
@@ -179,10 +179,9 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         stop.restore()
         if bar is not None:
             bar.close()
-    if interrupted is not None:
-        run_seconds = time.perf_counter() - t0 - paused
-        if k > K:  # interrupted in the final checks: every iteration ran
-            final = {"sosp": None, "sosp_skipped": "interrupted during the final second-order check"}
+    run_seconds = (t_end or time.perf_counter()) - t0 - paused  # the iterations, not the final checks
+    if interrupted is not None and k > K:  # interrupted in the final checks: every iteration ran
+        final = {"sosp": None, "sosp_skipped": "interrupted during the final second-order check"}
 
     completed = min(k, K) if status != "completed" else K
     tr, extras, G_KD = job.collect(completed)

@@ -49,15 +49,14 @@ def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidd
             for spec, lr in zip(specs, lrs) for noise in (0.0, ns.noise) for seed in range(ns.seeds)]
     # bad data or options are one error now, not one failed record per cell (the build is cheap next to a run)
     from . import engine, store
-    store.check_writable(ns.out)
     engine.build(grid[0], data_dir=ns.data_dir)
     # the saddle-escape suite's machinery: cell ids, skip-if-done, failures recorded, one progress bar
     cells = [Cell(c) for c in grid]
     counts = run_sweep(Sweep("escape", cells), ns.out, data_dir=ns.data_dir, progress=progress)
     # a resume runs nothing for a diverged cell (an outcome), but the exit code still says it is there
     ids = {c.id for c in cells}
-    counts["diverged"] = max(counts["diverged"], sum(store.read_run(ns.out, r)["status"] in ("diverged", "unstable")
-                                                     for r in store.list_runs(ns.out) if r in ids))
+    stored = store.run_statuses(ns.out)
+    counts["diverged"] = max(counts["diverged"], sum(stored.get(i) in ("diverged", "unstable") for i in ids))
     figure = ns.plot or str(ns.out).rsplit(".", 1)[0] + ".png"
     keys = set()
     for c in grid:

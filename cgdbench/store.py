@@ -208,12 +208,17 @@ def write_run(path, record: dict, replace: bool = False) -> str:
     return target
 
 
-def completed_ids(path) -> set:
-    """Ids of the runs that are done: ``completed`` or ``diverged`` (a deterministic outcome), repeats excluded."""
+def run_statuses(path) -> dict:
+    """``{run id: status}`` of the stored runs, deliberate repeats excluded (attributes only, no arrays)."""
     with _open(Path(path), "r") as f:
         runs = _runs_group(f, path)
-        return {k for k in runs if not k.startswith(".") and runs[k].attrs.get("status") in DONE
+        return {k: runs[k].attrs.get("status") for k in runs if not k.startswith(".")
                 and "repeat_of" not in runs[k].attrs}
+
+
+def completed_ids(path) -> set:
+    """Ids of the runs that are done (:data:`DONE`: an outcome a rerun would repeat), repeats excluded."""
+    return {k for k, s in run_statuses(path).items() if s in DONE}
 
 
 def list_runs(path) -> list[str]:

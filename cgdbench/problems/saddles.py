@@ -477,11 +477,14 @@ def _no_dim(dim) -> None:
         raise ConfigError(f"--dim {dim}: the autoencoders take their size from the data and --hidden")
 
 
-def _check_params(widths, workers: int, hidden) -> None:
-    """The MLP's d, and the engine's d-vectors (per-worker errors, per-range sums: about W + 70 of them), fit."""
-    d = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+def _mlp_blocks(widths, workers: int, hidden) -> np.ndarray:
+    """The MLP's per-layer parameter offsets (W then b each), after checking that the engine's d-vectors
+    (per-worker errors, per-range sums: about W + 70 of them) fit in memory."""
+    ptr = np.concatenate([[0], np.cumsum([a * b + b for a, b in zip(widths[:-1], widths[1:])])]).astype(np.int64)
+    d = int(ptr[-1])
     check_memory(8.0 * d * (workers + 70), f"--hidden {hidden} ({'-'.join(map(str, widths))}: d = {d:,} "
                  f"parameters, {workers} worker(s))", "use narrower layers")
+    return ptr
 
 
 def _hidden(spec, default: tuple) -> tuple:
@@ -780,17 +783,13 @@ class MLPAutoencoder(SaddleProblem):
         name, X, source = load_matrix(dataset, data_dir, allow_hash_mismatch)
         m, p = X.shape
         widths = (p, *sizes, p)
-        _check_params(widths, clients, hidden)
+        blocks = _mlp_blocks(widths, clients, hidden)
         order, ptr = _split(m, clients, split, split_seed, who=cls.name)
         X = np.ascontiguousarray(X[order])
-        blocks = [0]
-        for nin, nout in zip(widths[:-1], widths[1:]):
-            blocks.append(blocks[-1] + nout * nin + nout)
         info = {"name": name, "rows": m, "features": p, "source": source,
                 "architecture": "-".join(map(str, widths)), "activation": "tanh (hidden), linear (output)"}
         return cls(X, np.zeros((1, 1)), np.array([float(lam)]),
-                   np.array([len(widths) - 1, *widths], dtype=np.int64), ptr, np.array(blocks, dtype=np.int64),
-                   info, f_star=None)
+                   np.array([len(widths) - 1, *widths], dtype=np.int64), ptr, blocks, info, f_star=None)
 
     @property
     def widths(self) -> tuple:
@@ -843,14 +842,11 @@ class MLPClassifier(MLPAutoencoder):
         m, p = X.shape
         q = ds["classes"].size
         widths = (p, *sizes, q)
-        _check_params(widths, clients, hidden)
+        blocks = _mlp_blocks(widths, clients, hidden)
         order, ptr = _split(m, clients, split, split_seed, labels=y, who=cls.name)
         X, y = np.ascontiguousarray(X[order]), y[order]
         Y = np.zeros((m, q))
         Y[np.arange(m), y] = 1.0
-        blocks = [0]
-        for nin, nout in zip(widths[:-1], widths[1:]):
-            blocks.append(blocks[-1] + nout * nin + nout)
         info = {"name": ds["name"], "rows": m, "features": p, "source": ds["source"],
                 "architecture": "-".join(map(str, widths)), "activation": "tanh (hidden), softmax (output)",
                 "classes": [int(c) for c in ds["classes"]], "test_rows": int(ds["y_test"].size),
@@ -858,7 +854,7 @@ class MLPClassifier(MLPAutoencoder):
         if split == "by-label":
             info["worker_classes"] = [int(ds["classes"][y[ptr[i]]]) for i in range(clients)]
         return cls(X, Y, np.array([float(lam)]), np.array([len(widths) - 1, *widths], dtype=np.int64), ptr,
-                   np.array(blocks, dtype=np.int64), info, None, None, ds["X_test"], ds["y_test"])
+                   blocks, info, None, None, ds["X_test"], ds["y_test"])
 
     def saddle(self):
         """Zero weights and hidden biases, output bias = log class frequencies: a stationary point."""
