@@ -52,7 +52,7 @@ from numba import njit, prange
 args = json.loads(sys.argv[1])
 import cgdbench
 from cgdbench import RunConfig, build, run
-from cgdbench.algorithms.det_cgd import client_ranges
+from cgdbench.algorithms._common import client_ranges
 
 @njit(parallel=True)
 def floor_iterations(K, x, indptr, indices, values, b, range_ptr, gbuf, gamma):

@@ -24,6 +24,15 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def weighted_dataset(small_dataset):
+    """The small dataset's pattern with values that are not all 1 (the kernels' non-binary path)."""
+    from cgdbench.data import Dataset
+    A = small_dataset.A.copy()
+    A.data = np.random.default_rng(7).uniform(0.25, 1.75, A.nnz)
+    return Dataset("tiny-weighted", A, small_dataset.b, "generated", None)
+
+
 def built_for(small_dataset, **kw):
     cfg = RunConfig(**{"lam": 0.1, "seed": 3, "iters": 15, **kw})
     from cgdbench import compressors, problems, stepsizes
@@ -52,6 +61,36 @@ def test_engine_matches_numpy_loop(small_dataset, problem, algorithm, compressor
     expected_up = np.concatenate([[0], np.cumsum(w * ref["nnz"] + n * ib)])
     np.testing.assert_array_equal(tr.bits_up, expected_up)
     np.testing.assert_array_equal(tr.bits_down, np.arange(cfg.iters + 1) * n * d * w)
+
+
+@pytest.mark.parametrize("values", ["binary", "weighted"])
+@pytest.mark.parametrize("algorithm,compressor,stepsize,clients", [
+    ("det-cgd1", "rand-1", "diag-inv", 60),        # one row per client
+    ("det-cgd1", "rand-k:3", "l-inv", 7),
+    ("det-cgd1", "identity", "diag-inv", 5),       # every coordinate kept
+    ("det-cgd2", "rand-1", "diag-inv", 60),        # diagonal D: the sparse message path
+    ("det-cgd2", "rand-k:2", "scalar", 9),
+    ("det-cgd2", "block-rand-k:1", "l-inv", 4),    # block D: the full client gradient
+    ("dcgd", "importance-rand-1", "scalar", 12),
+])
+def test_sparse_message_paths_match_numpy_loop(small_dataset, weighted_dataset, values, algorithm, compressor,
+                                               stepsize, clients):
+    """det-CGD's messages from the kept coordinates only (binary and weighted values, one row per client,
+    clients whose rows miss most columns) against the NumPy loop, which forms every client's gradient."""
+    ds = small_dataset if values == "binary" else weighted_dataset
+    cfg, b = built_for(ds, algorithm=algorithm, compressor=compressor, stepsize=stepsize, clients=clients,
+                       blocks="4,8" if "block" in compressor or stepsize == "l-inv" else None, iters=25)
+    assert b.problem.pack().binary == (values == "binary")
+    assert b.problem.indices.dtype == np.int32
+    tr = engine.run(cfg, built=b)
+    ref, x_ref = naive.det_cgd(b.problem, b.sketch, b.D, algorithms.get(cfg.algorithm).condition, cfg.iters, cfg.seed, b.x0)
+    assert tr.status == "completed"
+    np.testing.assert_allclose(tr.loss, ref["loss"], rtol=1e-12)
+    np.testing.assert_allclose(tr.grad_norm_sq, ref["gns"], rtol=1e-9, atol=1e-18)
+    np.testing.assert_allclose(tr.grad_norm_sq_D, ref["gnsD"], rtol=1e-9, atol=1e-18)
+    np.testing.assert_allclose(tr.x_final, x_ref, rtol=1e-11, atol=1e-13)
+    w, ib = cfg.value_bits, b.sketch.index_bits(cfg.index_mode)
+    np.testing.assert_array_equal(tr.bits_up, np.concatenate([[0], np.cumsum(w * ref["nnz"] + clients * ib)]))
 
 
 def test_bits_conventions(small_dataset):

@@ -28,6 +28,8 @@ SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
 
 @pytest.mark.parametrize("kw", [
     dict(algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", clients=37, iters=300),
+    # phishing's values are not all 1 (rows scaled to unit norm): det-CGD's non-binary path
+    dict(dataset="phishing", algorithm="det-cgd1", compressor="rand-k:3", stepsize="diag-inv", clients=37, iters=200),
     dict(algorithm="det-cgd2", compressor="bern-q:0.5", stepsize="optimal", clients=20, blocks="3", iters=300),
     dict(problem="mlp-classifier", hidden="6,3", algorithm="ef-sgd", compressor="rand-k:0.1", clients=10,
          split="by-label", noise=0.01, iters=300, batch_size=16, reset_iters=7, log_every=3),
@@ -35,7 +37,7 @@ SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
     dict(algorithm="diana", compressor="qsgd:4", clients=37, iters=200, stepsize="scalar:0.05"),
     dict(algorithm="marina", compressor="rand-k:5", clients=37, iters=200, marina_p=0.2),
     dict(algorithm="det-marina", compressor="bern-q:0.5", blocks="3", clients=20, iters=200, marina_p=0.2),
-], ids=["det-cgd1", "det-cgd2", "ef-sgd", "ef21", "diana", "marina", "det-marina"])
+], ids=["det-cgd1", "det-cgd1-weighted", "det-cgd2", "ef-sgd", "ef21", "diana", "marina", "det-marina"])
 def test_every_prange_kernel_is_bit_identical_on_every_path_and_thread_count(kw):
     out = {}
     for threads, path in SETTINGS:

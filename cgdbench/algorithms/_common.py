@@ -75,8 +75,9 @@ VectorC = namedtuple("VectorC", "kind d k s r c scale")
 CBufs = namedtuple("CBufs", "idx val code bits table work mark")
 #: a diagonal sketch S (:class:`cgdbench.compressors.Sketch`)
 SketchS = namedtuple("SketchS", "kind d k block_ptr block_k block_q cdf inv_p")
-#: a sketch's sample buffers, one row per client range, and the non-zeros each range sent
-SketchBufs = namedtuple("SketchBufs", "mark idx scale nnz")
+#: a sketch's sample buffers, one row per client range, the non-zeros each range sent, and each
+#: range's coordinate → position map (``pos[j] = q + 1`` while coordinate j is the q-th kept one, else 0)
+SketchBufs = namedtuple("SketchBufs", "mark idx scale nnz pos")
 #: a typed stepsize matrix D (:class:`cgdbench.stepsizes.StepsizeMatrix`) and det(D)^{1/d}
 StepD = namedtuple("StepD", "kind gamma diag mat block_ptr block_of det_root")
 #: per-range sums and scratch: data-gradient sums, message sums, one gradient, one vector, row scratch,
@@ -210,7 +211,8 @@ def cbufs(comp, R: int) -> CBufs:
 
 
 def sketch_bufs(R: int, d: int) -> SketchBufs:
-    return SketchBufs(np.zeros((R, d), np.int8), np.zeros((R, d), np.int64), np.zeros((R, d)), np.zeros(R, np.int64))
+    return SketchBufs(np.zeros((R, d), np.int8), np.zeros((R, d), np.int64), np.zeros((R, d)), np.zeros(R, np.int64),
+                      np.zeros((R, d), np.int32))
 
 
 def work(R: int, d: int, max_rows: int) -> Work:

@@ -24,9 +24,10 @@ import numpy as np
 
 from .. import compressors, stepsizes
 from .._jit import njit_parallel, prange
-from ..compressors.sketches import sample_sketch
-from ..problems.logreg import client_grad, regularizer
-from ..stepsizes.kernels import d_apply, d_row_dot
+from ..compressors.sketches import RAND_K, sample_sketch
+from ..problems.logreg import client_grad, link_row, loss_scale, regularizer
+from ..rng import randint, stream_key
+from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS
 from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs, step_pack
@@ -49,6 +50,11 @@ def det_cgd_chunk(k0, k1, K, log_every, code, x, P, S, seed, D, range_ptr, W, SB
     """
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
+    indptr, indices, values, b, client_ptr, inv_m = P.indptr, P.indices, P.values, P.b, P.client_ptr, P.inv_m
+    binary = P.binary
+    kind = P.kind
+    rand1 = S.kind == RAND_K and S.k == 1
+    sparse = code == DET_CGD1 or D.kind != D_BLOCK
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
         send = k < K
@@ -57,32 +63,106 @@ def det_cgd_chunk(k0, k1, K, log_every, code, x, P, S, seed, D, range_ptr, W, SB
             d_apply(D.kind, D.gamma, D.diag, D.mat, D.block_ptr, D.block_of, reg_grad, D_reg)
         # every array written inside the prange is a local, not a pack field: see _common.Work
         gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
-        mark_b, idx_b, scale_b, nbuf = SB
+        mark_b, idx_b, scale_b, nbuf, pos_b = SB
         for r in prange(range_ptr.shape[0] - 1):
-            msg = msum_b[r]
-            gsum = gsum_b[r]
-            g = g_b[r]
+            # the range's buffer rows are indexed in place (buf[r, u]), not taken as views: a view is a
+            # reference count on an array both threads share, and so is each array bound to an inlined
+            # function's argument; per client, that was ~40% of an a1a iteration (100 clients, rand-1)
             for u in range(d):
-                msg[u] = 0.0
-                gsum[u] = 0.0
+                msum_b[r, u] = 0.0
+                gsum_b[r, u] = 0.0
             lsum = 0.0
             cnt = 0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                lsum += client_grad(P, i, x, log_row, g, z_b[r])
-                for u in range(d):
-                    gsum[u] += g[u]
+                nnz = 0
                 if send:
-                    nnz = sample_sketch(S.kind, S.d, S.k, S.block_ptr, S.block_k, S.block_q, S.cdf, S.inv_p,
-                                        seed, i, k, mark_b[r], idx_b[r], scale_b[r])
+                    if rand1:  # one draw, exactly as sample_sketch draws it
+                        idx_b[r, 0] = randint(stream_key(seed, i, k), 0, S.d)
+                        scale_b[r, 0] = S.d / S.k
+                        nnz = 1
+                    else:
+                        nnz = sample_sketch(S.kind, S.d, S.k, S.block_ptr, S.block_k, S.block_q, S.cdf, S.inv_p,
+                                            seed, i, k, mark_b[r], idx_b[r], scale_b[r])
+                cnt += nnz
+                if not sparse:
+                    # det-CGD2 with a block D: (D ∇f_i)_j needs ∇f_i on j's whole block
+                    g = g_b[r]
+                    lsum += client_grad(P, i, x, log_row, g, z_b[r])
+                    for u in range(d):
+                        gsum_b[r, u] += g[u]
                     for q in range(nnz):
                         j = idx_b[r, q]
-                        # g holds the data part of ∇f_i; the regularizer's part is shared
-                        if code == DET_CGD1:
-                            msg[j] += scale_b[r, q] * (g[j] + reg_grad[j])
-                        else:
-                            msg[j] += scale_b[r, q] * (d_row_dot(D.kind, D.gamma, D.diag, D.mat, D.block_ptr,
+                        msum_b[r, j] += scale_b[r, q] * (d_row_dot(D.kind, D.gamma, D.diag, D.mat, D.block_ptr,
                                                                   D.block_of, j, g) + D_reg[j])
-                    cnt += nnz
+                    continue
+                # the message needs ∇f_i at the kept coordinates only: O(nnz_i + k) per client, no
+                # d-vector.  g_b[r, q] gets exactly the bits client_grad gives ∇f_i at idx[q] (the same
+                # products in the same row order from 0.0; a binary value's product c·1.0 is c); the
+                # full-gradient metric is accumulated straight into the range's gsum row.
+                for q in range(nnz):
+                    pos_b[r, idx_b[r, q]] = q + 1
+                    g_b[r, q] = 0.0
+                r0, r1 = client_ptr[i], client_ptr[i + 1]
+                m_inv = inv_m[i]
+                lterm = 0.0
+                for row in range(r0, r1):
+                    # the margin a_rᵀx, summed as row_dots sums it
+                    z0 = 0.0
+                    z1 = 0.0
+                    z2 = 0.0
+                    z3 = 0.0
+                    p = indptr[row]
+                    end = indptr[row + 1]
+                    if binary:
+                        while p + 4 <= end:
+                            z0 += x[indices[p]]
+                            z1 += x[indices[p + 1]]
+                            z2 += x[indices[p + 2]]
+                            z3 += x[indices[p + 3]]
+                            p += 4
+                        while p < end:
+                            z0 += x[indices[p]]
+                            p += 1
+                    else:
+                        while p + 4 <= end:
+                            z0 += values[p] * x[indices[p]]
+                            z1 += values[p + 1] * x[indices[p + 1]]
+                            z2 += values[p + 2] * x[indices[p + 2]]
+                            z3 += values[p + 3] * x[indices[p + 3]]
+                            p += 4
+                        while p < end:
+                            z0 += values[p] * x[indices[p]]
+                            p += 1
+                    c, term = link_row(kind, (z0 + z1) + (z2 + z3), b[row], log_row)
+                    z_b[r, row - r0] = c * m_inv
+                    lterm += term
+                lsum += lterm * loss_scale(kind, m_inv)
+                for row in range(r0, r1):
+                    c = z_b[r, row - r0]
+                    if binary:
+                        for p in range(indptr[row], indptr[row + 1]):
+                            j = indices[p]
+                            gsum_b[r, j] += c
+                            w = pos_b[r, j]
+                            if w:
+                                g_b[r, w - 1] += c
+                    else:
+                        for p in range(indptr[row], indptr[row + 1]):
+                            j = indices[p]
+                            v = c * values[p]
+                            gsum_b[r, j] += v
+                            w = pos_b[r, j]
+                            if w:
+                                g_b[r, w - 1] += v
+                for q in range(nnz):
+                    j = idx_b[r, q]
+                    pos_b[r, j] = 0
+                    # g_b[r, q] holds the data part of ∇f_i at j; the regularizer's part is shared
+                    if code == DET_CGD1:
+                        msum_b[r, j] += scale_b[r, q] * (g_b[r, q] + reg_grad[j])
+                    else:  # (D ∇f_i)_j for a scalar or diagonal D, as d_row_dot computes it
+                        Dg = D.gamma * g_b[r, q] if D.kind == D_SCALAR else D.diag[j] * g_b[r, q]
+                        msum_b[r, j] += scale_b[r, q] * (Dg + D_reg[j])
             lbuf[r] = lsum
             nbuf[r] = cnt
         gnsD = metrics_row(log_row, k, n, W, reg, reg_grad, tmp, D, acc, out)

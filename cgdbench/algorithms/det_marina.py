@@ -41,7 +41,7 @@ def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, SB, reg_
         reg = regularizer(P.kind, x, P.lam, reg_grad)
         # every array written inside the prange is a local, not a pack field: see _common.Work
         gsum_b, msum_b, g_b, v_b, z_b, lbuf = W
-        mark_b, idx_b, scale_b, nbuf = SB
+        mark_b, idx_b, scale_b, nbuf, _ = SB
         for r in prange(range_ptr.shape[0] - 1):
             gs = gsum_b[r]
             ms = msum_b[r]
