@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
-from .config import DOWNLINK, EF21_INIT, RUN_DEFAULTS, VALUE_BITS, X0_CHOICES, RunConfig
+from .config import DOWNLINK, EF21_INIT, METRICS_MODES, RUN_DEFAULTS, VALUE_BITS, X0_CHOICES, RunConfig
 from .errors import CgdbenchError, ConfigError
 
 LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes", "suites")
@@ -219,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"Hessian-Lipschitz ρ of the ε-SOSP verdict (default: the problem's, else {dflt['rho']:g})")
     g = r.add_argument_group("output")
     g.add_argument("--log-every", type=int, help="log every N-th iterate (and the last)")
+    g.add_argument("--metrics", choices=METRICS_MODES,
+                   help="det-CGD methods: every (default): ‖∇f(x^k)‖² every iteration, G_{K,D} exact; logged: only "
+                        "on logged iterations, G_{K,D} estimated from them (faster with --log-every > 1)")
     g.add_argument("--value-bits", type=int, choices=VALUE_BITS,
                    help=f"bits per sent value (default {dflt['value_bits']})")
     g.add_argument("--index-mode", choices=compressors.INDEX_MODES,

@@ -20,7 +20,10 @@ VALUE_BITS = (32, 64)
 DOWNLINK = ("per-client", "once", "none")
 MAX_SEED = 2**63 - 1
 EF21_INIT = ("gradient", "compressed")
-OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient", "noise_schedule": "constant"}
+OMIT_AT_DEFAULT = {"marina_p": None, "diana_alpha": None, "ef21_init": "gradient", "noise_schedule": "constant",
+                   "metrics": "every"}
+#: ``--metrics``: the full-gradient metric every iteration (G_{K,D} exact), or on logged iterations only
+METRICS_MODES = ("every", "logged")
 #: options a problem may default differently (``problem.run_defaults``); else these.  The saddle
 #: problems leave --lr and --reset-iters to the build (``ef_sgd.build``): their defaults need d and μ
 RUN_DEFAULTS = {"lr": 0.1, "iters": 1000, "eps": 1e-3, "rho": 1.0, "noise_schedule": "constant",
@@ -75,6 +78,7 @@ class RunConfig:
     eps2: float | None = None           # ε² of Corollary 1 (the stepsizes.DISTRIBUTED rules)
     seed: int = 0
     log_every: int | None = None        # None: the problem's default (1 unless it says otherwise)
+    metrics: str = "every"              # det-CGD methods: "logged" computes ‖∇f‖² (and G_{K,D}) on logged rows only
     value_bits: int = 32
     index_mode: str = "explicit"
     downlink: str = "per-client"
@@ -148,6 +152,8 @@ class RunConfig:
             s("diana_alpha", _float("diana-alpha", self.diana_alpha, 0.0, strict=True))
         if self.ef21_init not in EF21_INIT:
             raise choices_error("--ef21-init", self.ef21_init, EF21_INIT)
+        if self.metrics not in METRICS_MODES:
+            raise choices_error("--metrics", self.metrics, METRICS_MODES)
         if self.lam is None:
             s("lam", prob.default_lam)
         try:
