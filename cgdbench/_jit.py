@@ -19,6 +19,10 @@ from pathlib import Path
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract"})
+#: a kernel whose sums must not depend on which of two code paths formed them: every product rounded
+#: (LLVM fuses a product into an FMA only when it has one use, so contraction would make the bits of
+#: ``s += c * v`` depend on whether ``c * v`` is used elsewhere)
+NO_CONTRACT = frozenset({"nsz", "arcp"})
 
 
 def source_hash() -> str:
@@ -71,13 +75,13 @@ class TwoPath:
     choice to what it calls.
     """
 
-    def __init__(self, fn, serial_calls=(), parallel=True):
+    def __init__(self, fn, serial_calls=(), parallel=True, fastmath=FASTMATH):
         self.py_func = fn
         self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         self.__module__ = fn.__module__
-        flags = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+        flags = dict(cache=True, fastmath=set(fastmath), nogil=True)
         self.parallel = numba.njit(parallel=parallel, **flags)(_copy(fn, serial_calls, "parallel", ""))
-        self.serial = njit(_copy(fn, serial_calls, "serial", "__serial"))
+        self.serial = numba.njit(**flags)(_copy(fn, serial_calls, "serial", "__serial"))
 
     def __call__(self, *args):
         return self.parallel(*args)
@@ -99,11 +103,11 @@ def _copy(fn, calls, path: str, suffix: str):
     return out
 
 
-def njit_parallel(fn=None, *, serial_calls=(), parallel=True):
+def njit_parallel(fn=None, *, serial_calls=(), parallel=True, fastmath=FASTMATH):
     """Kernels with ``prange`` (or calling such kernels): a parallel and a serial path (:class:`TwoPath`).
 
     ``@njit_parallel`` or ``@njit_parallel(serial_calls=("conv_pass",))``.
     """
     if fn is None:
-        return lambda f: TwoPath(f, serial_calls=serial_calls, parallel=parallel)
+        return lambda f: TwoPath(f, serial_calls=serial_calls, parallel=parallel, fastmath=fastmath)
     return TwoPath(fn)

@@ -93,14 +93,37 @@ def test_sparse_message_paths_match_numpy_loop(small_dataset, weighted_dataset, 
     np.testing.assert_array_equal(tr.bits_up, np.concatenate([[0], np.cumsum(w * ref["nnz"] + clients * ib)]))
 
 
-def test_logged_metrics_mode_agrees_with_every_iteration(small_dataset, tmp_path):
+@pytest.mark.parametrize("values", ["binary", "weighted"])
+@pytest.mark.parametrize("algorithm,compressor,stepsize", [("det-cgd1", "rand-1", "diag-inv"),
+                                                            ("det-cgd1", "rand-k:4", "diag-inv"),
+                                                            ("det-cgd2", "bern-q:0.5", "diag-inv")])
+def test_column_search_and_marking_give_the_same_bits(small_dataset, weighted_dataset, monkeypatch, values,
+                                                      algorithm, compressor, stepsize):
+    """The two ways a message's coordinates are found (binary search in the client's columns, or marking
+    and one pass over its non-zeros) sum the same products in the same order: bit-identical runs."""
+    from cgdbench.algorithms.det_cgd import DetCgdJob
+    ds = small_dataset if values == "binary" else weighted_dataset
+    out = []
+    for search_max in (0, DetCgdJob.search_max, 10**9):
+        monkeypatch.setattr(DetCgdJob, "search_max", search_max)
+        for metrics in ("every", "logged"):
+            cfg, b = built_for(ds, algorithm=algorithm, compressor=compressor, stepsize=stepsize, clients=9,
+                               blocks="4,8" if "bern" in compressor else None, iters=30, log_every=4, metrics=metrics)
+            tr = engine.run(cfg, built=b)
+            out.append(np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D]).tobytes())
+    assert out[0] == out[2] == out[4] and out[1] == out[3] == out[5]
+
+
+@pytest.mark.parametrize("values", ["binary", "weighted"])
+def test_logged_metrics_mode_agrees_with_every_iteration(small_dataset, weighted_dataset, values, tmp_path):
     """--metrics logged: with every iteration logged it is the exact mode bit for bit; thinned, its rows are
     the exact mode's rows, and its G_{K,D} is the mean of the logged iterations' ‖∇f‖²_D̃ (said in the run)."""
     import h5py
     runs = {}
     for metrics, log_every in (("every", 1), ("logged", 1), ("every", 5), ("logged", 5)):
-        cfg, b = built_for(small_dataset, algorithm="det-cgd1", compressor="rand-k:2", stepsize="diag-inv",
-                           clients=7, iters=23, log_every=log_every, metrics=metrics)
+        cfg, b = built_for(small_dataset if values == "binary" else weighted_dataset, algorithm="det-cgd1",
+                           compressor="rand-k:2", stepsize="diag-inv", clients=7, iters=23, log_every=log_every,
+                           metrics=metrics)
         runs[metrics, log_every] = engine.run(cfg, built=b, out=tmp_path / f"{metrics}{log_every}.h5")
     a, b1 = runs["every", 1], runs["logged", 1]
     for name in ("iteration", "loss", "grad_norm_sq", "grad_norm_sq_D", "bits_up", "x_final"):

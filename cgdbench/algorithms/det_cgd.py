@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .. import compressors, stepsizes
-from .._jit import njit_parallel, prange
+from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import RAND_K, sample_sketch
 from ..problems.logreg import client_grad, link_row, loss_scale, regularizer
 from ..rng import randint, stream_key
@@ -41,23 +41,26 @@ from ._common import split_note, work
 DET_CGD1, DET_CGD2 = 0, 1
 
 
-@njit_parallel
-def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, S, seed, D, range_ptr, W, SB, reg_grad, D_reg, tmp, bits,
-                  acc, out):
+@njit_parallel(fastmath=NO_CONTRACT)
+def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, D, range_ptr, W, SB, search_max, reg_grad,
+                  D_reg, tmp, bits, acc, out):
     """Run iterations ``k0 <= k < k1`` (``k == K`` evaluates the final point only).
 
-    Packs: ``P`` the problem (:data:`~cgdbench.problems.logreg.FiniteSum`), ``S`` the sketch,
-    ``D`` the stepsize, ``W`` per-range sums and scratch, ``SB`` per-range sketch buffers,
-    ``bits`` (:data:`~._common.SketchBits`), ``out`` the logged
-    rows.  ``acc`` carries state between chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃ (over every j, or the
-    logged j when ``every`` is false), bits up, bits down, rows written]``.  Returns ``(status, next k)``; on divergence ``next k`` is the iteration
-    whose metrics were not finite (``x`` is that iterate).
+    Packs: ``P`` the problem (:data:`~cgdbench.problems.logreg.FiniteSum`), ``C`` its clients'
+    columns (:data:`~cgdbench.problems.logreg.ClientColumns`; a message keeping at most
+    ``search_max`` coordinates finds them there), ``S`` the sketch, ``D`` the stepsize, ``W``
+    per-range sums and scratch, ``SB`` per-range sketch buffers, ``bits``
+    (:data:`~._common.SketchBits`), ``out`` the logged rows.  ``acc`` carries state between
+    chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃ (over every j, or the logged j when ``every`` is false),
+    bits up, bits down, rows written]``.  Returns ``(status, next k)``; on divergence ``next k``
+    is the iteration whose metrics were not finite (``x`` is that iterate).
     """
     n = P.client_ptr.shape[0] - 1
     d = x.shape[0]
     indptr, indices, values, b, client_ptr, inv_m = P.indptr, P.indices, P.values, P.b, P.client_ptr, P.inv_m
     binary = P.binary
     kind = P.kind
+    c_ptr, c_cols, c_start, c_rows, c_vals = C
     rand1 = S.kind == RAND_K and S.k == 1
     sparse = code == DET_CGD1 or D.kind != D_BLOCK
     for k in range(k0, k1):
@@ -105,13 +108,18 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, S, seed, D, range_ptr
                         msum_b[r, j] += scale_b[r, q] * (d_row_dot(D.kind, D.gamma, D.diag, D.mat, D.block_ptr,
                                                                   D.block_of, j, g) + D_reg[j])
                     continue
-                # the message needs ∇f_i at the kept coordinates only: O(nnz_i + k) per client, no
-                # d-vector.  g_b[r, q] gets exactly the bits client_grad gives ∇f_i at idx[q] (the same
-                # products in the same row order from 0.0; a binary value's product c·1.0 is c); the
+                # the message needs ∇f_i at the kept coordinates only, never a d-vector per client.
+                # g_b[r, q] gets ∇f_i at idx[q] with the same bits both ways: the same products, each
+                # rounded (this kernel has no FMA contraction), summed in the same row order from 0.0 (a
+                # binary value's product c·1.0 is c; binary data has no product at all).  A few kept
+                # coordinates are found in the client's columns (a binary search each: O(k log nnz_i));
+                # many are marked and picked up in a pass over the client's non-zeros (O(nnz_i)).  The
                 # full-gradient metric is accumulated straight into the range's gsum row.
-                for q in range(nnz):
-                    pos_b[r, idx_b[r, q]] = q + 1
-                    g_b[r, q] = 0.0
+                search = nnz <= search_max
+                if not search:
+                    for q in range(nnz):
+                        pos_b[r, idx_b[r, q]] = q + 1
+                        g_b[r, q] = 0.0
                 r0, r1 = client_ptr[i], client_ptr[i + 1]
                 m_inv = inv_m[i]
                 lterm = 0.0
@@ -147,28 +155,49 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, S, seed, D, range_ptr
                     z_b[r, row - r0] = c * m_inv
                     lterm += term
                 lsum += lterm * loss_scale(kind, m_inv)
-                for row in range(r0, r1):
-                    c = z_b[r, row - r0]
-                    if binary:
-                        for p in range(indptr[row], indptr[row + 1]):
-                            j = indices[p]
-                            if full:
-                                gsum_b[r, j] += c
-                            w = pos_b[r, j]
-                            if w:
-                                g_b[r, w - 1] += c
-                    else:
-                        for p in range(indptr[row], indptr[row + 1]):
-                            j = indices[p]
-                            v = c * values[p]
-                            if full:
-                                gsum_b[r, j] += v
-                            w = pos_b[r, j]
-                            if w:
-                                g_b[r, w - 1] += v
+                if full or not search:
+                    for row in range(r0, r1):
+                        c = z_b[r, row - r0]
+                        if binary:
+                            for p in range(indptr[row], indptr[row + 1]):
+                                j = indices[p]
+                                if full:
+                                    gsum_b[r, j] += c
+                                if not search:
+                                    w = pos_b[r, j]
+                                    if w:
+                                        g_b[r, w - 1] += c
+                        else:
+                            for p in range(indptr[row], indptr[row + 1]):
+                                j = indices[p]
+                                v = c * values[p]
+                                if full:
+                                    gsum_b[r, j] += v
+                                if not search:
+                                    w = pos_b[r, j]
+                                    if w:
+                                        g_b[r, w - 1] += v
                 for q in range(nnz):
                     j = idx_b[r, q]
-                    pos_b[r, j] = 0
+                    if search:  # j among the client's columns, then its entries in row order
+                        lo = c_ptr[i]
+                        hi = c_ptr[i + 1]
+                        while lo < hi:
+                            mid = (lo + hi) >> 1
+                            if c_cols[mid] < j:
+                                lo = mid + 1
+                            else:
+                                hi = mid
+                        gj = 0.0
+                        if lo < c_ptr[i + 1] and c_cols[lo] == j:
+                            for t in range(c_start[lo], c_start[lo + 1]):
+                                if binary:
+                                    gj += z_b[r, c_rows[t] - r0]
+                                else:
+                                    gj += z_b[r, c_rows[t] - r0] * c_vals[t]
+                        g_b[r, q] = gj
+                    else:
+                        pos_b[r, j] = 0
                     # g_b[r, q] holds the data part of ∇f_i at j; the regularizer's part is shared
                     if code == DET_CGD1:
                         msum_b[r, j] += scale_b[r, q] * (g_b[r, q] + reg_grad[j])
@@ -228,15 +257,19 @@ class DetCgdJob(SketchJob):
 
     kernel = det_cgd_chunk
     build = staticmethod(build)
+    #: a message keeping at most this many coordinates finds them by binary search in the client's
+    #: columns; more are marked and picked up in one pass over the client's non-zeros (same bits)
+    search_max = 8
 
     def __init__(self, b: Built):
         super().__init__(b)
         from . import get
         c, p, sk, D = b.config, b.problem, b.sketch, b.D
         d, n, R = p.d, p.n, self.R
-        self.args = (c.log_every, c.metrics == "every", get(c.algorithm).code, self.x, p.pack(),
-                     SketchS(*sk.kernel_args()), np.uint64(c.seed), step_pack(D), self.range_ptr, work(R, d, p.max_rows), sketch_bufs(R, d),
-                     np.zeros(d), np.zeros(d), np.zeros(d), sketch_bits(sk, c, n, d), self.acc, self.out)
+        self.args = (c.log_every, c.metrics == "every", get(c.algorithm).code, self.x, p.pack(), p.client_columns,
+                     SketchS(*sk.kernel_args()), np.uint64(c.seed), step_pack(D), self.range_ptr,
+                     work(R, d, p.max_rows), sketch_bufs(R, d), self.search_max, np.zeros(d), np.zeros(d),
+                     np.zeros(d), sketch_bits(sk, c, n, d), self.acc, self.out)
 
     def collect(self, completed):
         tr, extras, G = super().collect(completed)

@@ -35,6 +35,9 @@ SPLITS = ("contiguous", "shuffled", "by-label")
 #: the kernels' pack of a finite sum of CSR rows split over clients
 #: (``binary``: every stored value is 1.0, so the kernels' fast paths skip the multiply — exactly)
 FiniteSum = namedtuple("FiniteSum", "indptr indices values b client_ptr inv_m lam kind binary")
+#: each client's non-zeros by column: client i's distinct columns are ``cols[ptr[i]:ptr[i+1]]`` (sorted);
+#: column ``cols[c]`` has its entries in rows ``rows[start[c]:start[c+1]]`` (increasing), values ``vals``
+ClientColumns = namedtuple("ClientColumns", "ptr cols start rows vals")
 
 
 @njit_inline
@@ -349,6 +352,21 @@ class LogRegNonconvex:
     def pack(self):
         """The problem as the kernels' :data:`FiniteSum` pack."""
         return FiniteSum(*self.kernel_data())
+
+    @cached_property
+    def client_columns(self) -> ClientColumns:
+        """Every client's rows by column (:data:`ClientColumns`): a sketched message's coordinate j of
+        ∇f_i is a sum over client i's entries in column j, found by a binary search, in row order."""
+        row_of = np.repeat(np.arange(self.m), np.diff(self.indptr))
+        client = np.repeat(np.arange(self.n), np.diff(self.client_ptr))[row_of]
+        order = np.lexsort((row_of, self.indices, client))
+        cl, col = client[order], self.indices[order]
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = (cl[1:] != cl[:-1]) | (col[1:] != col[:-1])
+        starts = np.flatnonzero(first)
+        return ClientColumns(np.searchsorted(cl[starts], np.arange(self.n + 1)).astype(np.int64),
+                             col[starts].astype(np.int32), np.append(starts, order.size).astype(np.int64),
+                             row_of[order].astype(np.int64), self.values[order])
 
     def _x(self, x):
         x = np.ascontiguousarray(x, dtype=np.float64)
