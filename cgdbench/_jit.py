@@ -19,9 +19,11 @@ from pathlib import Path
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract"})
-#: a kernel whose sums must not depend on which of two code paths formed them: every product rounded
-#: (LLVM fuses a product into an FMA only when it has one use, so contraction would make the bits of
-#: ``s += c * v`` depend on whether ``c * v`` is used elsewhere)
+#: the finite-sum methods' kernels (det-CGD, EF21, DIANA, MARINA, det-MARINA): every product rounded.
+#: LLVM fuses a product into an FMA only when it has one use, so with contraction the bits of
+#: ``s += c * v`` depend on whether ``c * v`` is used elsewhere: det-CGD's two ways of finding a
+#: message's coordinates, and the metric rows the methods share (EF21 with the identity is GD exactly),
+#: must not depend on it
 NO_CONTRACT = frozenset({"nsz", "arcp"})
 
 

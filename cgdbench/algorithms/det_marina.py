@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .. import compressors, stepsizes
-from .._jit import njit_parallel, prange
+from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import sample_sketch
 from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key, uniform
@@ -28,7 +28,7 @@ from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_ste
 from ._common import step_pack, work
 
 
-@njit_parallel
+@njit_parallel(fastmath=NO_CONTRACT)
 def det_marina_chunk(k0, k1, K, log_every, x, P, S, seed, range_ptr, W, SB, reg_grad, grad, D, bits, acc, out, Gp,
                      g_srv, step, p):
     """Iterations ``k0 <= k < k1`` of det-MARINA; ``Gp`` the clients' last gradients, ``g_srv`` the server's g."""

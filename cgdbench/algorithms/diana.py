@@ -11,7 +11,7 @@ own stream (seed, client, k): the n compressions are independent, as the theory 
 """
 import math
 
-from .._jit import njit_parallel, prange
+from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.vector import decode_add, encode
 from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key
@@ -21,7 +21,7 @@ from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, VectorJob, mea
 from ._common import scalar_stepsize, server_step, vector_build
 
 
-@njit_parallel
+@njit_parallel(fastmath=NO_CONTRACT)
 def diana_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, grad, D, bits, acc, out,
                 H, h, alpha):
     """Iterations ``k0 <= k < k1`` of DIANA; ``H`` the client shifts, ``h`` the server's mean shift."""

@@ -20,7 +20,7 @@ applied as C/(1+ω), an α = 1/(1+ω) contraction, and the run says so.
 import math
 
 
-from .._jit import njit_parallel, prange
+from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.vector import C_IDENTITY, C_RAND_K, C_TOP_K, TOP_K_SMALL, _top_k_small
 from ..compressors.vector import decode_add, encode
 from ..problems.logreg import client_grad, regularizer
@@ -34,7 +34,7 @@ from ._common import scalar_stepsize, server_step, vector_build
 ADD, COPY_SENT, COPY_ALL = 0, 1, 2
 
 
-@njit_parallel
+@njit_parallel(fastmath=NO_CONTRACT)
 def ef21_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, grad, D, bits, acc, out,
                Gi, g_srv, take, compressed_init):
     """Iterations ``k0 <= k < k1`` of EF21 (``k == K``: metrics of the final point only); ``Gi`` the client states."""

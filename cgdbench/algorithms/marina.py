@@ -15,7 +15,7 @@ difference (n·d doubles).
 """
 import math
 
-from .._jit import njit_parallel, prange
+from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.vector import decode_add, encode
 from ..problems.logreg import client_grad, regularizer
 from ..rng import stream_key, uniform
@@ -25,7 +25,7 @@ from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, SHARED_COIN, Built, V
 from ._common import metrics_row, scalar_stepsize, server_step, vector_build
 
 
-@njit_parallel
+@njit_parallel(fastmath=NO_CONTRACT)
 def marina_chunk(k0, k1, K, log_every, x, P, C, seed, range_ptr, W, B, reg_grad, grad, D, bits, acc, out,
                  Gp, g_srv, p):
     """Iterations ``k0 <= k < k1`` of MARINA; ``Gp`` the clients' last gradients, ``g_srv`` the server's g."""
