@@ -31,6 +31,7 @@ def main(argv=None):
 
     import numba
     from cgdbench import RunConfig, build, run
+    from cgdbench.algorithms._common import SketchBufs, Work
     from cgdbench.algorithms.det_cgd import DetCgdJob
 
     K = ns.iters
@@ -42,9 +43,10 @@ def main(argv=None):
                for k in (K, 2 * K)}
         built = {k: build(c, data_dir=ns.data_dir) for k, c in cfg.items()}
         job = DetCgdJob(built[K])
-        W, SB = job.args[10], job.args[11]
-        agg = sum(a.nbytes for a in (*W, *SB))
-        cols = sum(a.nbytes for a in built[K].problem.client_columns)
+        packs = [a for a in job.args if isinstance(a, (Work, SketchBufs))]
+        agg = sum(a.nbytes for pack in packs for a in pack)
+        # O(n + nnz): the clients' column index and their random-stream keys
+        cols = sum(a.nbytes for a in built[K].problem.client_columns) + 8 * n
         cells[n] = dict(cfg=cfg, built=built, best={K: math.inf, 2 * K: math.inf}, agg_bytes=agg, col_bytes=cols)
         for k in (K, 2 * K):
             run(cfg[k], built=built[k])  # compile / warm
@@ -64,7 +66,7 @@ def main(argv=None):
     print(f"{ns.dataset}, det-CGD1 rand-1 diag-inv, log every {ns.log_every} (--metrics {ns.metrics}), "
           f"{numba.get_num_threads()} thread(s); µs/iteration by the difference of {K} and {2 * K} iterations, "
           f"best of {ns.repeats}")
-    print(f"  {'clients':>8} {'µs/iter':>9} {'vs first':>8} {'aggregation':>12} {'column index':>13}")
+    print(f"  {'clients':>8} {'µs/iter':>9} {'vs first':>8} {'aggregation':>12} {'client index':>13}")
     for n in counts:
         print(f"  {n:>8} {us[n]:9.1f} {us[n] / first:7.2f}x {cells[n]['agg_bytes'] / 1e3:9.1f} kB "
               f"{cells[n]['col_bytes'] / 1e6:10.2f} MB")

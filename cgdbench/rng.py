@@ -29,11 +29,31 @@ def mix64(z):
 
 
 @njit
+def client_key(seed, client):
+    """The part of :func:`stream_key` that does not change with the iteration (a kernel can keep it)."""
+    h = mix64(np.uint64(seed) + _GOLDEN)
+    return mix64(h ^ (np.uint64(client) * _GOLDEN + _M1))
+
+
+@njit
+def iteration_key(ckey, iteration):
+    """:func:`stream_key` from a client's :func:`client_key`."""
+    return mix64(ckey ^ (np.uint64(iteration) * _M2 + _GOLDEN))
+
+
+@njit
 def stream_key(seed, client, iteration):
     """Key of the stream for one client at one iteration."""
-    h = mix64(np.uint64(seed) + _GOLDEN)
-    h = mix64(h ^ (np.uint64(client) * _GOLDEN + _M1))
-    return mix64(h ^ (np.uint64(iteration) * _M2 + _GOLDEN))
+    return iteration_key(client_key(seed, client), iteration)
+
+
+@njit
+def client_keys(seed, n):
+    """:func:`client_key` of clients ``0 <= i < n``."""
+    out = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        out[i] = client_key(seed, i)
+    return out
 
 
 @njit

@@ -104,8 +104,9 @@ def test_column_search_and_marking_give_the_same_bits(small_dataset, weighted_da
     from cgdbench.algorithms.det_cgd import DetCgdJob
     ds = small_dataset if values == "binary" else weighted_dataset
     out = []
-    for search_max in (0, DetCgdJob.search_max, 10**9):
+    for search_max, search_ratio in ((0, 32), (DetCgdJob.search_max, DetCgdJob.search_ratio), (10**9, 0)):
         monkeypatch.setattr(DetCgdJob, "search_max", search_max)
+        monkeypatch.setattr(DetCgdJob, "search_ratio", search_ratio)
         for metrics in ("every", "logged"):
             cfg, b = built_for(ds, algorithm=algorithm, compressor=compressor, stepsize=stepsize, clients=9,
                                blocks="4,8" if "bern" in compressor else None, iters=30, log_every=4, metrics=metrics)

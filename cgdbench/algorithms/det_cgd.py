@@ -31,7 +31,7 @@ from .. import compressors, stepsizes
 from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import RAND_K, sample_sketch
 from ..problems.logreg import client_grad, link_row, loss_scale, regularizer
-from ..rng import randint, stream_key
+from ..rng import client_keys, iteration_key, randint
 from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS
@@ -42,13 +42,15 @@ DET_CGD1, DET_CGD2 = 0, 1
 
 
 @njit_parallel(fastmath=NO_CONTRACT)
-def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, D, range_ptr, W, SB, search_max, reg_grad,
-                  D_reg, tmp, bits, acc, out):
+def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D, range_ptr, W, SB, search_max,
+                  search_ratio, reg_grad, D_reg, tmp, bits, acc, out):
     """Run iterations ``k0 <= k < k1`` (``k == K`` evaluates the final point only).
 
     Packs: ``P`` the problem (:data:`~cgdbench.problems.logreg.FiniteSum`), ``C`` its clients'
-    columns (:data:`~cgdbench.problems.logreg.ClientColumns`; a message keeping at most
-    ``search_max`` coordinates finds them there), ``S`` the sketch, ``D`` the stepsize, ``W``
+    columns (:data:`~cgdbench.problems.logreg.ClientColumns`; a message keeping k <=
+    ``search_max`` coordinates of a client with more than ``search_ratio``·k non-zeros finds them
+    there), ``S`` the sketch (rand-1 draws from the
+    clients' keys ``ckeys``, :func:`~cgdbench.rng.client_key`), ``D`` the stepsize, ``W``
     per-range sums and scratch, ``SB`` per-range sketch buffers, ``bits``
     (:data:`~._common.SketchBits`), ``out`` the logged rows.  ``acc`` carries state between
     chunks: ``[Σ_{j<k} ‖∇f(x^j)‖²_D̃ (over every j, or the logged j when ``every`` is false),
@@ -89,7 +91,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, D, range_
                 nnz = 0
                 if send:
                     if rand1:  # one draw, exactly as sample_sketch draws it
-                        idx_b[r, 0] = randint(stream_key(seed, i, k), 0, S.d)
+                        idx_b[r, 0] = randint(iteration_key(ckeys[i], k), 0, S.d)
                         scale_b[r, 0] = S.d / S.k
                         nnz = 1
                     else:
@@ -112,15 +114,16 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, D, range_
                 # g_b[r, q] gets ∇f_i at idx[q] with the same bits both ways: the same products, each
                 # rounded (this kernel has no FMA contraction), summed in the same row order from 0.0 (a
                 # binary value's product c·1.0 is c; binary data has no product at all).  A few kept
-                # coordinates are found in the client's columns (a binary search each: O(k log nnz_i));
-                # many are marked and picked up in a pass over the client's non-zeros (O(nnz_i)).  The
+                # coordinates of a client with many non-zeros are found in its columns (a binary search
+                # each: O(k log nnz_i)); otherwise they are marked and picked up in a pass over the
+                # client's non-zeros (O(nnz_i), nearly free when the metric's pass runs anyway).  The
                 # full-gradient metric is accumulated straight into the range's gsum row.
-                search = nnz <= search_max
+                r0, r1 = client_ptr[i], client_ptr[i + 1]
+                search = nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0]
                 if not search:
                     for q in range(nnz):
                         pos_b[r, idx_b[r, q]] = q + 1
                         g_b[r, q] = 0.0
-                r0, r1 = client_ptr[i], client_ptr[i + 1]
                 m_inv = inv_m[i]
                 lterm = 0.0
                 for row in range(r0, r1):
@@ -182,12 +185,11 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, D, range_
                     if search:  # j among the client's columns, then its entries in row order
                         lo = c_ptr[i]
                         hi = c_ptr[i + 1]
-                        while lo < hi:
+                        while lo < hi:  # branch-free steps (the comparisons are unpredictable)
                             mid = (lo + hi) >> 1
-                            if c_cols[mid] < j:
-                                lo = mid + 1
-                            else:
-                                hi = mid
+                            less = c_cols[mid] < j
+                            lo = mid + 1 if less else lo
+                            hi = hi if less else mid
                         gj = 0.0
                         if lo < c_ptr[i + 1] and c_cols[lo] == j:
                             for t in range(c_start[lo], c_start[lo + 1]):
@@ -257,9 +259,11 @@ class DetCgdJob(SketchJob):
 
     kernel = det_cgd_chunk
     build = staticmethod(build)
-    #: a message keeping at most this many coordinates finds them by binary search in the client's
-    #: columns; more are marked and picked up in one pass over the client's non-zeros (same bits)
-    search_max = 8
+    #: a message keeping k <= search_max coordinates, of a client with more than search_ratio·k non-zeros,
+    #: finds them by binary search in the client's columns (one search costs about a pass over ~32
+    #: non-zeros, measured on a1a and w8a); otherwise they are marked and picked up in a pass over the
+    #: client's non-zeros.  Both ways give the same bits.
+    search_max, search_ratio = 8, 32
 
     def __init__(self, b: Built):
         super().__init__(b)
@@ -267,9 +271,10 @@ class DetCgdJob(SketchJob):
         c, p, sk, D = b.config, b.problem, b.sketch, b.D
         d, n, R = p.d, p.n, self.R
         self.args = (c.log_every, c.metrics == "every", get(c.algorithm).code, self.x, p.pack(), p.client_columns,
-                     SketchS(*sk.kernel_args()), np.uint64(c.seed), step_pack(D), self.range_ptr,
-                     work(R, d, p.max_rows), sketch_bufs(R, d), self.search_max, np.zeros(d), np.zeros(d),
-                     np.zeros(d), sketch_bits(sk, c, n, d), self.acc, self.out)
+                     SketchS(*sk.kernel_args()), np.uint64(c.seed), client_keys(np.uint64(c.seed), n),
+                     step_pack(D), self.range_ptr, work(R, d, p.max_rows), sketch_bufs(R, d), self.search_max,
+                     self.search_ratio, np.zeros(d), np.zeros(d), np.zeros(d), sketch_bits(sk, c, n, d), self.acc,
+                     self.out)
 
     def collect(self, completed):
         tr, extras, G = super().collect(completed)
