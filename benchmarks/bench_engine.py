@@ -41,6 +41,33 @@ class Iteration:
         run(self.cfg, built=self.built)
 
 
+class JaxPeer:
+    """The JAX implementation of ``benchmarks/peers.py`` (det-CGD1 rand-1, metrics every iteration, a1a,
+    100 clients), timed like :class:`Iteration` so the engine's lead over it is tracked too.  Skipped
+    (asv: "n/a") when JAX is not installed."""
+
+    params = ([DATASET], ["float64", "float32"])
+    param_names = ["dataset", "precision"]
+    timeout = 300
+    iters = 200
+
+    def setup(self, dataset, precision):
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("JAX is not installed") from None
+        from .peers import jax_det_cgd1
+        cfg = RunConfig(dataset=None if dataset == "synthetic-a1a" else dataset, lam=0.1, clients=100,
+                        algorithm="det-cgd1", compressor="rand-1", stepsize="diag-inv", iters=self.iters)
+        b = build(cfg, data_dir=DATA_DIR)
+        import numpy as np
+        self.call = jax_det_cgd1(b.problem, np.diag(b.D.dense()), b.D.det_root(), b.x0, precision)
+        self.call(self.iters)  # compile
+
+    def time_200_iterations(self, dataset, precision):
+        self.call(self.iters)
+
+
 class Memory:
     """Peak memory of a 1000-client run: aggregation buffers are O(16·d), not O(n·d)."""
 
