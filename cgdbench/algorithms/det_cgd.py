@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import compressors, stepsizes
 from .._jit import NO_CONTRACT, njit_parallel, prange
-from ..compressors.sketches import RAND_K, sample_sketch
+from ..compressors.sketches import IDENTITY, RAND_K, sample_sketch
 from ..problems.logreg import client_grad, link_row, loss_scale, regularizer
 from ..rng import client_keys, iteration_key, randint
 from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
@@ -64,6 +64,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
     kind = P.kind
     c_ptr, c_cols, c_start, c_rows, c_vals = C
     rand1 = S.kind == RAND_K and S.k == 1
+    everything = S.kind == IDENTITY  # gd: idx[q] == q, no marks needed
     sparse = code == DET_CGD1 or D.kind != D_BLOCK
     for k in range(k0, k1):
         log_row = (k % log_every == 0) or (k == K)
@@ -122,7 +123,8 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 search = nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0]
                 if not search:
                     for q in range(nnz):
-                        pos_b[r, idx_b[r, q]] = q + 1
+                        if not everything:
+                            pos_b[r, idx_b[r, q]] = q + 1
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
                 lterm = 0.0
@@ -167,9 +169,12 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                                 if full:
                                     gsum_b[r, j] += c
                                 if not search:
-                                    w = pos_b[r, j]
-                                    if w:
-                                        g_b[r, w - 1] += c
+                                    if everything:  # the identity keeps j as its j-th coordinate
+                                        g_b[r, j] += c
+                                    else:
+                                        w = pos_b[r, j]
+                                        if w:
+                                            g_b[r, w - 1] += c
                         else:
                             for p in range(indptr[row], indptr[row + 1]):
                                 j = indices[p]
@@ -177,9 +182,12 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                                 if full:
                                     gsum_b[r, j] += v
                                 if not search:
-                                    w = pos_b[r, j]
-                                    if w:
-                                        g_b[r, w - 1] += v
+                                    if everything:
+                                        g_b[r, j] += v
+                                    else:
+                                        w = pos_b[r, j]
+                                        if w:
+                                            g_b[r, w - 1] += v
                 for q in range(nnz):
                     j = idx_b[r, q]
                     if search:  # j among the client's columns, then its entries in row order
@@ -198,7 +206,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                                 else:
                                     gj += z_b[r, c_rows[t] - r0] * c_vals[t]
                         g_b[r, q] = gj
-                    else:
+                    elif not everything:
                         pos_b[r, j] = 0
                     # g_b[r, q] holds the data part of ∇f_i at j; the regularizer's part is shared
                     if code == DET_CGD1:
