@@ -54,6 +54,8 @@ njit = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)
 #: for a kernel taking eight arrays, measured).  Not for large kernels: inlining
 #: the logistic gradient into the prange body made the engine 25% slower.
 njit_inline = numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True, inline="always")
+#: serial kernels of the finite-sum methods (the client gradient): no FMA contraction, see NO_CONTRACT
+njit_exact = numba.njit(cache=True, fastmath=set(NO_CONTRACT), nogil=True)
 prange = numba.prange
 
 

@@ -63,9 +63,10 @@ def test_engine_matches_numpy_loop(small_dataset, problem, algorithm, compressor
     np.testing.assert_array_equal(tr.bits_down, np.arange(cfg.iters + 1) * n * d * w)
 
 
-@pytest.mark.parametrize("values", ["binary", "weighted"])
+@pytest.mark.parametrize("values", ["binary", "weighted", "empty-rows"])
 @pytest.mark.parametrize("algorithm,compressor,stepsize,clients", [
-    ("det-cgd1", "rand-1", "diag-inv", 60),        # one row per client
+    ("det-cgd1", "rand-1", "diag-inv", 60),        # one row per client: coordinates marked
+    ("det-cgd1", "rand-1", "diag-inv", 2),         # 120 non-zeros per client: coordinates searched
     ("det-cgd1", "rand-k:3", "l-inv", 7),
     ("det-cgd1", "identity", "diag-inv", 5),       # every coordinate kept
     ("det-cgd2", "rand-1", "diag-inv", 60),        # diagonal D: the sparse message path
@@ -78,6 +79,13 @@ def test_sparse_message_paths_match_numpy_loop(small_dataset, weighted_dataset, 
     """det-CGD's messages from the kept coordinates only (binary and weighted values, one row per client,
     clients whose rows miss most columns) against the NumPy loop, which forms every client's gradient."""
     ds = small_dataset if values == "binary" else weighted_dataset
+    if values == "empty-rows":  # rows 0-9 without features: clients (or parts of them) with no non-zeros
+        from cgdbench.data import Dataset
+        A = weighted_dataset.A.tolil()
+        A[:10] = 0
+        A = A.tocsr()
+        A.eliminate_zeros()
+        ds = Dataset("tiny-empty-rows", A, weighted_dataset.b, "generated", None)
     cfg, b = built_for(ds, algorithm=algorithm, compressor=compressor, stepsize=stepsize, clients=clients,
                        blocks="4,8" if "block" in compressor or stepsize == "l-inv" else None, iters=25)
     assert b.problem.pack().binary == (values == "binary")
@@ -112,7 +120,8 @@ def test_column_search_and_marking_give_the_same_bits(small_dataset, weighted_da
                                blocks="4,8" if "bern" in compressor else None, iters=30, log_every=4, metrics=metrics)
             tr = engine.run(cfg, built=b)
             out.append(np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D]).tobytes())
-    assert out[0] == out[2] == out[4] and out[1] == out[3] == out[5]
+    # the logged rows (and x, the loss) are the same in both metric modes
+    assert len(set(out)) == 1
 
 
 @pytest.mark.parametrize("values", ["binary", "weighted"])
@@ -176,6 +185,21 @@ def test_divergence_is_reported_with_the_trace_so_far(small_dataset):
     assert 0 < tr.iterations < 500
     assert np.all(np.isfinite(tr.loss)) and tr.iteration[-1] <= tr.iterations
     assert any("diverged" in w for w in tr.meta["warnings"])
+
+
+def test_logged_metrics_mode_stops_a_divergence_at_once(small_dataset):
+    """--metrics logged checks every step for non-finite values: a run whose iterates overflow stops
+    within a few iterations, not at the next logged row (here 100).  (The exact mode stops one or two
+    iterations earlier still: there ‖∇f‖² overflows before the step does.)"""
+    runs = {}
+    for metrics in ("every", "logged"):
+        cfg, b = built_for(small_dataset, problem="least-squares", algorithm="gd", compressor="identity",
+                           stepsize="scalar:1e300", iters=500, log_every=100, metrics=metrics)
+        runs[metrics] = engine.run(cfg, built=b)
+    every, logged = runs["every"], runs["logged"]
+    assert every.status == logged.status == "diverged"
+    assert every.iterations <= logged.iterations < 5
+    assert np.all(np.isfinite(logged.loss))
 
 
 def test_a1a_distributed_run(data_dir):

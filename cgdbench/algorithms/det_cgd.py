@@ -15,8 +15,9 @@ in index order after the loop.  Sketches draw from streams keyed by
 ``(seed, client, k)``.  Aggregation memory is O(R·d), independent of n.
 
 Per client, the message needs ∇f_i only at the coordinates the sketch keeps: after the
-margins and the link, one pass over the client's non-zeros adds each row's coefficient into
-the kept coordinates (O(nnz_i + k), no d-vector per client; det-CGD2 with a block D, whose
+margins and the link, each kept coordinate is found by binary search in the client's columns
+(few kept coordinates of a client with many non-zeros) or marked and picked up in the pass over
+the client's non-zeros (O(nnz_i + k), no d-vector per client; det-CGD2 with a block D, whose
 (D∇f_i)_j needs a whole block, forms the client's gradient instead).
 
 Metrics: ``∇f(x^k)`` is accumulated in that same pass, straight into the range's row (no
@@ -224,13 +225,19 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 acc[A_G] += gnsD
         if not send:
             continue
+        # server step: the messages' mean in range order
+        mean_of_ranges(W.msum, n, tmp)
+        if not full:  # metrics "logged": a non-finite step is divergence now, not at the next logged row
+            step_sum = 0.0
+            for t in range(d):
+                step_sum += tmp[t]
+            if not math.isfinite(step_sum):
+                return DIVERGED, k
         nnz_all = 0
         for r in range(nbuf.shape[0]):
             nnz_all += nbuf[r]
         acc[A_UP] += bits.value * nnz_all + n * bits.index
         acc[A_DOWN] += bits.down
-        # server step: the messages' mean in range order
-        mean_of_ranges(W.msum, n, tmp)
         if code == DET_CGD1:
             server_step(D, tmp, W.g[0], x)
         else:

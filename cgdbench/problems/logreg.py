@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from .._jit import njit, njit_inline
+from .._jit import njit, njit_exact, njit_inline
 from ..data import Dataset
 from ..errors import ConfigError
 
@@ -96,7 +96,7 @@ def link_row(kind, z, br, need_loss):
         res = z - br
         return res, res * res if need_loss else 0.0
     # stable σ(-t) and log(1 + e^{-t}) from one exp, without a data-dependent branch; log(1 + e) for
-    # log1p(e) (e in (0, 1]): glibc's log1p cost ~6x its exp here, and the absolute difference is < 2⁻⁵³
+    # log1p(e) (e in (0, 1]): glibc's log1p cost ~6x its exp here, and the absolute difference is about 2⁻⁵³
     t = br * z
     a = abs(t)
     e = math.exp(-a)
@@ -122,7 +122,7 @@ def link(kind, b, r0, r1, inv_m, need_loss, zbuf):
     return loss * loss_scale(kind, inv_m)
 
 
-@njit
+@njit_exact
 def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
     """Data part of a client's gradient into ``g`` (overwritten); returns the data loss (or 0).
 
@@ -137,7 +137,7 @@ def logistic_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss
     return loss
 
 
-@njit
+@njit_exact
 def squared_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
     """Least squares: ``g = (1/m_i) Σ_j (a_jᵀx − b_j) a_j``; returns ``(1/(2m_i)) Σ_j (a_jᵀx − b_j)²`` (or 0)."""
     row_dots(x, indptr, indices, values, r0, r1, zbuf)
@@ -146,7 +146,7 @@ def squared_client_grad(x, indptr, indices, values, b, r0, r1, inv_m, need_loss,
     return loss
 
 
-@njit
+@njit_exact
 def client_data_grad(kind, x, indptr, indices, values, b, r0, r1, inv_m, need_loss, g, zbuf):
     """The data part of client ``[r0, r1)``'s loss and gradient for problem ``kind``."""
     if kind == SQUARED:
