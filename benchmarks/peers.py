@@ -32,6 +32,8 @@ import numpy as np
 
 
 def floor_kernel():
+    """The floor kernel (also ``threading_policy.py``'s): two CSR passes and one exp per row, ``prange``
+    over fixed client ranges, ranges reduced in order, x ← x − γ g."""
     from numba import njit, prange
 
     @njit(parallel=True, cache=True)

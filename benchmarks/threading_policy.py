@@ -48,32 +48,14 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 import numba
-from numba import njit, prange
 args = json.loads(sys.argv[1])
 import cgdbench
 from cgdbench import RunConfig, build, run
 from cgdbench.algorithms._common import client_ranges
 
-@njit(parallel=True)
-def floor_iterations(K, x, indptr, indices, values, b, range_ptr, gbuf, gamma):
-    # the floor: two CSR passes and one exp per row, prange over fixed ranges, ordered reduction
-    n_ranges = range_ptr.shape[0] - 1
-    d = x.shape[0]
-    for k in range(K):
-        for r in prange(n_ranges):
-            g = gbuf[r]
-            for t in range(d):
-                g[t] = 0.0
-            for row in range(range_ptr[r], range_ptr[r + 1]):
-                z = 0.0
-                for p in range(indptr[row], indptr[row + 1]):
-                    z += values[p] * x[indices[p]]
-                s = -b[row] / (1.0 + np.exp(b[row] * z))
-                for p in range(indptr[row], indptr[row + 1]):
-                    g[indices[p]] += s * values[p]
-        for r in range(n_ranges):
-            for t in range(d):
-                x[t] -= gamma * gbuf[r, t]
+sys.path.insert(0, args["bench_dir"])
+from peers import floor_kernel  # the floor: one definition, shared with peers.py
+floor_iterations = floor_kernel()
 
 cfg = RunConfig(dataset=args["dataset"], clients=args["clients"], algorithm="det-cgd1", compressor="rand-1",
                 stepsize="diag-inv", iters=args["iters"], log_every=args["log_every"])
@@ -110,7 +92,8 @@ def cell(setting: str, threads: int, load: int, ns) -> dict | None:
     env = {k: v for k, v in os.environ.items() if k not in own}
     env.update(SETTINGS[setting], NUMBA_NUM_THREADS=str(threads))
     args = json.dumps({"dataset": ns.dataset, "clients": ns.clients, "iters": ns.iters, "log_every": ns.log_every,
-                       "data_dir": ns.data_dir, "repeats": ns.repeats})
+                       "data_dir": ns.data_dir, "repeats": ns.repeats,
+                       "bench_dir": os.path.dirname(os.path.abspath(__file__))})
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
     try:
         time.sleep(0.2 if load else 0)

@@ -18,6 +18,26 @@ def test_pytest_benchmark_suite_runs(data_dir):
     assert "9 passed" in r.stdout
 
 
+@pytest.mark.parametrize("script,args,keys", [
+    ("peers.py", ["--iters", "5", "--repeats", "1", "--no-jax", "--json"], {"floor", "engine"}),
+    ("many_clients.py", ["--dataset", "a1a", "--clients", "10,1605", "--iters", "5", "--repeats", "1", "--json"],
+     {"10", "1605"}),
+    ("threading_policy.py", ["--settings", "default", "--load", "0", "--threads", "1", "--iters", "5", "--repeats",
+                             "1", "--json"], None),
+])
+def test_benchmark_scripts_run(data_dir, script, args, keys):
+    """The one-off scripts behind docs/performance.md still run (tiny sizes; nothing timed is asserted)."""
+    import json
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "CGDBENCH_DATA": str(data_dir)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if keys is not None:
+        assert set(out["us_per_iteration"]) == keys
+    else:  # threading_policy.py: one row per cell, with "error" where the cell could not run
+        assert out and all("error" not in row and row["engine"] for row in out), out
+
+
 #: asv's timing attributes: the suite must not use them for data of its own (reading ``self.params``,
 #: asv's own meaning, is fine)
 ASV_RESERVED = {"rounds", "repeat", "number", "warmup_time", "timeout", "processes", "min_run_count",
