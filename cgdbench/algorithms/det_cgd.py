@@ -31,7 +31,7 @@ import numpy as np
 from .. import compressors, stepsizes
 from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import IDENTITY, RAND_K, sample_sketch
-from ..problems.logreg import client_grad, link_row, loss_scale, regularizer
+from ..problems.logreg import client_grad, link_row, loss_scale, regularizer, row_dots
 from ..rng import client_keys, iteration_key, randint
 from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
@@ -89,6 +89,10 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                     gsum_b[r, u] = 0.0
             lsum = 0.0
             cnt = 0
+            # the margins a_rᵀx of all the range's rows, in one call (row r at z_b[r, r - R0])
+            R0 = client_ptr[range_ptr[r]]
+            if sparse:
+                row_dots(x, indptr, indices, values, binary, R0, client_ptr[range_ptr[r + 1]], z_b[r])
             for i in range(range_ptr[r], range_ptr[r + 1]):
                 nnz = 0
                 if send:
@@ -129,41 +133,14 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
                 lterm = 0.0
-                for row in range(r0, r1):
-                    # the margin a_rᵀx, summed as row_dots sums it
-                    z0 = 0.0
-                    z1 = 0.0
-                    z2 = 0.0
-                    z3 = 0.0
-                    p = indptr[row]
-                    end = indptr[row + 1]
-                    if binary:
-                        while p + 4 <= end:
-                            z0 += x[indices[p]]
-                            z1 += x[indices[p + 1]]
-                            z2 += x[indices[p + 2]]
-                            z3 += x[indices[p + 3]]
-                            p += 4
-                        while p < end:
-                            z0 += x[indices[p]]
-                            p += 1
-                    else:
-                        while p + 4 <= end:
-                            z0 += values[p] * x[indices[p]]
-                            z1 += values[p + 1] * x[indices[p + 1]]
-                            z2 += values[p + 2] * x[indices[p + 2]]
-                            z3 += values[p + 3] * x[indices[p + 3]]
-                            p += 4
-                        while p < end:
-                            z0 += values[p] * x[indices[p]]
-                            p += 1
-                    c, term = link_row(kind, (z0 + z1) + (z2 + z3), b[row], log_row)
-                    z_b[r, row - r0] = c * m_inv
+                for row in range(r0, r1):  # the link, from the margins of this range's rows
+                    c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
+                    z_b[r, row - R0] = c * m_inv
                     lterm += term
                 lsum += lterm * loss_scale(kind, m_inv)
                 if full or not search:
                     for row in range(r0, r1):
-                        c = z_b[r, row - r0]
+                        c = z_b[r, row - R0]
                         if binary:
                             for p in range(indptr[row], indptr[row + 1]):
                                 j = indices[p]
@@ -203,9 +180,9 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         if lo < c_ptr[i + 1] and c_cols[lo] == j:
                             for t in range(c_start[lo], c_start[lo + 1]):
                                 if binary:
-                                    gj += z_b[r, c_rows[t] - r0]
+                                    gj += z_b[r, c_rows[t] - R0]
                                 else:
-                                    gj += z_b[r, c_rows[t] - r0] * c_vals[t]
+                                    gj += z_b[r, c_rows[t] - R0] * c_vals[t]
                         g_b[r, q] = gj
                     elif not everything:
                         pos_b[r, j] = 0
@@ -287,7 +264,8 @@ class DetCgdJob(SketchJob):
         d, n, R = p.d, p.n, self.R
         self.args = (c.log_every, c.metrics == "every", get(c.algorithm).code, self.x, p.pack(), p.client_columns,
                      SketchS(*sk.kernel_args()), np.uint64(c.seed), client_keys(np.uint64(c.seed), n),
-                     step_pack(D), self.range_ptr, work(R, d, p.max_rows), sketch_bufs(R, d), self.search_max,
+                     step_pack(D), self.range_ptr, work(R, d, int(np.diff(p.client_ptr[self.range_ptr]).max())),
+                     sketch_bufs(R, d), self.search_max,
                      self.search_ratio, np.zeros(d), np.zeros(d), np.zeros(d), sketch_bits(sk, c, n, d), self.acc,
                      self.out)
 
