@@ -40,6 +40,8 @@ from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_ste
 from ._common import split_note, work
 
 DET_CGD1, DET_CGD2 = 0, 1
+#: rows whose margins det_cgd_chunk computes per call (see the kernel)
+MARGIN_BLOCK = 256
 
 
 @njit_parallel(fastmath=NO_CONTRACT)
@@ -89,11 +91,16 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                     gsum_b[r, u] = 0.0
             lsum = 0.0
             cnt = 0
-            # the margins a_rᵀx of all the range's rows, in one call (row r at z_b[r, r - R0])
-            R0 = client_ptr[range_ptr[r]]
-            if sparse:
-                row_dots(x, indptr, indices, values, binary, R0, client_ptr[range_ptr[r + 1]], z_b[r])
+            # the margins a_rᵀx of the range's rows (row at z_b[r, row - R0]), a block of >= MARGIN_BLOCK rows
+            # per call: few calls (each binds its arrays: a reference count), and a block's data is still in
+            # cache when its clients' passes read it again
+            R0, R1 = client_ptr[range_ptr[r]], client_ptr[range_ptr[r + 1]]
+            zend = R0
             for i in range(range_ptr[r], range_ptr[r + 1]):
+                if sparse and client_ptr[i + 1] > zend:
+                    zhi = min(R1, max(client_ptr[i + 1], zend + MARGIN_BLOCK))
+                    row_dots(x, indptr, indices, values, binary, zend, zhi, z_b[r, zend - R0:])
+                    zend = zhi
                 nnz = 0
                 if send:
                     if rand1:  # one draw, exactly as sample_sketch draws it
