@@ -35,7 +35,10 @@ def main(argv=None):
     from cgdbench.algorithms.det_cgd import DetCgdJob
 
     K = ns.iters
-    counts = [int(c) for c in ns.clients.split(",")]
+    try:
+        counts = [int(c) for c in ns.clients.split(",")]
+    except ValueError:
+        ap.error(f"--clients {ns.clients!r}: write client counts separated by commas, e.g. 100,1000")
     cells = {}
     for n in counts:
         cfg = {k: RunConfig(dataset=ns.dataset, clients=n, algorithm="det-cgd1", compressor="rand-1",
@@ -73,4 +76,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cgdbench.errors import CgdbenchError
+    try:
+        sys.exit(main())
+    except CgdbenchError as exc:  # bad data or options: one line, not a traceback
+        sys.exit(f"{sys.argv[0]}: error: {exc}")

@@ -200,4 +200,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cgdbench.errors import CgdbenchError
+    try:
+        sys.exit(main())
+    except CgdbenchError as exc:  # bad data or options: one line, not a traceback
+        sys.exit(f"{sys.argv[0]}: error: {exc}")
