@@ -276,6 +276,42 @@ def test_chunks_add_up():
     assert _rows_grad(arch, x, F, rows, 4, 4) == (0.0, pytest.approx(np.zeros(arch.d)))
 
 
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_pass_reduces_chunks_in_order_and_leaves_its_buffers_zero(path):
+    """conv_pass = its fixed chunks' gradients summed in chunk order (from NumPy-summed chunks of
+    conv_ae_rows); it zeroes the chunk rows as it reduces them, so passes reusing the buffers repeat bit for
+    bit, and a bad row index is refused before any chunk writes (the next pass is still right)."""
+    arch = conv.parse_arch("3:3:2:1,4:3:1:0", 9, 7, block=2)
+    F, rng = _data(arch, 12, seed=6)
+    x = conv.init_params(arch, rng)
+    rows = rng.permutation(12)[:11].astype(np.int64)
+    fn = getattr(conv.conv_pass, path)
+    P, S, Lc = conv.pass_buffers(arch, chunks=4, slots=2)
+    runs = []
+    for _ in range(3):
+        g = np.full(arch.d, np.nan)
+        runs.append((fn(arch.Iv, F, 0.0, x, rows, 11, g, P, S, Lc), g))
+        assert not P.any()
+    # reference: chunk c holds rows[c·11//4 : (c+1)·11//4], its gradient from zero, chunks added in order
+    s, f = np.zeros(arch.d), 0.0
+    for c in range(4):
+        fc, gc = _rows_grad(arch, x, F, rows, c * 11 // 4, (c + 1) * 11 // 4)
+        s, f = s + gc, f + fc
+    np.testing.assert_array_equal(runs[0][1], s * (1.0 / 11))     # the kernel multiplies by 1/nb
+    assert runs[0][0] == pytest.approx(f / 11, rel=1e-14)
+    for r in runs[1:]:
+        assert r[0] == runs[0][0]
+        np.testing.assert_array_equal(r[1], runs[0][1])
+    bad = rows.copy()
+    bad[-1] = 12
+    with pytest.raises(ValueError, match="row index"):
+        fn(arch.Iv, F, 0.0, x, bad, 11, np.zeros(arch.d), P, S, Lc)
+    assert not P.any()
+    g = np.zeros(arch.d)
+    assert fn(arch.Iv, F, 0.0, x, rows, 11, g, P, S, Lc) == runs[0][0]
+    np.testing.assert_array_equal(g, runs[0][1])
+
+
 def test_result_does_not_depend_on_block_or_path():
     """Every sum runs one term at a time in sample order: blocks of 1, 3, 8 and the small/not-small paths agree
     bit for bit (and so equal processing the samples one after the other)."""
