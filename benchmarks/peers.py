@@ -12,6 +12,8 @@ the engine; JAX uses XLA's own CPU threads (``XLA_FLAGS`` to change them).
 * **floor**: z = A x per row, one exp per row, g = Aᵀ s, ``prange`` over the engine's fixed
   client ranges, ranges reduced in order, x ← x − γ g (no metrics, no sketch): what any
   first-order method on this data does per iteration (``threading_policy.py`` has the same).
+* **floor-float32**: the same kernel with float32 data, iterate and arithmetic: the most a
+  float32 engine could gain (the engine itself is float64 only).
 * **jax**: written the way a JAX user would write det-CGD1: clients' rows as dense blocks padded
   to the largest client, the client gradient ``vmap``-ed over clients, the rand-1 draw from
   ``jax.random``, the metrics the engine logs (loss, ‖∇f‖², ‖∇f‖²_D/det(D)^{1/d}) every
@@ -33,23 +35,25 @@ import numpy as np
 
 def floor_kernel():
     """The floor kernel (also ``threading_policy.py``'s): two CSR passes and one exp per row, ``prange``
-    over fixed client ranges, ranges reduced in order, x ← x − γ g."""
+    over fixed client ranges, ranges reduced in order, x ← x − γ g.  Generic in the float type: with
+    float32 arrays (and γ) every operation is float32 (the literals take x's type)."""
     from numba import njit, prange
 
     @njit(parallel=True, cache=True)
     def floor_iterations(K, x, indptr, indices, values, b, range_ptr, gbuf, gamma):
         n_ranges = range_ptr.shape[0] - 1
         d = x.shape[0]
+        zero, one = x.dtype.type(0.0), x.dtype.type(1.0)
         for k in range(K):
             for r in prange(n_ranges):
                 g = gbuf[r]
                 for t in range(d):
-                    g[t] = 0.0
+                    g[t] = zero
                 for row in range(range_ptr[r], range_ptr[r + 1]):
-                    z = 0.0
+                    z = zero
                     for p in range(indptr[row], indptr[row + 1]):
                         z += values[p] * x[indices[p]]
-                    s = -b[row] / (1.0 + np.exp(b[row] * z))
+                    s = -b[row] / (one + np.exp(b[row] * z))
                     for p in range(indptr[row], indptr[row + 1]):
                         g[indices[p]] += s * values[p]
             for r in range(n_ranges):
@@ -147,12 +151,16 @@ def main(argv=None):
     row_ptr = p.client_ptr[client_ranges(p.n)]
     gbuf = np.zeros((row_ptr.size - 1, p.d))
 
-    def run_floor(k):
-        x = np.zeros(p.d)
-        t = time.perf_counter()
-        floor(k, x, p.indptr, p.indices, p.values, p.b, row_ptr, gbuf, 1e-3)
-        return time.perf_counter() - t
-    fns["floor"] = run_floor
+    for prec in ("float64", "float32"):  # the float32 floor: what single precision could gain at best
+        dt = np.dtype(prec).type
+        fargs = (p.indptr, p.indices, p.values.astype(dt), p.b.astype(dt), row_ptr, gbuf.astype(dt), dt(1e-3))
+
+        def run_floor(k, fargs=fargs, dt=dt):
+            x = np.zeros(p.d, dt)
+            t = time.perf_counter()
+            floor(k, x, *fargs)
+            return time.perf_counter() - t
+        fns["floor" if prec == "float64" else "floor-float32"] = run_floor
 
     def run_engine(k):
         return run(cfg[k], built=built[k]).meta["run_seconds"]

@@ -19,7 +19,7 @@ def test_pytest_benchmark_suite_runs(data_dir):
 
 
 @pytest.mark.parametrize("script,args,keys", [
-    ("peers.py", ["--iters", "5", "--repeats", "1", "--no-jax", "--json"], {"floor", "engine"}),
+    ("peers.py", ["--iters", "5", "--repeats", "1", "--no-jax", "--json"], {"floor", "floor-float32", "engine"}),
     ("many_clients.py", ["--dataset", "a1a", "--clients", "10,1605", "--iters", "5", "--repeats", "1", "--json"],
      {"10", "1605"}),
     ("threading_policy.py", ["--settings", "default", "--load", "0", "--threads", "1", "--iters", "5", "--repeats",
