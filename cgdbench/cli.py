@@ -421,7 +421,7 @@ def _theory(ns) -> int:
         else:
             raise ConfigError(f"--compressor {ns.compressor!r}: theory takes rand-k, block-rand-k or bern-q")
     rows = theory.table(b.L, ptr, ks, qs)
-    checks = theory.check(cfg, ns.check, seeds=range(ns.seeds), data_dir=ns.data_dir) if ns.check else []
+    checks = theory.check(cfg, ns.check, seeds=range(ns.seeds), data_dir=ns.data_dir, ks=ks, qs=qs) if ns.check else []
     if ns.json:
         print(json.dumps({"d": int(b.problem.d), "blocks": sizes.tolist(),
                           "L_block_diagonal": theory.is_block_diagonal(b.L, ptr), "rows": rows, "check": checks}))
@@ -436,8 +436,9 @@ def _theory(ns) -> int:
         exact = "the exact minimum f*" if b.problem.f_lower_exact else "a lower bound on f"
         print(f"\nTheorem 1 check: mean G_{{K,D}} over {ns.seeds} seeds vs 2 (f(x0) - f_lower)/(det(D)^(1/d) K), "
               f"f_lower = {checks[0]['f_lower']:.10g} ({exact})")
+        wc = max(18, *(len(c["compressor"]) for c in checks))
         for c in checks:
-            print(f"  row {c['row']:>2} {c['column']:<7} {c['method']:<8} {c['compressor']:<18} {c['stepsize']:<10} "
+            print(f"  row {c['row']:>2} {c['column']:<7} {c['method']:<8} {c['compressor']:<{wc}} {c['stepsize']:<10} "
                   f"G = {c['G_KD_mean']:.4e} ± {c['G_KD_stderr']:.1e}  bound = {c['bound']:.4e}  {c['verdict']}")
     return 0
 

@@ -207,8 +207,11 @@ def format_table(rows: list[dict]) -> str:
     return text
 
 
-def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None) -> list[dict]:
+def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None, ks=None, qs=None) -> list[dict]:
     """Run each row's method for K iterations per seed: mean G_{K,D} vs Theorem 1's bound.
+
+    ``ks``/``qs``: the sketches' k and q per block, as :func:`table` takes them (the same defaults), so
+    each checked row runs the compressor its table row shows.
 
     The bound 2(f(x⁰) − f_lower)/(det(D)^{1/d} K) uses the problem's ``f_lower``:
     0 for logistic regression (loss and regularizer are non-negative), the exact
@@ -221,13 +224,14 @@ def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None) -> lis
     out = []
     problem = build(base_config, data_dir=data_dir).problem  # once: its shape and f_lower
     f_lower = float(problem.f_lower)
+    sizes = np.diff(problem.block_ptr)
+    ks = list(ks) if ks is not None else [max(1, int(math.ceil(s / 4))) for s in sizes]
+    qs = list(qs) if qs is not None else [0.5] * len(sizes)
     for row in rows or ROWS:
         for layer in ((False, True) if base_config.blocks else (False,)):
             if layer and row.layer is None:
                 continue
-            sizes = np.diff(problem.block_ptr) if layer else [problem.d]
-            ks = [max(1, int(math.ceil(s / 4))) for s in sizes]
-            family, spec, rule = row.spec(layer, ks, [0.5] * len(sizes))
+            family, spec, rule = row.spec(layer, ks, qs)
             algo = "gd" if row.method == "gd" else family
             cfg = RunConfig(**{**base_config.to_dict(), "algorithm": algo, "compressor": spec, "stepsize": rule,
                                "iters": K, "log_every": 1, "blocks": base_config.blocks if layer else None})

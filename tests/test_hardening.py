@@ -33,7 +33,7 @@ def test_parse_k_refuses_non_finite_directly():
 @pytest.mark.parametrize("args,msg", [
     (["theory", "--compressor", "rand-k:nan"], "not a finite number"),
     (["theory", "--compressor", "rand-k:200"], "out of range"),
-    (["theory", "--compressor", "bern-q:1.5"], "probability q in (0, 1]"),
+    (["theory", "--compressor", "bern-q:1.5"], "bern-q: q = 1.5 is out of range; need 0 < q <= 1"),
     (["theory", "--check", "5", "--seeds", "0"], "--seeds 0: need at least 1"),
     (["theory", "--check", "-1"], "--check -1"),
     (["run", "--compressor", "rand-k:inf"], "not a finite number"),
@@ -312,6 +312,21 @@ def test_escape_with_bad_data_is_one_error_before_any_cell(tmp_path, capsys):
     out = tmp_path / "e.h5"
     rc, err = _run_cli(["escape", "--out", str(out), "--dataset", str(bad), "--seeds", "1", "--iters", "5"], capsys)
     assert rc == 2 and len(err) == 1 and "cannot read the IDX image file" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["escape", "compare"])
+def test_a_bad_compressor_in_any_cell_is_one_error_before_any_cell(tmp_path, capsys, command):
+    """A compressor range that needs no data (here a fraction above 1) stops a grid or escape before its first
+    cell runs: exit 2, one line, nothing written (it used to fail that cell only, after the others ran)."""
+    out = tmp_path / "e.h5"
+    args = ["escape", "--compressors", "identity,top-k:7.5", "--seeds", "1", "--iters", "5"]
+    if command == "compare":
+        cfg = tmp_path / "g.toml"
+        cfg.write_text('dataset = "a1a"\nalgorithm = "det-cgd1"\ncompressor = ["rand-1", "rand-k:2.5"]\niters = 5\n')
+        args = ["compare", "--config", str(cfg)]
+    rc, err = _run_cli([*args, "--out", str(out)], capsys)
+    assert rc == 2 and len(err) == 1 and "fraction" in err[0] and "is out of range" in err[0], err
     assert not out.exists()
 
 

@@ -40,6 +40,16 @@ def test_bad_grids():
         sweep.expand({**GRID, "seed": []})
     with pytest.raises(ConfigError, match=r"unknown \[compare\] key"):
         sweep.expand({**GRID, "compare": {"targt": 1}})
+    # a compressor's range that needs no data is refused when the grid expands, before any cell runs
+    for spec, msg in (("rand-k:2.5", "fraction 2.5 is out of range"), ("rand-k:0", "k = 0 is out of range"),
+                      ("bern-q:1.5", "q = 1.5 is out of range"), ("block-rand-k:0.0", "fraction 0.0")):
+        with pytest.raises(ConfigError, match=msg):
+            sweep.expand({**GRID, "compressor": ["rand-1", spec]})
+    from cgdbench import compressors
+    for spec, msg in (("top-k:7.5", "fraction 7.5 is out of range"), ("qsgd:0", "levels is out of range"),
+                      ("sketch-top-k:-2", "k = -2 is out of range")):
+        with pytest.raises(ConfigError, match=msg):
+            compressors.parse(spec)
     big = sweep.expand({**GRID, "seed": list(range(300))})
     with pytest.raises(ConfigError, match="600 cells, more than 500; pass --yes"):
         sweep.check_size(big)

@@ -85,6 +85,20 @@ def test_theory_cli_json(data_dir):
     assert all(c["verdict"] != "VIOLATED" for c in doc["check"]), doc["check"]
 
 
+def test_theory_check_runs_the_compressor_it_was_given(data_dir):
+    """--check runs each row with the compressor its table row shows (rand-k:30 asked: rand-k:30 run, not the
+    default k = ⌈d/4⌉ = 31)."""
+    r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "theory", "--dataset", "a1a", "--data-dir",
+                        str(data_dir), "--compressor", "rand-k:30", "--json", "--check", "5", "--seeds", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    shown = {(row["row"], row["column"]): row["compressor"] for row in doc["rows"]}
+    assert {c["compressor"] for c in doc["check"] if c["row"] in (8, 11)} == {"rand-k:30"}
+    same = lambda spec: "rand-k:1" if spec == "rand-1" else spec  # noqa: E731  (the table prints rand-1 so)
+    assert all(same(c["compressor"]) == shown[c["row"], c["column"]] for c in doc["check"]), doc["check"]
+
+
 def test_theory_cli_table_with_blocks(data_dir):
     r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "theory", "--dataset", "a1a", "--data-dir",
                         str(data_dir), "--blocks", "3", "--compressor", "bern-q:0.5"], capture_output=True, text=True)

@@ -77,9 +77,23 @@ def parse(spec: str) -> tuple[str, str]:
         raise ConfigError(f"compressor {name!r} needs a parameter: write {name}:{entry.params}")
     if not entry.params and params:
         raise ConfigError(f"compressor {name!r} takes no parameter, got {spec!r}")
-    # syntax check now, range check in make()
+    # syntax, and the ranges that need no data, now (a sweep refuses a bad cell before it runs anything);
+    # k <= d and the block sizes in make()
     if name in ("rand-k", "block-rand-k", "bern-q", "rand-k-unscaled", "top-k", "qsgd", "sketch-top-k"):
-        _numbers(name, params)
+        vals = _numbers(name, params)
+        toks = [t.strip() for t in params.split(",")]
+        from .vector import parse_k, qsgd_levels
+        if name in ("rand-k", "rand-k-unscaled", "top-k", "sketch-top-k"):
+            parse_k(name, toks[0], None)
+        elif name == "block-rand-k":
+            for t in toks:
+                parse_k(name, t, None)
+        elif name == "bern-q":
+            for q in vals:
+                if not 0.0 < q <= 1.0:
+                    raise ConfigError(f"bern-q: q = {q:g} is out of range; need 0 < q <= 1")
+        else:
+            qsgd_levels(vals[0])
     return name, params
 
 

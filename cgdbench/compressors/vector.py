@@ -465,24 +465,36 @@ class Compressor:
         return out
 
 
-def parse_k(name: str, token: str, d: int) -> int:
-    """K written as an integer count in [1, d] ("10") or a fraction of d in (0, 1] ("0.001", "1.0")."""
+def parse_k(name: str, token: str, d: int | None) -> int:
+    """K written as an integer count in [1, d] ("10") or a fraction of d in (0, 1] ("0.001", "1.0").
+
+    ``d=None`` checks what needs no data (a fraction in (0, 1], an integer >= 1) and returns the token's
+    value as written (a count, or 0 for a fraction).
+    """
+    span = f"[1, {d}]" if d is not None else "[1, d]"
     try:
         value = float(token)
     except ValueError:
-        raise ConfigError(f"{name}: k = {token!r} is not a number; give an integer in [1, {d}] "
+        raise ConfigError(f"{name}: k = {token!r} is not a number; give an integer in {span} "
                           "or a fraction in (0, 1]") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{name}: k = {token!r} is not finite; give an integer in [1, {d}] or a fraction in (0, 1]")
+        raise ConfigError(f"{name}: k = {token!r} is not finite; give an integer in {span} or a fraction in (0, 1]")
     if any(ch in token.lower() for ch in ".e"):
         if not (0.0 < value <= 1.0):
             raise ConfigError(f"{name}: fraction {token} is out of range; need 0 < fraction <= 1 "
-                              f"(or an integer count in [1, {d}])")
-        return max(1, int(round(value * d)))
-    if value != int(value) or not 1 <= value <= d:
-        raise ConfigError(f"{name}: k = {token} is out of range; need an integer 1 <= k <= d = {d} "
-                          "(or a fraction in (0, 1])")
+                              f"(or an integer count in {span})")
+        return max(1, int(round(value * d))) if d is not None else 0
+    if value != int(value) or value < 1 or (d is not None and value > d):
+        raise ConfigError(f"{name}: k = {token} is out of range; need an integer 1 <= k <= "
+                          f"{'d = %d' % d if d is not None else 'd'} (or a fraction in (0, 1])")
     return int(value)
+
+
+def qsgd_levels(s: float) -> int:
+    """QSGD's number of levels s, an integer >= 1."""
+    if s != int(s) or s < 1 or s > 2**30:
+        raise ConfigError(f"qsgd: s = {s:g} levels is out of range; need an integer s >= 1")
+    return int(s)
 
 
 def make_vector(name: str, params: str, d: int) -> Compressor:
@@ -507,10 +519,7 @@ def make_vector(name: str, params: str, d: int) -> Compressor:
     if name == "sign":
         return Compressor(name, C_SIGN, d, mu=1.0 / d)
     if name == "qsgd":
-        s = vals[0]
-        if s != int(s) or s < 1 or s > 2**30:
-            raise ConfigError(f"qsgd: s = {s:g} levels is out of range; need an integer s >= 1")
-        s = int(s)
+        s = qsgd_levels(vals[0])
         return Compressor(name, C_QSGD, d, s=s, unbiased=True, omega=min(d / s**2, math.sqrt(d) / s))
     if name == "natural":
         return Compressor(name, C_NATURAL, d, unbiased=True, omega=0.125)
