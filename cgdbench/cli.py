@@ -27,8 +27,16 @@ def _choices(pairs) -> str:
     return ", ".join(name for name, _ in pairs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line syntax is one line on stderr, exit 2, like every other bad input (argparse would print
+    the command's whole usage block first: 30 lines for ``run``)."""
+
+    def error(self, message):
+        self.exit(2, f"cgdbench: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cgdbench", description="Compressed gradient methods benchmark suite.")
+    ap = _Parser(prog="cgdbench", description="Compressed gradient methods benchmark suite.")
     ap.add_argument("--version", action="version", version=f"cgdbench {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 

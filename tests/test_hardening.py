@@ -38,10 +38,15 @@ def test_parse_k_refuses_non_finite_directly():
     (["theory", "--check", "-1"], "--check -1"),
     (["run", "--compressor", "rand-k:inf"], "not a finite number"),
     (["compressors", "qsgd:nan"], "not a finite number"),
+    (["run", "--iters", "abc"], "argument --iters: invalid int value: 'abc' (see `cgdbench run --help`)"),
+    (["nope"], "invalid choice: 'nope'"),
 ])
 def test_cli_one_line_errors(args, msg, capsys):
     from cgdbench.cli import main
-    assert main(args) == 2
+    try:
+        assert main(args) == 2
+    except SystemExit as exc:  # argparse's syntax errors exit from parse_args
+        assert exc.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cgdbench: error:") and msg in err[0], err
 
