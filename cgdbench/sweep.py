@@ -376,6 +376,12 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
         row["diverged"] = sum(r["status"] == "diverged" for r in recs)
         row["unstable"] = sum(r["status"] == "unstable" for r in recs)
         row["reached"] = int(np.isfinite(to[:, 0]).sum())
+        # each distinct run warning once, with the number of seeds that gave it (the summary prints them)
+        warns: dict = {}
+        for r in recs:
+            for w in r["meta"].get("warnings", []):
+                warns[w] = warns.get(w, 0) + 1
+        row["warnings"] = [[w, n] for w, n in warns.items()]
         for k, v in vals.items():
             v = np.asarray(v, dtype=float)
             fin = v[np.isfinite(v)]
@@ -395,9 +401,28 @@ def _q(v, fmt) -> str:
     return f"{format(med, fmt)} [{format(lo, fmt)}–{format(hi, fmt)}]"
 
 
+#: distinct warnings the summary prints per method (the rest: ``cgdbench report``)
+SHOWN_WARNINGS = 3
+
+
+def _method(r) -> str:
+    return f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}" + "".join(f", {k}={v}"
+                                                                             for k, v in r.get("also", {}).items())
+
+
+def _warning_lines(rows) -> list[str]:
+    lines = []
+    for r in rows:
+        ws = r.get("warnings") or []
+        for w, n in ws[:SHOWN_WARNINGS]:
+            lines.append(f"  {_method(r)}: {w}" + (f" ({n}/{r['seeds']} seeds)" if r["seeds"] > 1 else ""))
+        if len(ws) > SHOWN_WARNINGS:
+            lines.append(f"  {_method(r)}: {len(ws) - SHOWN_WARNINGS} more distinct warning(s): cgdbench report")
+    return lines
+
+
 def format_summary(rows, target: float) -> str:
-    cols = [("method", lambda r: f"{r['algorithm']} | {r['compressor']} | {r['stepsize']}"
-             + "".join(f", {k}={v}" for k, v in r.get("also", {}).items())),
+    cols = [("method", _method),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
             ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")
              + (f" ({r['unstable']} unstable)" if r.get("unstable") else "")),
@@ -410,11 +435,14 @@ def format_summary(rows, target: float) -> str:
             ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),
             ("bits down to ε²", lambda r: _q(r["bits_down_to_target"], ".3g")),
             ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
-            ("setup s", lambda r: _q(r["setup_s"], ".2f"))]
+            ("setup s (build+compile)", lambda r: _q(r["setup_s"], ".2f"))]
     table = [[c for c, _ in cols]] + [[f(r) for _, f in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + (f"\nmedian [10–90%] over seeds; \"to ε²\": first logged iteration where the running "
+    text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; \"to ε²\": first logged iteration where the running "
                                f"mean of ‖∇f‖²_D (G_k,D when every iterate is logged) is <= {target:g}; "
-                               "(reached/seeds)")
+                               "(reached/seeds); setup: data, stepsize and kernel compile or cache load, "
+                               "paid by the first cell of a setting (the others reuse them)")
+    warned = _warning_lines(rows)
+    return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")

@@ -99,6 +99,25 @@ def test_skip_if_done_rerun_and_summary(tmp_path):
     assert "det-cgd1 | rand-1 | diag-inv" in text and "median [10–90%] over seeds" in text
 
 
+def test_summary_prints_each_distinct_run_warning_once(tmp_path):
+    """A warning every seed gives (a γ above EF21's theory) is printed once under the table, with its seed count;
+    a method without warnings adds no line."""
+    out = tmp_path / "w.h5"
+    common = {"clients": 3, "iters": 10, "seed": [0, 1]}
+    sw = sweep.expand({"algorithm": "ef21", "compressor": "top-k:3", "stepsize": "scalar:5", **common})
+    sw.cells += sweep.expand({"algorithm": "det-cgd1", **common}).cells
+    assert sweep.run_sweep(sw, out, progress=False, log=lambda m: None)["failed"] == 0
+    rows = sweep.summary_rows(out, 1e-2)
+    ef21 = next(r for r in rows if r["algorithm"] == "ef21")
+    # top-k draws nothing: both seeds give the same two warnings (γ above theory, and the blow-up it causes)
+    assert [(w.split()[0], n) for w, n in ef21["warnings"]] == [("γ", 2), ("blow-up:", 2)]
+    assert next(r for r in rows if r["algorithm"] == "det-cgd1")["warnings"] == []
+    text = sweep.format_summary(rows, 1e-2)
+    tail = text.split("warnings (each distinct one once):\n")[1].splitlines()
+    assert len(tail) == 2 and all(t.startswith("  ef21 | top-k:3 | scalar:5: ") and t.endswith("(2/2 seeds)")
+                                  for t in tail)
+
+
 def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
     out = tmp_path / "r.h5"
     cfg = cgdbench.RunConfig(iters=20)
