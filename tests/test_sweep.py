@@ -97,6 +97,7 @@ def test_skip_if_done_rerun_and_summary(tmp_path):
     np.testing.assert_array_equal(tr.x_final, rec["x_final"])
     text = sweep.format_summary(rows, 1e-2)
     assert "det-cgd1 | rand-1 | diag-inv" in text and "median [10–90%] over seeds" in text
+    assert "iters to ε²=0.01" in text.splitlines()[0] and "ε-SOSP" not in text  # det-CGD: no SOSP column
 
 
 def test_summary_prints_each_distinct_run_warning_once(tmp_path):
@@ -116,6 +117,19 @@ def test_summary_prints_each_distinct_run_warning_once(tmp_path):
     tail = text.split("warnings (each distinct one once):\n")[1].splitlines()
     assert len(tail) == 2 and all(t.startswith("  ef21 | top-k:3 | scalar:5: ") and t.endswith("(2/2 seeds)")
                                   for t in tail)
+
+
+def test_saddle_summary_counts_sosp_verdicts_instead_of_to_target_columns(tmp_path):
+    """Compressed SGD from the saddle: an ε-SOSP column (seeds whose final check passed) and no "to ε²" columns,
+    which mean nothing there (‖∇f‖ starts at ~0)."""
+    out = tmp_path / "sq.h5"
+    sw = sweep.expand({"problem": "saddle-quartic", "algorithm": "ef-sgd", "x0": "saddle", "noise": [0.0, 0.01],
+                       "seed": [0, 1]})
+    assert sweep.run_sweep(sw, out, progress=False, log=lambda m: None)["failed"] == 0
+    rows = sweep.summary_rows(out, 1e-2)
+    assert sorted((r["also"]["noise"], tuple(r["sosp"])) for r in rows) == [(0.0, (0, 2)), (0.01, (2, 2))]
+    head = sweep.format_summary(rows, 1e-2).splitlines()[0]
+    assert "ε-SOSP (seeds)" in head and "to ε²" not in head
 
 
 def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
