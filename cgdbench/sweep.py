@@ -435,7 +435,8 @@ def format_summary(rows, target: float) -> str:
               if any(math.isfinite(r.get("final_test_accuracy", (math.nan,))[0]) for r in rows) else []),
             ("G_K,D", lambda r: _q(r["G_KD"], ".3e")),
             # "to ε²" is a full-gradient method's column (from a saddle ‖∇f‖ starts at ~0); ε-SOSP the saddles'
-            *([(f"iters to ε²={target:g}", lambda r: _q(r["iters_to_target"], ".0f") + f" ({r['reached']}/{r['seeds']})"),
+            *([(f"iters to ε²={target:g}",
+                lambda r: _q(r["iters_to_target"], ".0f") + f" ({r['reached']}/{r['seeds']})"),
                ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),
                ("bits down to ε²", lambda r: _q(r["bits_down_to_target"], ".3g"))]
               if any(r["algorithm"] not in ("sgd", "ef-sgd") for r in rows) else []),
