@@ -35,8 +35,16 @@ def _runs(path):
     return runs
 
 
+def _unread(config: dict) -> set:
+    """The algorithm-specific options a run's algorithm does not read (another algorithm's: left blank)."""
+    from .algorithms import OWN_OPTIONS, REGISTRY
+    entry = REGISTRY.get(config.get("algorithm")) if config.get("algorithm") in REGISTRY else None
+    return set(OWN_OPTIONS) - set(entry.reads) if entry is not None else set()
+
+
 def export_csv(path, out) -> int:
-    """One row per logged iteration per run; config fields as columns.  Returns the number of rows."""
+    """One row per logged iteration per run; config fields as columns (an option only another algorithm reads,
+    e.g. SGD's lr or batch size on a det-CGD run, is left blank).  Returns the number of rows."""
     out = _check_out(out, (".csv",))
     runs = _runs(path)
     cfg_keys = sorted({k for r in runs for k in r["config"]})
@@ -45,7 +53,8 @@ def export_csv(path, out) -> int:
         w = csv.writer(f)
         w.writerow(["run_id", "status", *cfg_keys, *store.PER_ITERATION])
         for r in runs:
-            head = [r["run_id"], r["status"], *[_cell(r["config"].get(k)) for k in cfg_keys]]
+            unread = _unread(r["config"])
+            head = [r["run_id"], r["status"], *[_cell(None if k in unread else r["config"].get(k)) for k in cfg_keys]]
             rows = len(r["iteration"]) if "iteration" in r else 0
             if rows == 0:  # a failed run: one row, so it is not silently absent
                 w.writerow(head + [""] * len(store.PER_ITERATION))

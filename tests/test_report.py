@@ -71,6 +71,9 @@ def test_csv_round_trip(results, tmp_path):
         np.testing.assert_array_equal([float(r["loss"]) for r in mine], rec["loss"])  # repr: exact
         np.testing.assert_array_equal([int(r["bits_up"]) for r in mine], rec["bits_up"])
         assert {r["algorithm"] for r in mine} == {rec["config"]["algorithm"]}
+        # SGD's own options are blank on det-CGD rows (not read there), filled on the SGD run's rows
+        sgd = rec["config"]["algorithm"] == "ef-sgd"
+        assert {(r["batch_size"] != "", r["noise"] != "", r["lr"] != "") for r in mine} == {(sgd,) * 3}
     with pytest.raises(StoreError, match="expected a .csv"):
         report.export_csv(results, tmp_path / "r.txt")
 
