@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--seed", type=int, default=0)
     cm.add_argument("--json", action="store_true")
 
-    pl = sub.add_parser("plot", help="plot runs of an HDF5 file: mean over seeds with quantile bands")
+    pl = sub.add_parser("plot", help="plot runs of an HDF5 file: median over seeds with quantile bands")
     pl.add_argument("file", help="HDF5 results file")
     pl.add_argument("-o", "--out", required=True, help="PNG (or PDF/SVG) to write")
     pl.add_argument("--x", default="iteration", help="iteration, bits_up, bits_total or wall_time")

@@ -122,7 +122,7 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
     axes[0, 0].set_ylabel("loss f(x_t)")
     axes[1, 0].set_ylabel("‖stochastic gradient‖² (mean since last log)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"escaping the saddle: mean over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)
+    fig.suptitle(f"escaping the saddle: median over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

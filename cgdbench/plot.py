@@ -51,7 +51,8 @@ def _label(cfg: dict, varying: list[str]) -> str:
 
 
 def band_stats(runs: list[dict], y: str, band: tuple[float, float], series=None):
-    """Iterations, mean and the quantile band of ``y`` over runs (truncated to the shortest run).
+    """Iterations, median and the quantile band of ``y`` over runs (truncated to the shortest run): the
+    statistic the summary tables give, robust to one seed that blows up.
 
     ``series(run, y)``: how to read ``y`` (default the stored dataset; plot_file derives some).
     """
@@ -61,7 +62,7 @@ def band_stats(runs: list[dict], y: str, band: tuple[float, float], series=None)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the first row of stoch_grad_norm_sq is NaN
         lo, hi = np.nanpercentile(Y, band, axis=0) if Y.shape[0] > 1 else (Y[0], Y[0])
-        return runs[0]["iteration"][:n], np.nanmean(Y, axis=0), lo, hi
+        return runs[0]["iteration"][:n], np.nanmedian(Y, axis=0), lo, hi
 
 
 #: human labels (with units) of the per-iteration datasets and the x axes
@@ -123,7 +124,7 @@ def check_figure_path(out, option: str = "-o"):
 
 def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
               where: dict | None = None, ids=None) -> dict:
-    """Paper-style figure: one panel per y and x, one line per method (mean over seeds) with a quantile band.
+    """Paper-style figure: one panel per y and x, one line per method (median over seeds) with a quantile band.
 
     ``x``: one x axis or several (a sequence or ``"iteration,bits_up"``: one column each).
     ``log_x``: log scale on the bits and time axes (the iteration axis too when it is the only one: symlog).
@@ -189,7 +190,7 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     first = cfgs[0]
     ds = groups[next(iter(groups))][0]["meta"].get("dataset", {}).get("name", first.get("dataset"))
     common = f"{first['problem']} on {ds}, n = {first['clients']}" if "problem" not in varying else "several problems"
-    title = f"{common} — mean over seeds, {band[0]:g}–{band[1]:g}% band"
+    title = f"{common} — median over seeds, {band[0]:g}–{band[1]:g}% band"
     if len(xs_axes) == 1:
         axes[0, 0].set_title(title, fontsize=9)
     else:
