@@ -101,7 +101,7 @@ def write_report(path, out, target: float = 1e-2) -> dict:
         if img:
             figs.append((f"{problem} on {dataset if dataset != 'None' else 'the default data'}", img))
     warnings = [(r["run_id"], w) for r in runs for w in r.get("meta", {}).get("warnings", [])]
-    summary = e(format_summary(rows, target)) if rows else "no completed runs"
+    summary = e(format_summary(rows, target, warnings=False)) if rows else "no completed runs"  # listed below
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cgdbench report: {e(Path(path).name)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
              "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top} "

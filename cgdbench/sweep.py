@@ -379,7 +379,7 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
         # each distinct run warning once, with the number of seeds that gave it (the summary prints them)
         warns: dict = {}
         for r in recs:
-            for w in r["meta"].get("warnings", []):
+            for w in dict.fromkeys(r["meta"].get("warnings", [])):  # a seed counts once per warning
                 warns[w] = warns.get(w, 0) + 1
         row["warnings"] = [[w, n] for w, n in warns.items()]
         # compressed SGD on the saddle problems: how many seeds ended at an ε-SOSP (of those checked)
@@ -424,7 +424,14 @@ def _warning_lines(rows) -> list[str]:
     return lines
 
 
-def format_summary(rows, target: float) -> str:
+def _full_gradient(r) -> bool:
+    """A full-gradient method's row (its "to ε²" columns mean something; from a saddle they do not)."""
+    entry = algorithms.REGISTRY.get(r["algorithm"]) if r["algorithm"] in algorithms.REGISTRY else None
+    return entry is None or entry.oracle != "minibatch"
+
+
+def format_summary(rows, target: float, warnings: bool = True) -> str:
+    """The summary table, a footnote on its columns and (``warnings``) each distinct run warning once."""
     cols = [("method", _method),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
             ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")
@@ -439,7 +446,7 @@ def format_summary(rows, target: float) -> str:
                 lambda r: _q(r["iters_to_target"], ".0f") + f" ({r['reached']}/{r['seeds']})"),
                ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),
                ("bits down to ε²", lambda r: _q(r["bits_down_to_target"], ".3g"))]
-              if any(r["algorithm"] not in ("sgd", "ef-sgd") for r in rows) else []),
+              if any(map(_full_gradient, rows)) else []),
             *([("ε-SOSP (seeds)", lambda r: f"{r['sosp'][0]}/{r['sosp'][1]}" if r.get("sosp", [0, 0])[1] else "—")]
               if any(r.get("sosp", [0, 0])[1] for r in rows) else []),
             ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
@@ -448,9 +455,11 @@ def format_summary(rows, target: float) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; \"to ε²\": first logged iteration where the running "
-                               f"mean of ‖∇f‖²_D (G_k,D when every iterate is logged) is <= {target:g}; "
-                               "(reached/seeds); setup: data, stepsize and kernel compile or cache load, "
-                               "paid by the first cell of a setting (the others reuse them)")
-    warned = _warning_lines(rows)
+    to = (f"\"to ε²\": first logged iteration where the running mean of ‖∇f‖²_D (G_k,D when every iterate is "
+          f"logged) is <= {target:g}, (reached/seeds); " if any(map(_full_gradient, rows)) else "")
+    sosp = ("ε-SOSP: seeds whose final second-order check passed / seeds checked; "
+            if any(r.get("sosp", [0, 0])[1] for r in rows) else "")
+    text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; {to}{sosp}setup: data, stepsize and kernel compile "
+                               "or cache load, paid by the first cell of a setting (the others reuse them)")
+    warned = _warning_lines(rows) if warnings else []
     return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")

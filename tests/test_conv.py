@@ -306,6 +306,8 @@ def test_pass_reduces_chunks_in_order_and_leaves_its_buffers_zero(path):
     bad[-1] = 12
     with pytest.raises(ValueError, match="row index"):
         fn(arch.Iv, F, 0.0, x, bad, 11, np.zeros(arch.d), P, S, Lc)
+    with pytest.raises(ValueError, match="same length"):  # a longer x would make the reduction write past P
+        fn(arch.Iv, F, 0.0, np.append(x, 0.0), rows, 11, np.zeros(arch.d + 1), P, S, Lc)
     assert not P.any()
     g = np.zeros(arch.d)
     assert fn(arch.Iv, F, 0.0, x, rows, 11, g, P, S, Lc) == runs[0][0]

@@ -58,6 +58,16 @@ def test_plot_errors(results, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_band_line_is_the_median_over_seeds():
+    """The plotted line is the median over seeds (the summary tables' statistic): one seed that blows up moves
+    the band's top, not the line."""
+    runs = [{"iteration": np.arange(3), "loss": np.array(v, dtype=float)}
+            for v in ([1.0, 0.5, 0.25], [1.0, 0.6, 0.3], [1.0, 50.0, 1e6])]
+    it, line, lo, hi = plot.band_stats(runs, "loss", (10, 90))
+    np.testing.assert_array_equal(line, [1.0, 0.6, 0.3])
+    assert hi[2] > 1e5 and lo[2] < 0.3
+
+
 def test_csv_round_trip(results, tmp_path):
     out = tmp_path / "r.csv"
     n = report.export_csv(results, out)

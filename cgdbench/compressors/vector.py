@@ -493,7 +493,7 @@ def parse_k(name: str, token: str, d: int | None) -> int:
 def qsgd_levels(s: float) -> int:
     """QSGD's number of levels s, an integer >= 1."""
     if s != int(s) or s < 1 or s > 2**30:
-        raise ConfigError(f"qsgd: s = {s:g} levels is out of range; need an integer s >= 1")
+        raise ConfigError(f"qsgd: s = {s:g} levels is out of range; need an integer 1 <= s <= 2^30")
     return int(s)
 
 

@@ -896,6 +896,8 @@ def conv_pass(Iv, F, wd, x, rows, nb, g, P, S, Lc):
     nch = min(P.shape[0], nb)
     # every argument check before any chunk writes its row of P: an error leaves P zero
     _check(Iv, x, F, rows, 0, nb, P[0], S[0], True)
+    if P.shape[1] != d or g.shape[0] != d:
+        raise ValueError("conv autoencoder: x, g and the rows of P must have the same length")
     # the parallel loop runs over slots, one per row of S (pass_buffers gives one per thread), each slot
     # taking its contiguous share of the fixed chunks one after the other with *one* scratch row: a chunk's
     # result (its row of P, its loss) depends neither on the slot that runs it nor on the scratch row (the
