@@ -253,7 +253,7 @@ def test_escape_interrupted_mid_run_exits_130_without_traceback(tmp_path):
     import time
     from cgdbench import store
     out = tmp_path / "e.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "cgdbench", "escape", "--iters", "100000", "--log-every", "1000",
+    proc = subprocess.Popen([sys.executable, "-m", "cgdbench", "escape", "--iters", "20000", "--log-every", "1000",
                              "--seeds", "1", "--compressors", "identity", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
