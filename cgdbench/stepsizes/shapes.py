@@ -14,6 +14,11 @@ from .matrix import StepsizeMatrix
 from .optimal import optimal_det_cgd1, optimal_diag
 
 
+
+def _factor(v: float) -> str:
+    """A factor near 1 with the digits that show it is not 1 (``1.0004``, not ``1``)."""
+    return f"{v:.4g}" if abs(v - 1.0) >= 5e-4 else f"{v:.8g}"
+
 def w_matrix(name: str, L: np.ndarray, block_ptr) -> np.ndarray:
     d = L.shape[0]
     W = np.zeros((d, d))
@@ -87,12 +92,12 @@ def single_node(name: str, gamma, family: str, sketch, L: np.ndarray, block_ptr)
     if explicit:
         if lam > 1.0 + 1e-9:
             info["warnings"].append(f"γ = {gamma:g} violates the stepsize condition {eq} by a factor "
-                                    f"{lam:.4g}: Theorem 1 does not apply")
+                                    f"{_factor(lam)}: Theorem 1 does not apply")
     elif lam > 1.0 + 1e-9:
         # only reachable with several blocks and L not block diagonal (Theorem 2 does not apply)
         info["warnings"].append(
-            f"per-block Theorem 2 stepsizes violate {eq} for the full L by a factor {lam:.4g} "
-            f"(L is not block diagonal); D scaled by {1 / lam:.4g}")
+            f"per-block Theorem 2 stepsizes violate {eq} for the full L by a factor {_factor(lam)} "
+            f"(L is not block diagonal); D scaled by {_factor(1 / lam)}")
         D = D.scaled(1.0 / lam)
         lam = condition_lambda(D, family, sketch, L)
     info["condition_lambda"] = lam
