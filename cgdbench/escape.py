@@ -100,14 +100,16 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
             color = "tab:green" if noise > 0 else "tab:red"
             label = f"r = {noise:g}" if noise > 0 else "no noise"
             for i, y in enumerate(("loss", "stoch_grad_norm_sq")):
-                it, mean, lo, hi = band_stats(runs, y, band)
-                axes[i, j].plot(it, mean, color=color, lw=1.3, label=f"{label} ({len(runs)} seeds)")
+                it, med, lo, hi = band_stats(runs, y, band)
+                # no noise dashed and on top: where both lines coincide (before the escape) both stay visible
+                axes[i, j].plot(it, med, color=color, lw=1.3, ls="--" if noise == 0 else "-", zorder=3 if noise == 0
+                                else 2, label=f"{label} ({len(runs)} seeds)")
                 axes[i, j].fill_between(it, lo, hi, color=color, alpha=0.2, lw=0)
             final = np.array([r["loss"][-1] for r in runs])
             below = [r["loss"] < 0.9 * r["loss"][0] for r in runs]
             first = [int(r["iteration"][np.argmax(b)]) if np.any(b) else -1 for r, b in zip(runs, below)]
             summary.append({"compressor": comp, "noise": noise, "seeds": len(runs),
-                            "final_loss_mean": float(final.mean()),
+                            "final_loss_mean": float(final.mean()), "final_loss_median": float(np.median(final)),
                             "final_loss_lo": float(np.percentile(final, band[0])),
                             "final_loss_hi": float(np.percentile(final, band[1])),
                             "escape_iter_median": int(np.median(first)) if min(first) >= 0 else
