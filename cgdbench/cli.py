@@ -421,8 +421,8 @@ def _theory(ns) -> int:
             else:
                 raise ConfigError(f"--compressor {ns.compressor!r}: give one k or one per block ({len(sizes)} blocks)")
         elif name == "bern-q":
-            vals = [float(t) for t in toks]  # parse() checked they are finite numbers
-            if len(vals) not in (1, len(sizes)) or not all(0 < q <= 1 for q in vals):
+            vals = [float(t) for t in toks]  # parse() checked they are numbers in (0, 1]
+            if len(vals) not in (1, len(sizes)):
                 raise ConfigError(f"--compressor {ns.compressor!r}: give one probability q in (0, 1] or one per "
                                   f"block ({len(sizes)} blocks)")
             qs = vals if len(vals) == len(sizes) else [vals[0]] * len(sizes)

@@ -356,7 +356,7 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
     for key, recs in groups.items():
         cfg = json.loads(key)
         # from a saddle the gradient starts at ~0, so "G_k <= ε²" says nothing there: det-CGD runs only
-        to = np.array([_to_target(r, target) if cfg.get("algorithm") not in ("sgd", "ef-sgd")
+        to = np.array([_to_target(r, target) if _full_gradient(cfg)
                        else (math.nan,) * 3 for r in recs])
         vals = {
             "final_loss": [r["loss"][-1] for r in recs],
@@ -426,7 +426,7 @@ def _warning_lines(rows) -> list[str]:
 
 def _full_gradient(r) -> bool:
     """A full-gradient method's row (its "to ε²" columns mean something; from a saddle they do not)."""
-    entry = algorithms.REGISTRY.get(r["algorithm"]) if r["algorithm"] in algorithms.REGISTRY else None
+    entry = algorithms.REGISTRY.get(r.get("algorithm")) if r.get("algorithm") in algorithms.REGISTRY else None
     return entry is None or entry.oracle != "minibatch"
 
 

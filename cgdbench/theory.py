@@ -159,14 +159,20 @@ def computed(row: Row, L: np.ndarray, ptr, ks, qs, layer: bool):
     return sk.expected_nnz() / D.det_root(), D, sk
 
 
+def sketch_params(sizes, ks=None, qs=None) -> tuple[list, list]:
+    """The sketches' k and q per block, defaults filled in: k_i = ⌈s_i/4⌉, q_i = 0.5."""
+    ks = list(ks) if ks is not None else [max(1, int(math.ceil(s / 4))) for s in sizes]
+    qs = list(qs) if qs is not None else [0.5] * len(sizes)
+    return ks, qs
+
+
 def table(L: np.ndarray, ptr=None, ks=None, qs=None) -> list[dict]:
     """Every row, both columns: printed formula value, computed value, agreement."""
     L = np.asarray(L, dtype=float)
     d = L.shape[0]
     ptr = np.asarray([0, d] if ptr is None else ptr, dtype=np.int64)
     sizes = np.diff(ptr)
-    ks = list(ks) if ks is not None else [max(1, int(math.ceil(s / 4))) for s in sizes]
-    qs = list(qs) if qs is not None else [0.5] * len(sizes)
+    ks, qs = sketch_params(sizes, ks, qs)
     out = []
     for row in ROWS:
         for column in ("layer", "general"):
@@ -225,8 +231,7 @@ def check(base_config, K: int, seeds=(0, 1, 2), data_dir=None, rows=None, ks=Non
     problem = build(base_config, data_dir=data_dir).problem  # once: its shape and f_lower
     f_lower = float(problem.f_lower)
     sizes = np.diff(problem.block_ptr)
-    ks = list(ks) if ks is not None else [max(1, int(math.ceil(s / 4))) for s in sizes]
-    qs = list(qs) if qs is not None else [0.5] * len(sizes)
+    ks, qs = sketch_params(sizes, ks, qs)
     for row in rows or ROWS:
         for layer in ((False, True) if base_config.blocks else (False,)):
             if layer and row.layer is None:

@@ -14,10 +14,10 @@ from .matrix import StepsizeMatrix
 from .optimal import optimal_det_cgd1, optimal_diag
 
 
-
 def _factor(v: float) -> str:
     """A factor near 1 with the digits that show it is not 1 (``1.0004``, not ``1``)."""
     return f"{v:.4g}" if abs(v - 1.0) >= 5e-4 else f"{v:.8g}"
+
 
 def w_matrix(name: str, L: np.ndarray, block_ptr) -> np.ndarray:
     d = L.shape[0]
