@@ -12,12 +12,17 @@
   core), interleaved, the best of ``repeats`` each.  The speed-up must stay above
   ``baseline ratio / tolerance`` (default 1.5: a 2x slower kernel fails, the noise of
   a busy 2-core machine does not; ``--inject-slowdown 2`` shows it).
-* **Environment**: the baseline records the package, Python, NumPy and Numba versions
-  and the CPU.  A baseline from another version or machine is refused (exit 1, the
-  differing values named): its exact metrics and ratios need not hold here.
+* **Environment**: the baseline file holds one entry per machine (CPU model and
+  architecture), each recorded with the package, Python, NumPy and Numba versions.  The
+  gate compares against the entry recorded with this machine's values; with none, it is
+  refused (exit 1, each recorded entry's differing values named): the exact metrics
+  differ in the last bits between CPUs (libm's exp and log), and the speed ratios by up
+  to 2x, so neither may be carried from one machine to another.
 
-A deliberate change is recorded with ``--update-baseline``, which rewrites the file.
-The default baseline ships inside the package (``cgdbench/gate_baseline.json``), so an
+A deliberate change is recorded with ``--update-baseline``, which writes this machine's
+entry and keeps the other machines' entries recorded with the same versions (those from
+other versions are dropped, and named: record them again on their machines).  The
+default baseline ships inside the package (``cgdbench/gate_baseline.json``), so an
 installed package finds it too.
 """
 from __future__ import annotations
@@ -37,6 +42,8 @@ DEFAULT_TOLERANCE = 1.5
 DEFAULT_REPEATS = 9
 #: environment fields a baseline must share with this machine
 ENV_KEYS = ("package_version", "python", "numpy", "numba", "cpu", "machine")
+#: the fields that tell machines apart (one entry each); the others are versions all entries share
+MACHINE_KEYS = ("cpu", "machine")
 
 #: (name, config, ε²): the papers' distributed setting plus one cell per algorithm family
 CELLS = [
@@ -197,11 +204,41 @@ def environment() -> dict:
 
 
 def env_differences(baseline: dict, here: dict) -> list[tuple[str, object, object]]:
-    """``(field, baseline's, here)`` for each environment field that differs."""
+    """``(field, baseline's, here)`` for each environment field of one entry that differs."""
     base = baseline.get("environment")
     if base is None:
         return [("environment", "not recorded", "recorded")]
     return [(k, base.get(k), here.get(k)) for k in ENV_KEYS if base.get(k) != here.get(k)]
+
+
+def entries(doc: dict) -> list[dict]:
+    """A baseline file's per-machine entries (a version-2 file is one entry)."""
+    if "machines" in doc:
+        return list(doc["machines"])
+    return [doc]
+
+
+def entry_for(doc: dict, here: dict) -> dict | None:
+    """The entry recorded with this environment's values, or None."""
+    return next((e for e in entries(doc) if not env_differences(e, here)), None)
+
+
+def _machine(env: dict) -> str:
+    return " / ".join(str(env.get(k)) for k in MACHINE_KEYS)
+
+
+def with_entry(doc: dict | None, entry: dict) -> tuple[dict, list[dict]]:
+    """``doc`` with ``entry`` as its machine's entry, and the entries dropped: the same machine's old one is
+    replaced, other machines' entries from other versions are stale (their metrics and ratios need not hold)."""
+    here = entry["environment"]
+    kept, dropped = [], []
+    for e in entries(doc) if doc else []:
+        env = e.get("environment") or {}
+        if all(env.get(k) == here.get(k) for k in MACHINE_KEYS):
+            continue
+        (kept if all(env.get(k) == here.get(k) for k in ENV_KEYS if k not in MACHINE_KEYS) else dropped).append(e)
+    machines = sorted(kept + [entry], key=lambda e: _machine(e["environment"]))
+    return {"version": 3, "machines": machines}, dropped
 
 
 def _difference(kind, b, c) -> str:
@@ -242,24 +279,32 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
     baseline_path = Path(baseline_path)
     if update and slowdown != 1:
         raise GateError("--inject-slowdown cannot be recorded into a baseline")
-    baseline = None
-    if not update:
+    doc = None
+    if not update or baseline_path.is_file():
         if not baseline_path.is_file():
             raise GateError(f"no gate baseline at {baseline_path}; create it with `cgdbench gate --update-baseline`")
         try:
-            baseline = json.loads(baseline_path.read_text())
+            doc = json.loads(baseline_path.read_text())
         except (ValueError, UnicodeDecodeError) as exc:
-            raise GateError(f"gate baseline {baseline_path} is not valid JSON ({exc}); restore it from git or "
-                            "record a new one with --update-baseline") from None
-        if not isinstance(baseline, dict) or "metrics" not in baseline:
+            if update:  # rewritten from scratch
+                doc = None
+            else:
+                raise GateError(f"gate baseline {baseline_path} is not valid JSON ({exc}); restore it from git or "
+                                "record a new one with --update-baseline") from None
+        if doc is not None and not (isinstance(doc, dict) and all(isinstance(e, dict) and "metrics" in e
+                                                                   for e in entries(doc))):
             raise GateError(f"gate baseline {baseline_path} holds no 'metrics'; not a cgdbench gate baseline")
     here = environment()
-    if baseline is not None:
-        diffs = env_differences(baseline, here)
-        if diffs:
-            print(f"gate: FAILED — the baseline {baseline_path} was recorded on another version or machine:")
-            for k, b, c in diffs:
-                print(f"  {k}: baseline {b!r}, here {c!r}")
+    baseline = None
+    if not update:
+        baseline = entry_for(doc, here)
+        if baseline is None:
+            print(f"gate: FAILED — the baseline {baseline_path} has no entry recorded on this machine with these "
+                  "versions:")
+            for e in entries(doc):
+                print(f"  entry for {_machine(e.get('environment') or {})}:")
+                for k, b, c in env_differences(e, here):
+                    print(f"    {k}: baseline {b!r}, here {c!r}")
             print("Its exact metrics and speed ratios need not hold here. Record one for this machine with: "
                   "cgdbench gate --update-baseline [--baseline FILE]")
             return 1
@@ -268,10 +313,20 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
     if not skip_timings:
         current["timings"] = timings(data_dir, repeats=repeats, slowdown=slowdown)
     if update:
-        baseline_path.write_text(json.dumps({"version": 2, "environment": here, **current}, indent=1,
-                                            sort_keys=True) + "\n")
-        print(f"gate: baseline written to {baseline_path} ({len(current['metrics'])} cells"
-              + ("" if skip_timings else f", {len(current['timings'])} timing ratios") + ")")
+        before = entry_for(doc, here) if doc else None
+        new, dropped = with_entry(doc, {"environment": here, **current})
+        baseline_path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+        print(f"gate: baseline for {_machine(here)} written to {baseline_path} ({len(current['metrics'])} cells"
+              + ("" if skip_timings else f", {len(current['timings'])} timing ratios") + "); "
+              f"{len(new['machines']) - 1} other machine(s) kept")
+        for e in dropped:
+            diffs = ", ".join(f"{k} {b!r} ≠ {c!r}" for k, b, c in env_differences(e, here) if k not in MACHINE_KEYS)
+            print(f"gate: dropped the entry for {_machine(e.get('environment') or {})} ({diffs}): "
+                  "record it again on that machine")
+        if before is not None and before.get("metrics") != current["metrics"] and len(new["machines"]) > 1:
+            others = ", ".join(_machine(e["environment"]) for e in new["machines"] if e["environment"] != here)
+            print(f"gate: this machine's exact metrics changed; the entries for {others} still hold their old "
+                  "ones: record the change on those machines too (or delete their entries)")
         return 0
     if skip_timings:
         baseline = {**baseline, "timings": {}}

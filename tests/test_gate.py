@@ -59,7 +59,7 @@ def test_slower_kernel_fails():
 
 def test_metrics_match_the_committed_baseline(data_dir):
     """The deterministic half of the gate, as CI runs it."""
-    baseline = json.loads(gate.DEFAULT_BASELINE.read_text())
+    baseline = gate.entry_for(json.loads(gate.DEFAULT_BASELINE.read_text()), gate.environment())
     rows, ok = gate.compare({"metrics": baseline["metrics"]}, {"metrics": gate.metrics(data_dir)})
     assert ok, gate.format_rows(rows, only_failures=True)
 
@@ -69,7 +69,8 @@ def test_update_baseline_round_trip(tmp_path, data_dir, capsys):
     assert gate.run_gate(path, update=True, data_dir=data_dir, skip_timings=True) == 0
     assert gate.run_gate(path, data_dir=data_dir, skip_timings=True) == 0
     doc = json.loads(path.read_text())
-    doc["metrics"][next(iter(doc["metrics"]))]["bits_up"] += 1
+    entry = doc["machines"][0]
+    entry["metrics"][next(iter(entry["metrics"]))]["bits_up"] += 1
     path.write_text(json.dumps(doc))
     assert gate.run_gate(path, data_dir=data_dir, skip_timings=True) == 1
     assert "changed" in capsys.readouterr().out
@@ -117,22 +118,48 @@ def test_timing_half_passes_noise_and_fails_a_2x_slowdown():
     assert all(unchanged) and not any(slower)
 
 
+def _entry(**env):
+    return {"environment": {**gate.environment(), **env}, "metrics": {"c": {"bits_up": 1}}, "timings": {}}
+
+
 def test_baseline_from_another_machine_or_version_is_refused(tmp_path, capsys):
-    doc = json.loads(gate.DEFAULT_BASELINE.read_text())
-    doc["environment"] = {**gate.environment(), "cpu": "Some Other CPU", "numba": "0.1.0"}
+    doc = {"version": 3, "machines": [_entry(cpu="Some Other CPU", numba="0.1.0"), _entry(python="2.7")]}
     path = tmp_path / "b.json"
     path.write_text(json.dumps(doc))
     assert gate.run_gate(path) == 1
     out = capsys.readouterr().out
-    assert "recorded on another version or machine" in out
+    assert "no entry recorded on this machine with these versions" in out
+    assert "entry for Some Other CPU / " in out
     assert "cpu: baseline 'Some Other CPU', here" in out and "numba: baseline '0.1.0', here" in out
-    assert "python:" not in out  # only the values that differ
+    assert "python: baseline '2.7', here" in out
+    assert out.count("python:") == 1 and "numpy:" not in out  # only the values that differ
+    # a version-2 file (one entry at the top level) is read as one machine's entry
+    path.write_text(json.dumps(_entry(cpu="Some Other CPU")))
+    assert gate.run_gate(path) == 1 and "cpu: baseline 'Some Other CPU'" in capsys.readouterr().out
+
+
+def test_update_keeps_other_machines_of_the_same_versions_and_drops_stale_ones(tmp_path, data_dir, capsys):
+    other, stale, old_self = _entry(cpu="Other CPU"), _entry(cpu="Stale CPU", numba="0.1.0"), _entry()
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"version": 3, "machines": [stale, old_self, other]}))
+    assert gate.run_gate(path, update=True, data_dir=data_dir, skip_timings=True) == 0
+    out = capsys.readouterr().out
+    assert "1 other machine(s) kept" in out
+    assert "dropped the entry for Stale CPU / x86_64 (numba '0.1.0' ≠" in out
+    doc = json.loads(path.read_text())
+    cpus = [e["environment"]["cpu"] for e in doc["machines"]]
+    assert sorted(cpus) == sorted(["Other CPU", gate.environment()["cpu"]])
+    assert doc["machines"][cpus.index("Other CPU")] == other
+    mine = gate.entry_for(doc, gate.environment())
+    assert mine["metrics"] != old_self["metrics"] and "a1a.gd.identity.scalar.n1" in mine["metrics"]
+    assert "this machine's exact metrics changed; the entries for Other CPU / x86_64 still hold" in out
+    assert gate.run_gate(path, data_dir=data_dir, skip_timings=True) == 0
 
 
 def test_the_shipped_baseline_is_for_this_environment():
-    """The committed baseline was recorded with the versions and CPU CI runs on (else CI's gate refuses it)."""
+    """The committed baseline holds an entry for the versions and CPU CI runs on (else CI's gate refuses it)."""
     doc = json.loads(gate.DEFAULT_BASELINE.read_text())
-    assert gate.env_differences(doc, gate.environment()) == []
+    assert gate.entry_for(doc, gate.environment()) is not None, [e["environment"] for e in gate.entries(doc)]
 
 
 def test_bad_gate_options():
