@@ -33,6 +33,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_target() -> str:
+    """The CPU Numba compiles for: ``NUMBA_CPU_NAME`` if set, else LLVM's name of this host's CPU
+    (``znver3``, ``sapphirerapids``, ...): machines that print the same model name ("AMD EPYC")
+    may differ here, and with it the code Numba generates."""
+    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
+    if name and name != "host":
+        return name
+    try:
+        import llvmlite.binding as llvm
+        return llvm.get_host_cpu_name()
+    except Exception:  # noqa: BLE001 — reported, not fatal
+        return "unknown"
+
+
 def _git(*args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=5)
 
@@ -74,7 +88,7 @@ def _static() -> dict:
     return {
         "package_version": __version__, "python": platform.python_version(),
         "numpy": _version("numpy"), "numba": _version("numba"), "scipy": _version("scipy"),
-        "h5py": _version("h5py"), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "h5py": _version("h5py"), "cpu": cpu_model(), "cpu_target": cpu_target(), "cpu_count": os.cpu_count(),
         "machine": platform.machine(), "platform": platform.platform(),
         "executable": sys.executable, "git_commit": git_commit(),
     }

@@ -12,8 +12,8 @@
   core), interleaved, the best of ``repeats`` each.  The speed-up must stay above
   ``baseline ratio / tolerance`` (default 1.5: a 2x slower kernel fails, the noise of
   a busy 2-core machine does not; ``--inject-slowdown 2`` shows it).
-* **Environment**: the baseline file holds one entry per machine (CPU model and
-  architecture), each recorded with the package, Python, NumPy and Numba versions.  The
+* **Environment**: the baseline file holds one entry per machine (CPU model, the CPU
+  Numba compiles for, architecture), each recorded with the package, Python, NumPy and Numba versions.  The
   gate compares against the entry recorded with this machine's values; with none, it is
   refused (exit 1, each recorded entry's differing values named): the exact metrics
   differ in the last bits between CPUs (libm's exp and log), and the speed ratios by up
@@ -41,9 +41,9 @@ DEFAULT_BASELINE = Path(__file__).resolve().parent / "gate_baseline.json"
 DEFAULT_TOLERANCE = 1.5
 DEFAULT_REPEATS = 9
 #: environment fields a baseline must share with this machine
-ENV_KEYS = ("package_version", "python", "numpy", "numba", "cpu", "machine")
+ENV_KEYS = ("package_version", "python", "numpy", "numba", "cpu", "cpu_target", "machine")
 #: the fields that tell machines apart (one entry each); the others are versions all entries share
-MACHINE_KEYS = ("cpu", "machine")
+MACHINE_KEYS = ("cpu", "cpu_target", "machine")
 
 #: (name, config, ε²): the papers' distributed setting plus one cell per algorithm family
 CELLS = [
@@ -236,7 +236,10 @@ def with_entry(doc: dict | None, entry: dict) -> tuple[dict, list[dict]]:
         env = e.get("environment") or {}
         if all(env.get(k) == here.get(k) for k in MACHINE_KEYS):
             continue
-        (kept if all(env.get(k) == here.get(k) for k in ENV_KEYS if k not in MACHINE_KEYS) else dropped).append(e)
+        # stale: recorded with other versions, or before a field the gate now compares was recorded
+        current = all(k in env for k in ENV_KEYS) and all(env[k] == here.get(k) for k in ENV_KEYS
+                                                           if k not in MACHINE_KEYS)
+        (kept if current else dropped).append(e)
     machines = sorted(kept + [entry], key=lambda e: _machine(e["environment"]))
     return {"version": 3, "machines": machines}, dropped
 
@@ -320,7 +323,9 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
               + ("" if skip_timings else f", {len(current['timings'])} timing ratios") + "); "
               f"{len(new['machines']) - 1} other machine(s) kept")
         for e in dropped:
-            diffs = ", ".join(f"{k} {b!r} ≠ {c!r}" for k, b, c in env_differences(e, here) if k not in MACHINE_KEYS)
+            env = e.get("environment") or {}
+            diffs = ", ".join(f"{k} not recorded" if k not in env else f"{k} {b!r} ≠ {c!r}"
+                              for k, b, c in env_differences(e, here) if k not in MACHINE_KEYS or k not in env)
             print(f"gate: dropped the entry for {_machine(e.get('environment') or {})} ({diffs}): "
                   "record it again on that machine")
         if before is not None and before.get("metrics") != current["metrics"] and len(new["machines"]) > 1:

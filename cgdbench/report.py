@@ -122,7 +122,7 @@ def write_report(path, out, target: float = 1e-2) -> dict:
     for r in runs:
         env = r.get("meta", {}).get("environment", {})
         env_text = ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "threads", "threading_layer",
-                                                         "cpu") if k in env)
+                                                         "cpu", "cpu_target") if k in env)
         cfg = {k: v for k, v in r["config"].items() if v is not None}
         err = r.get("meta", {}).get("error")
         parts.append(f"<tr><td><code>{e(r['run_id'])}</code></td><td class='{e(r['status'])}'>{e(r['status'])}"

@@ -140,19 +140,23 @@ def test_baseline_from_another_machine_or_version_is_refused(tmp_path, capsys):
 
 def test_update_keeps_other_machines_of_the_same_versions_and_drops_stale_ones(tmp_path, data_dir, capsys):
     other, stale, old_self = _entry(cpu="Other CPU"), _entry(cpu="Stale CPU", numba="0.1.0"), _entry()
+    older = _entry(cpu="Older CPU")
+    del older["environment"]["cpu_target"]  # recorded before the gate compared it
     path = tmp_path / "b.json"
-    path.write_text(json.dumps({"version": 3, "machines": [stale, old_self, other]}))
+    path.write_text(json.dumps({"version": 3, "machines": [stale, old_self, other, older]}))
     assert gate.run_gate(path, update=True, data_dir=data_dir, skip_timings=True) == 0
     out = capsys.readouterr().out
     assert "1 other machine(s) kept" in out
-    assert "dropped the entry for Stale CPU / x86_64 (numba '0.1.0' ≠" in out
+    here = gate.environment()
+    assert f"dropped the entry for Stale CPU / {here['cpu_target']} / x86_64 (numba '0.1.0' ≠" in out
+    assert "dropped the entry for Older CPU / None / x86_64 (cpu_target not recorded)" in out
     doc = json.loads(path.read_text())
     cpus = [e["environment"]["cpu"] for e in doc["machines"]]
     assert sorted(cpus) == sorted(["Other CPU", gate.environment()["cpu"]])
     assert doc["machines"][cpus.index("Other CPU")] == other
     mine = gate.entry_for(doc, gate.environment())
     assert mine["metrics"] != old_self["metrics"] and "a1a.gd.identity.scalar.n1" in mine["metrics"]
-    assert "this machine's exact metrics changed; the entries for Other CPU / x86_64 still hold" in out
+    assert f"exact metrics changed; the entries for Other CPU / {here['cpu_target']} / x86_64 still hold" in out
     assert gate.run_gate(path, data_dir=data_dir, skip_timings=True) == 0
 
 

@@ -166,7 +166,7 @@ def test_a_written_run_records_its_environment(tmp_path):
     meta = json.loads(attrs["meta"])
     env = meta["environment"]
     for key in ("package_version", "python", "numpy", "numba", "scipy", "h5py", "threading_layer", "threads",
-                "cpu", "git_commit"):
+                "cpu", "cpu_target", "git_commit"):
         assert env.get(key) not in (None, ""), key
     assert env["threads"] == meta["threads"] and env["threading_layer"] == meta["threading_layer"] != "not started"
     assert set(meta["paths"]["chunks"]) == {"parallel", "serial"}
