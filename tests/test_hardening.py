@@ -56,13 +56,31 @@ def test_theory_takes_a_fraction_for_rand_k(capsys):
     assert main(["theory", "--compressor", "rand-k:0.5", "--json"]) == 0
 
 
+OPTIMAL = RunConfig(clients=1, algorithm="det-cgd1", compressor="rand-1", stepsize="optimal", iters=2)
+
+
+@pytest.fixture(scope="module")
+def optimal_cache(tmp_path_factory):
+    """A stepsize cache holding one solved optimal D (solved once for the corruption cases), and that build."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CGDBENCH_CACHE", str(root))
+        first = engine.build(OPTIMAL)
+    (entry,) = (root / "stepsizes").glob("*.npz")
+    return entry, first
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"\x93NUMPY garbage"])
-def test_corrupt_stepsize_cache_is_reported_removed_and_recomputed(tmp_path, monkeypatch, capsys, content):
+def test_corrupt_stepsize_cache_is_reported_removed_and_recomputed(tmp_path, monkeypatch, capsys, content,
+                                                                   optimal_cache):
+    good, first = optimal_cache
     monkeypatch.setenv("CGDBENCH_CACHE", str(tmp_path))
-    cfg = RunConfig(clients=1, algorithm="det-cgd1", compressor="rand-1", stepsize="optimal", iters=2)
-    first = engine.build(cfg)
-    entries = list((tmp_path / "stepsizes").glob("*.npz"))
-    assert len(entries) == 1
+    (tmp_path / "stepsizes").mkdir()
+    entries = [tmp_path / "stepsizes" / good.name]
+    entries[0].write_bytes(good.read_bytes())
+    cfg = OPTIMAL
+    assert np.array_equal(engine.build(cfg).D.dense(), first.D.dense())  # the entry is read as it is
+    assert "unreadable" not in capsys.readouterr().err
     entries[0].write_bytes(content)                        # a half-written entry from an interrupted run
     again = engine.build(cfg)
     err = capsys.readouterr().err

@@ -14,16 +14,23 @@ from cgdbench import environment, parallel
 from cgdbench.errors import ConfigError
 
 SCRIPT = textwrap.dedent("""
-    import json, sys, numpy as np, numba, cgdbench
+    import json, os, sys, numpy as np, numba, cgdbench
+    from cgdbench import parallel
     cfg = cgdbench.RunConfig(**json.loads(sys.argv[1]))
-    tr = cgdbench.run(cfg)
-    blob = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D, tr.bits_up.astype(float)]
-                          + [np.asarray(v, dtype=float).ravel() for v in tr.extras.values()])
-    print(json.dumps({"threads": numba.get_num_threads(), "chunks": tr.meta["paths"]["chunks"],
-                      "hex": blob.tobytes().hex()}))
+    for threads, path in json.loads(sys.argv[2]):
+        numba.set_num_threads(threads)
+        os.environ["CGDBENCH_PATH"] = path
+        parallel.PathChooser.forget()
+        tr = cgdbench.run(cfg)
+        blob = np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.grad_norm_sq_D, tr.bits_up.astype(float)]
+                              + [np.asarray(v, dtype=float).ravel() for v in tr.extras.values()])
+        print(json.dumps({"setting": [threads, path], "threads": tr.meta["threads"],
+                          "chunks": tr.meta["paths"]["chunks"], "hex": blob.tobytes().hex()}))
 """)
-#: (NUMBA_NUM_THREADS, CGDBENCH_PATH): one thread; two threads on each fixed path; two threads chosen per chunk
-SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
+#: (threads, CGDBENCH_PATH): one thread; two threads on each fixed path; two threads chosen per chunk.  One
+#: process with a 2-thread pool runs them all (numba.set_num_threads): a process per setting cost its start
+#: and the compiled kernels' load four times, ~100 s of the suite on a 2-core machine
+SETTINGS = [(1, "auto"), (2, "parallel"), (2, "serial"), (2, "auto")]
 
 
 @pytest.mark.parametrize("kw", [
@@ -39,18 +46,17 @@ SETTINGS = [("1", "auto"), ("2", "parallel"), ("2", "serial"), ("2", "auto")]
     dict(algorithm="det-marina", compressor="bern-q:0.5", blocks="3", clients=20, iters=200, marina_p=0.2),
 ], ids=["det-cgd1", "det-cgd1-weighted", "det-cgd2", "ef-sgd", "ef21", "diana", "marina", "det-marina"])
 def test_every_prange_kernel_is_bit_identical_on_every_path_and_thread_count(kw):
-    out = {}
-    for threads, path in SETTINGS:
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "CGDBENCH_PATH": path}
-        res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps({**kw, "seed": 9})], capture_output=True,
-                             text=True, env=env)
-        assert res.returncode == 0, res.stderr[-2000:]
-        out[threads, path] = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["1", "auto"]["threads"] == 1 and out["2", "parallel"]["threads"] == 2
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps({**kw, "seed": 9}), json.dumps(SETTINGS)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = {tuple(o["setting"]): o for o in map(json.loads, res.stdout.strip().splitlines()[-len(SETTINGS):])}
+    assert set(out) == set(SETTINGS)
+    assert out[1, "auto"]["threads"] == 1 and out[2, "parallel"]["threads"] == 2
     # each setting ran the path it names (so the comparison compares the two compilations)
-    assert out["1", "auto"]["chunks"]["parallel"] == 0 and out["2", "serial"]["chunks"]["parallel"] == 0
-    assert out["2", "parallel"]["chunks"]["serial"] == 0 and out["2", "parallel"]["chunks"]["parallel"] > 0
-    assert out["2", "auto"]["chunks"]["parallel"] > 0 and out["2", "auto"]["chunks"]["serial"] > 0
+    assert out[1, "auto"]["chunks"]["parallel"] == 0 and out[2, "serial"]["chunks"]["parallel"] == 0
+    assert out[2, "parallel"]["chunks"]["serial"] == 0 and out[2, "parallel"]["chunks"]["parallel"] > 0
+    assert out[2, "auto"]["chunks"]["parallel"] > 0 and out[2, "auto"]["chunks"]["serial"] > 0
     assert len({o["hex"] for o in out.values()}) == 1
 
 
