@@ -16,13 +16,14 @@
   Numba compiles for, architecture), each recorded with the package, Python, NumPy and Numba versions.  The
   gate compares against the entry recorded with this machine's values; with none, it is
   refused (exit 1, each recorded entry's differing values named): the exact metrics
-  differ in the last bits between CPUs (libm's exp and log), and the speed ratios by up
-  to 2x, so neither may be carried from one machine to another.
+  differ in the last bits between CPUs (6 of 30 values by 1-2 ulp between an Intel Xeon
+  and an AMD EPYC), and the speed ratios by 1.6-2.5x, so neither may be carried from one machine to another.
 
 A deliberate change is recorded with ``--update-baseline``, which writes this machine's
-entry and keeps the other machines' entries recorded with the same versions (those from
-other versions are dropped, and named: record them again on their machines).  The
-default baseline ships inside the package (``cgdbench/gate_baseline.json``), so an
+entry (each speed ratio the median of :data:`RECORD_PASSES` timing passes) and keeps the
+other machines' entries recorded with the same versions (those from other versions are
+dropped, and named: record them again on their machines).  The default baseline ships
+inside the package (``cgdbench/gate_baseline.json``), so an
 installed package finds it too.
 """
 from __future__ import annotations
@@ -40,6 +41,9 @@ from .errors import CgdbenchError
 DEFAULT_BASELINE = Path(__file__).resolve().parent / "gate_baseline.json"
 DEFAULT_TOLERANCE = 1.5
 DEFAULT_REPEATS = 9
+#: timing passes a recorded baseline takes the median of (a single pass recorded logistic_grad_a1a at 2.55x on
+#: the znver3 machine, whose ratio is 1.6-2.1x in other processes: CI then failed at 1.59x)
+RECORD_PASSES = 3
 #: environment fields a baseline must share with this machine
 ENV_KEYS = ("package_version", "python", "numpy", "numba", "cpu", "cpu_target", "machine")
 #: the fields that tell machines apart (one entry each); the others are versions all entries share
@@ -314,7 +318,12 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
     t0 = time.perf_counter()
     current = {"metrics": metrics(data_dir)}
     if not skip_timings:
-        current["timings"] = timings(data_dir, repeats=repeats, slowdown=slowdown)
+        if update:  # a baseline ratio is the median of RECORD_PASSES: one pass can land on a fast or slow spell
+            passes = [timings(data_dir, repeats=repeats) for _ in range(RECORD_PASSES)]
+            current["timings"] = {name: sorted((p[name] for p in passes), key=lambda t: t["speedup"])
+                                  [RECORD_PASSES // 2] for name in passes[0]}
+        else:
+            current["timings"] = timings(data_dir, repeats=repeats, slowdown=slowdown)
     if update:
         before = entry_for(doc, here) if doc else None
         new, dropped = with_entry(doc, {"environment": here, **current})
