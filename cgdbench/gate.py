@@ -227,8 +227,27 @@ def entry_for(doc: dict, here: dict) -> dict | None:
     return next((e for e in entries(doc) if not env_differences(e, here)), None)
 
 
-def _machine(env: dict) -> str:
+def _machine(entry: dict) -> str:
+    env = entry.get("environment") or {}
     return " / ".join(str(env.get(k)) for k in MACHINE_KEYS)
+
+
+def load_baseline(path: Path, update: bool) -> dict | None:
+    """The baseline file's document; ``None`` when ``update`` and there is no usable file (it is written anew)."""
+    if not path.is_file():
+        if update:
+            return None
+        raise GateError(f"no gate baseline at {path}; create it with `cgdbench gate --update-baseline`")
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        if update:
+            return None
+        raise GateError(f"gate baseline {path} is not valid JSON ({exc}); restore it from git or "
+                        "record a new one with --update-baseline") from None
+    if not (isinstance(doc, dict) and all(isinstance(e, dict) and "metrics" in e for e in entries(doc))):
+        raise GateError(f"gate baseline {path} holds no 'metrics'; not a cgdbench gate baseline")
+    return doc
 
 
 def with_entry(doc: dict | None, entry: dict) -> tuple[dict, list[dict]]:
@@ -237,14 +256,14 @@ def with_entry(doc: dict | None, entry: dict) -> tuple[dict, list[dict]]:
     here = entry["environment"]
     kept, dropped = [], []
     for e in entries(doc) if doc else []:
-        env = e.get("environment") or {}
-        if all(env.get(k) == here.get(k) for k in MACHINE_KEYS):
+        diffs = {k for k, _, _ in env_differences(e, here)}
+        if not diffs & set(MACHINE_KEYS):
             continue
         # stale: recorded with other versions, or before a field the gate now compares was recorded
-        current = all(k in env for k in ENV_KEYS) and all(env[k] == here.get(k) for k in ENV_KEYS
-                                                           if k not in MACHINE_KEYS)
-        (kept if current else dropped).append(e)
-    machines = sorted(kept + [entry], key=lambda e: _machine(e["environment"]))
+        env = e.get("environment") or {}
+        stale = bool(diffs - set(MACHINE_KEYS)) or any(k not in env for k in ENV_KEYS)
+        (dropped if stale else kept).append(e)
+    machines = sorted(kept + [entry], key=_machine)
     return {"version": 3, "machines": machines}, dropped
 
 
@@ -286,21 +305,7 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
     baseline_path = Path(baseline_path)
     if update and slowdown != 1:
         raise GateError("--inject-slowdown cannot be recorded into a baseline")
-    doc = None
-    if not update or baseline_path.is_file():
-        if not baseline_path.is_file():
-            raise GateError(f"no gate baseline at {baseline_path}; create it with `cgdbench gate --update-baseline`")
-        try:
-            doc = json.loads(baseline_path.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            if update:  # rewritten from scratch
-                doc = None
-            else:
-                raise GateError(f"gate baseline {baseline_path} is not valid JSON ({exc}); restore it from git or "
-                                "record a new one with --update-baseline") from None
-        if doc is not None and not (isinstance(doc, dict) and all(isinstance(e, dict) and "metrics" in e
-                                                                   for e in entries(doc))):
-            raise GateError(f"gate baseline {baseline_path} holds no 'metrics'; not a cgdbench gate baseline")
+    doc = load_baseline(baseline_path, update)
     here = environment()
     baseline = None
     if not update:
@@ -309,7 +314,7 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
             print(f"gate: FAILED — the baseline {baseline_path} has no entry recorded on this machine with these "
                   "versions:")
             for e in entries(doc):
-                print(f"  entry for {_machine(e.get('environment') or {})}:")
+                print(f"  entry for {_machine(e)}:")
                 for k, b, c in env_differences(e, here):
                     print(f"    {k}: baseline {b!r}, here {c!r}")
             print("Its exact metrics and speed ratios need not hold here. Record one for this machine with: "
@@ -326,19 +331,20 @@ def run_gate(baseline_path=DEFAULT_BASELINE, update: bool = False, data_dir=None
             current["timings"] = timings(data_dir, repeats=repeats, slowdown=slowdown)
     if update:
         before = entry_for(doc, here) if doc else None
-        new, dropped = with_entry(doc, {"environment": here, **current})
+        entry = {"environment": here, **current}
+        new, dropped = with_entry(doc, entry)
         baseline_path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
-        print(f"gate: baseline for {_machine(here)} written to {baseline_path} ({len(current['metrics'])} cells"
+        print(f"gate: baseline for {_machine(entry)} written to {baseline_path} ({len(current['metrics'])} cells"
               + ("" if skip_timings else f", {len(current['timings'])} timing ratios") + "); "
               f"{len(new['machines']) - 1} other machine(s) kept")
         for e in dropped:
             env = e.get("environment") or {}
             diffs = ", ".join(f"{k} not recorded" if k not in env else f"{k} {b!r} ≠ {c!r}"
                               for k, b, c in env_differences(e, here) if k not in MACHINE_KEYS or k not in env)
-            print(f"gate: dropped the entry for {_machine(e.get('environment') or {})} ({diffs}): "
+            print(f"gate: dropped the entry for {_machine(e)} ({diffs}): "
                   "record it again on that machine")
         if before is not None and before.get("metrics") != current["metrics"] and len(new["machines"]) > 1:
-            others = ", ".join(_machine(e["environment"]) for e in new["machines"] if e["environment"] != here)
+            others = ", ".join(_machine(e) for e in new["machines"] if e["environment"] != here)
             print(f"gate: this machine's exact metrics changed; the entries for {others} still hold their old "
                   "ones: record the change on those machines too (or delete their entries)")
         return 0

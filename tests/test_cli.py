@@ -18,20 +18,6 @@ def cli(*args, cwd=None, env=None):
                           cwd=cwd, env={**os.environ, **(env or {})})
 
 
-def main_in_process(args, capsys, monkeypatch, cwd):
-    """``cgdbench ARGS`` run by ``main`` in this process (no interpreter start and kernel load per case, ~1.5 s
-    each on a 2-core machine): ``(exit code, stdout, stderr)``.  An exception escaping ``main`` fails the test."""
-    from cgdbench.cli import main
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:  # argparse's own exit (bad syntax)
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def test_list_names_everything():
     r = cli("list")
     assert r.returncode == 0
@@ -72,8 +58,8 @@ def test_run_writes_and_summarises(tmp_path, data_dir):
     (["--dataset", "a1a", "--data-dir", "/nonexistent"], "not found (looked for /nonexistent/a1a)"),
     (["--out", "/nonexistent/dir/r.h5"], "output directory '/nonexistent/dir' does not exist"),
 ])
-def test_bad_input_is_one_line_without_traceback(tmp_path, args, msg, capsys, monkeypatch):
-    rc, _, err = main_in_process(["run", "--iters", "5", *args], capsys, monkeypatch, tmp_path)
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, msg, cli_main):
+    rc, _, err = cli_main(["run", "--iters", "5", *args], cwd=tmp_path)
     assert rc == 2
     assert msg in err, err
     assert len(err.strip().splitlines()) == 1
@@ -89,12 +75,12 @@ def test_bad_input_from_the_command_is_one_line_without_traceback(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_sha_mismatch_from_the_cli(tmp_path, data_dir, capsys, monkeypatch):
+def test_sha_mismatch_from_the_cli(tmp_path, data_dir, cli_main):
     (tmp_path / "a1a").write_text((data_dir / "a1a").read_text().replace("+1", "-1", 1))
     run = ["run", "--dataset", "a1a", "--data-dir", str(tmp_path), "--iters", "2"]
-    rc, _, err = main_in_process(run, capsys, monkeypatch, tmp_path)
+    rc, _, err = cli_main(run, cwd=tmp_path)
     assert rc == 2 and "sha256 mismatch" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = main_in_process(run + ["--allow-hash-mismatch"], capsys, monkeypatch, tmp_path)
+    rc, _, err = cli_main(run + ["--allow-hash-mismatch"], cwd=tmp_path)
     assert rc == 0, err
 
 

@@ -78,11 +78,10 @@ def test_corrupt_stepsize_cache_is_reported_removed_and_recomputed(tmp_path, mon
     (tmp_path / "stepsizes").mkdir()
     entries = [tmp_path / "stepsizes" / good.name]
     entries[0].write_bytes(good.read_bytes())
-    cfg = OPTIMAL
-    assert np.array_equal(engine.build(cfg).D.dense(), first.D.dense())  # the entry is read as it is
+    assert np.array_equal(engine.build(OPTIMAL).D.dense(), first.D.dense())  # the entry is read as it is
     assert "unreadable" not in capsys.readouterr().err
     entries[0].write_bytes(content)                        # a half-written entry from an interrupted run
-    again = engine.build(cfg)
+    again = engine.build(OPTIMAL)
     err = capsys.readouterr().err
     assert "is unreadable" in err and "removed, recomputing" in err
     assert np.array_equal(again.D.dense(), first.D.dense())

@@ -72,14 +72,11 @@ def test_bernoulli_beats_uniform_sampling():
     assert rows[(12, "general")]["computed"] <= rows[(11, "general")]["computed"]
 
 
-def test_theory_cli_json(data_dir, capsys):
-    from cgdbench.cli import main
-    capsys.readouterr()
-    rc = main(["theory", "--dataset", "a1a", "--data-dir", str(data_dir), "--lam", "0.1", "--json", "--check", "60",
-               "--seeds", "4"])
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    doc = json.loads(out.out)
+def test_theory_cli_json(data_dir, cli_main):
+    rc, out, err = cli_main(["theory", "--dataset", "a1a", "--data-dir", str(data_dir), "--lam", "0.1", "--json",
+                             "--check", "60", "--seeds", "4"])
+    assert rc == 0, err
+    doc = json.loads(out)
     assert doc["d"] == 123 and {row["row"] for row in doc["rows"]} == set(range(1, 14))
     assert all({"row", "method", "printed", "computed"} <= set(row) for row in doc["rows"])
     assert {(row["row"]) for row in doc["rows"] if not row["agree"]} == {2, 8, 11}
