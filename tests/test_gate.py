@@ -59,7 +59,11 @@ def test_slower_kernel_fails():
 
 def test_metrics_match_the_committed_baseline(data_dir):
     """The deterministic half of the gate, as CI runs it."""
-    baseline = gate.entry_for(json.loads(gate.DEFAULT_BASELINE.read_text()), gate.environment())
+    env = gate.environment()
+    baseline = gate.entry_for(json.loads(gate.DEFAULT_BASELINE.read_text()), env)
+    assert baseline is not None, (f"no baseline entry for this machine ({gate._machine({'environment': env})}): "
+                                  "run `cgdbench gate --update-baseline` on a quiet machine and commit "
+                                  "cgdbench/gate_baseline.json")
     rows, ok = gate.compare({"metrics": baseline["metrics"]}, {"metrics": gate.metrics(data_dir)})
     assert ok, gate.format_rows(rows, only_failures=True)
 
