@@ -128,7 +128,12 @@ class PathChooser:
         self._i += 1
         self.chunks[path] += 1
         self.iterations[path] += iterations
-        if iterations <= 0 or len(self.paths) == 1:
+        if iterations <= 0:
+            return
+        if len(self.paths) == 1:  # nothing to choose; the cost still sizes the engine's chunks
+            v = self.samples[path]
+            v.append(seconds / iterations)
+            del v[:-WINDOW]
             return
         if self._warm == "pending" and path == "parallel":
             self._warm = seconds

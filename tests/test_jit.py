@@ -1,0 +1,64 @@
+"""The compiled-kernel cache's key: every file a kernel can depend on, and only those (cgdbench._jit)."""
+import importlib
+import pkgutil
+from pathlib import Path
+
+import cgdbench
+from cgdbench import _jit
+
+
+def _kernels_of(module):
+    from numba.core.registry import CPUDispatcher
+    return [name for name, obj in vars(module).items()
+            if isinstance(obj, (CPUDispatcher, _jit.TwoPath)) and getattr(obj, "__module__", None) == module.__name__]
+
+
+def test_every_module_with_a_kernel_is_hashed():
+    hashed = set(_jit.kernel_sources())
+    with_kernels = []
+    for info in pkgutil.walk_packages(cgdbench.__path__, "cgdbench."):
+        if info.name.endswith("__main__"):  # runs the CLI
+            continue
+        module = importlib.import_module(info.name)
+        if _kernels_of(module):
+            with_kernels.append(module.__name__)
+            assert Path(module.__file__).resolve() in hashed, module.__name__
+    assert len(with_kernels) >= 10  # the walk found the algorithms, problems, compressors, rng, stepsizes
+    names = {p.name for p in hashed}
+    assert {"det_cgd.py", "logreg.py", "sketches.py", "rng.py", "kernels.py", "_jit.py"} <= names
+    assert not {"cli.py", "engine.py", "gate.py", "report.py", "sweep.py"} & names
+
+
+def _package(root: Path, files: dict) -> Path:
+    pkg = root / "pkg"
+    for rel, text in files.items():
+        path = pkg / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return pkg
+
+
+def test_import_closure_of_a_synthetic_package(tmp_path):
+    pkg = _package(tmp_path, {
+        "__init__.py": "",
+        "_jit.py": "",
+        "consts.py": "K = 1\n",
+        "helpers.py": "from .consts import K\n",
+        "kern.py": "from ._jit import njit\nfrom . import (  # a comment\n    helpers,\n)\n"
+                   "def f():\n    import pkg.late as late\n",
+        "late.py": "",
+        "sub/__init__.py": "",
+        "sub/deep.py": "from .. import _jit\nfrom ..consts import K\n",
+        "cli.py": "from .kern import f\nfrom . import engine\n",
+        "engine.py": "import numpy\n",
+        "doc.py": '"""Not a kernel module."""\n',
+    })
+    got = {p.relative_to(pkg).as_posix() for p in _jit.kernel_sources(pkg)}
+    assert got == {"__init__.py", "_jit.py", "consts.py", "helpers.py", "kern.py", "late.py", "sub/__init__.py",
+                   "sub/deep.py"}
+    h0 = _jit.source_hash(pkg)
+    (pkg / "cli.py").write_text("# edited\n")
+    (pkg / "engine.py").write_text("# edited\n")
+    assert _jit.source_hash(pkg) == h0  # the CLI and the loop: the cache stays
+    (pkg / "consts.py").write_text("K = 2\n")
+    assert _jit.source_hash(pkg) != h0  # a constant a kernel reaches: a fresh cache
