@@ -130,13 +130,13 @@ class PathChooser:
         self.iterations[path] += iterations
         if iterations <= 0:
             return
-        if len(self.paths) == 1:  # nothing to choose; the cost still sizes the engine's chunks
-            v = self.samples[path]
-            v.append(seconds / iterations)
-            del v[:-WINDOW]
-            return
         if self._warm == "pending" and path == "parallel":
             self._warm = seconds
+            return
+        v = self.samples[path]
+        v.append(seconds / iterations)
+        del v[:-WINDOW]
+        if len(self.paths) == 1:  # nothing to choose; the cost still sizes the engine's chunks
             return
         warmed = isinstance(self._warm, float)
         warm, self._warm = (self._warm if warmed else 0.0), None
@@ -145,9 +145,6 @@ class PathChooser:
         # what this chunk cost over the other path's estimate
         excess = (warm + seconds - (iterations + warmed) * self.cost(other)
                   if self.samples[other] else 0.0)
-        v = self.samples[path]
-        v.append(seconds / iterations)
-        del v[:-WINDOW]
         if not all(self.samples.values()):
             return
         best = "parallel" if PARALLEL_MARGIN * self.cost("parallel") < self.cost("serial") else "serial"
