@@ -43,9 +43,8 @@ def main(argv=None):
     d1 = sl(Iv[C.H_D1], Iv[C.H_DSIZE])
     geos = [C.layer_geo(arch, l) for l in range(L)]
     for geo in geos:
-        tw = sl(geo[C.F_T], geo[C.F_BOFF] - geo[C.F_WOFF])
-        src = x if geo[C.F_SMALL] else g
-        C.transpose_weights(geo, src[geo[C.F_WOFF]:geo[C.F_BOFF]], tw)
+        if geo[C.F_SMALL]:
+            C.transpose_weights(geo, x[geo[C.F_WOFF]:geo[C.F_BOFF]], sl(geo[C.F_T], geo[C.F_BOFF] - geo[C.F_WOFF]))
     names = [ly.name for ly in arch.layers]
     keys = [f"fwd {l} {names[l]}" for l in range(L)] + [f"bwd {l} {names[l]}" for l in range(L - 1, -1, -1)]
 
@@ -83,7 +82,7 @@ def main(argv=None):
                     dz[sl(geo[C.F_ACT], n_out) <= 0.0] = 0.0
                 nw = geo[C.F_BOFF] - geo[C.F_WOFF]
                 W = x[geo[C.F_WOFF]:geo[C.F_BOFF]]
-                gW = g[geo[C.F_WOFF]:geo[C.F_BOFF]] if geo[C.F_SMALL] else sl(geo[C.F_T], nw)
+                gW = g[geo[C.F_WOFF]:geo[C.F_BOFF]]
                 gb = g[geo[C.F_BOFF]:geo[C.F_BOFF] + geo[C.F_COUT]]
                 din = other[:n_in]
                 t = time.perf_counter()

@@ -46,20 +46,13 @@ def layer_backward(ly, W, X, dZ, gW0, gb0, need_din=True):
     conv.transpose_weights(geo, Wf, WT)
     _, col = layer_forward(ly, W, np.zeros(ly.cout), X)
     gW = np.ascontiguousarray(gW0).ravel().copy()
-    if not ly.small:              # the kernel accumulates into the transposed gradient
-        acc = _nan(ly.n_weights)
-        conv.transpose_weights(geo, gW, acc)
-    else:
-        acc = gW
     gb = gb0.copy()
     din = _nan(ly.cin * nb * ly.hin * ly.win)
     t0, t1 = _nan(ly.temp_size(nb)), _nan(ly.temp_size(nb))
     if ly.kind == conv.CONV:
-        conv.conv2d_backward(geo, nb, Wf, col, _to_kernel(dZ), acc, gb, din, t0, t1, need_din)
+        conv.conv2d_backward(geo, nb, Wf, col, _to_kernel(dZ), gW, gb, din, t0, t1, need_din)
     else:
-        conv.conv_transpose2d_backward(geo, nb, Wf, _to_kernel(X), _to_kernel(dZ), acc, gb, din, t0, t1, WT, need_din)
-    if not ly.small:
-        conv.untranspose_grad(geo, acc, gW)
+        conv.conv_transpose2d_backward(geo, nb, Wf, _to_kernel(X), _to_kernel(dZ), gW, gb, din, t0, t1, WT, need_din)
     return _from_kernel(din, ly.cin, nb, ly.hin, ly.win), gW.reshape(ly.weight_shape), gb
 
 
