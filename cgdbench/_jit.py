@@ -160,10 +160,27 @@ class TwoPath:
         arguments of exactly these types: the engine calls it with one job's fixed arrays.
         """
         disp = self.path(name)
-        sig = tuple(disp.typeof_pyval(a) for a in args)
+        sig = self.signature(name, args)
         if sig not in disp.overloads:
             disp.compile(sig)
         return disp.get_overload(sig)
+
+    def signature(self, name: str, args: tuple) -> tuple:
+        """The Numba types of ``args`` as the ``name`` path sees them (what it is compiled for)."""
+        disp = self.path(name)
+        return tuple(disp.typeof_pyval(a) for a in args)
+
+    def cached(self, name: str, sig: tuple):
+        """Whether the ``name`` path for ``sig`` is compiled in this process or found in the disk cache,
+        without loading it; ``None`` when it cannot tell (reads Numba's cache index, not a public API)."""
+        disp = self.path(name)
+        if sig in disp.overloads:
+            return True
+        try:
+            cache = disp._cache
+            return cache._index_key(sig, disp.targetctx.codegen()) in cache._cache_file._load_index()
+        except Exception:  # noqa: BLE001 — another Numba version: no answer, nothing is compiled early
+            return None
 
 
 def _copy(fn, calls, path: str, suffix: str):

@@ -234,3 +234,51 @@ def test_bad_configs():
             RunConfig(**kw)
     with pytest.raises(ConfigError, match="more clients than rows"):
         cgdbench.run(RunConfig(clients=5000, iters=1))
+
+
+def test_the_second_path_is_compiled_by_a_helper_only_when_neither_path_is_cached(monkeypatch):
+    """engine._compile: the helper gets the serial path's signature when no path is cached, and is
+    not started when one is cached or CGDBENCH_COMPILE_HELPER=0; after a failed helper the path is
+    compiled (here: loaded) in this process all the same."""
+    from cgdbench import _jit, algorithms, engine, precompile
+    cfg = RunConfig(clients=4, algorithm="det-cgd1", compressor="rand-1", iters=30, log_every=5)
+    b = engine.build(cfg)
+    started = []
+
+    class FakeHelper:
+        def __init__(self, path, ok):
+            self.path, self.ok, self.waited = path, ok, False
+
+        def wait(self):
+            self.waited = True
+            return self.ok
+
+        def kill(self):
+            pass
+
+    def fake_start(ok):
+        def start(kernel, path, sig):
+            started.append((kernel, path, sig, FakeHelper(path, ok)))
+            return started[-1][3]
+        return start
+
+    paths = ("parallel", "serial")
+    monkeypatch.setattr(precompile, "usable_cores", lambda: 2)
+    for cached, env, ok, expect in ((False, "1", True, "serial"), (False, "1", False, "serial"),
+                                    (True, "1", True, None), (False, "0", True, None)):
+        monkeypatch.setattr(_jit.TwoPath, "cached", lambda self, p, s, c=cached: c)
+        monkeypatch.setattr(precompile, "start", fake_start(ok))
+        monkeypatch.setenv(precompile.ENV, env)
+        started.clear()
+        job = algorithms.get(cfg.algorithm).factory(b)
+        assert engine._compile(job, paths) == expect
+        if expect is None:
+            assert not started
+        else:
+            (kernel, path, sig, helper), = started
+            assert kernel is job.kernel and path == "serial" and helper.waited
+            assert sig == job.signature("serial")
+        assert set(job.__dict__["_compiled"]) == set(paths)  # both paths ready
+    monkeypatch.setattr(precompile, "usable_cores", lambda: 1)
+    monkeypatch.setenv(precompile.ENV, "1")
+    assert not precompile.enabled()

@@ -62,3 +62,46 @@ def test_import_closure_of_a_synthetic_package(tmp_path):
     assert _jit.source_hash(pkg) == h0  # the CLI and the loop: the cache stays
     (pkg / "consts.py").write_text("K = 2\n")
     assert _jit.source_hash(pkg) != h0  # a constant a kernel reaches: a fresh cache
+
+
+_TINY = '''
+from cgdbench._jit import njit_parallel, prange
+
+
+@njit_parallel
+def doubled_sum(x):
+    s = 0.0
+    for i in prange(x.shape[0]):
+        s += 2.0 * x[i]
+    return s
+'''
+
+_CHILD = '''
+import numpy as np
+import tiny_kernel
+from cgdbench import precompile
+k = tiny_kernel.doubled_sum
+args = (np.arange(5.0),)
+sig = k.signature("serial", args)
+before = (k.cached("serial", sig), k.cached("parallel", sig))
+helper = precompile.start(k, "serial", sig)
+ok = helper.wait()
+after = (k.cached("serial", sig), k.cached("parallel", sig))
+value = k.entry("serial", (np.arange(5.0),))(np.arange(5.0))
+hits = sum(k.serial.stats.cache_hits.values())
+print(before, ok, after, value, hits)
+'''
+
+
+def test_a_helper_process_compiles_a_path_into_the_disk_cache(tmp_path):
+    """TwoPath.cached reads the disk cache; precompile's helper compiles one path there, and this
+    process then loads it (a cache hit) instead of compiling it; the other path stays uncompiled."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "tiny_kernel.py").write_text(_TINY)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(False,", "False)", "True", "(True,", "False)", "20.0", "1"], out.stdout

@@ -260,6 +260,10 @@ class Job:
             compiled[path] = (self.args, fn)
         return fn(*args)
 
+    def signature(self, path):
+        """The Numba types :meth:`call` passes the kernel's ``path`` (what it is compiled for)."""
+        return self.kernel.signature(path, (0, 0, self.b.config.iters, *self.args))
+
     def shape_key(self):
         p, c = self.b.problem, self.b.config
         return (c.algorithm, p.n, p.d, int(p.indptr[-1]), c.compressor)
