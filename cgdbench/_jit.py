@@ -139,6 +139,7 @@ class TwoPath:
 
     def __init__(self, fn, serial_calls=(), parallel=True, fastmath=FASTMATH):
         self.py_func = fn
+        self._options = dict(serial_calls=serial_calls, parallel=parallel, fastmath=fastmath)
         self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         self.__module__ = fn.__module__
         flags = dict(cache=True, fastmath=set(fastmath), nogil=True)
@@ -164,6 +165,19 @@ class TwoPath:
         if sig not in disp.overloads:
             disp.compile(sig)
         return disp.get_overload(sig)
+
+    def specialize(self, suffix: str, **names) -> "TwoPath":
+        """This kernel again, with some of its module's globals replaced: a constant, or another two-path
+        kernel it calls.  Numba prunes a branch ``if NAME:`` on a replaced constant before typing, so what
+        only that branch calls is not compiled at all.  The copy's ``__qualname__`` ends in ``suffix``
+        (its own disk-cache entry); bind it to that name in the module (the compile helper finds it there).
+        """
+        fn = self.py_func
+        copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names}, fn.__name__, fn.__defaults__,
+                                  fn.__closure__)
+        copy.__qualname__ = fn.__qualname__ + suffix
+        copy.__module__ = fn.__module__
+        return TwoPath(copy, **self._options)
 
     def signature(self, name: str, args: tuple) -> tuple:
         """The Numba types of ``args`` as the ``name`` path sees them (what it is compiled for)."""

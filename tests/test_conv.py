@@ -371,11 +371,13 @@ def test_serial_path_runs_a_serial_pass_with_the_same_bits(monkeypatch):
     """The engine's serial path calls conv_pass's serial twin (no parallel region nested in it: a loaded
     machine gets a truly serial chunk), and both paths give the same bits."""
     from cgdbench import RunConfig, engine
-    from cgdbench.algorithms.ef_sgd import ef_sgd_chunk, full_loss_grad
-    assert ef_sgd_chunk.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
-    assert ef_sgd_chunk.serial.py_func.__globals__["full_loss_grad"] is full_loss_grad.serial
-    assert ef_sgd_chunk.parallel.py_func.__globals__["conv_pass"] is conv.conv_pass.parallel
-    assert full_loss_grad.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
+    from cgdbench.algorithms.ef_sgd import ef_sgd_chunk__conv as chunk, full_loss_grad__conv as full
+    assert chunk.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
+    assert chunk.serial.py_func.__globals__["full_loss_grad"] is full.serial
+    assert chunk.parallel.py_func.__globals__["full_loss_grad"] is full.parallel
+    assert chunk.parallel.py_func.__globals__["conv_pass"] is conv.conv_pass.parallel
+    assert full.serial.py_func.__globals__["conv_pass"] is conv.conv_pass.serial
+    assert chunk.serial.py_func.__globals__["CONV"] and full.serial.py_func.__globals__["CONV"]
     cfg = RunConfig(problem="conv-autoencoder", hidden="2:3:2:1,3:7:1:0", algorithm="ef-sgd",
                     compressor="top-k:0.05", iters=9, batch_size=12, log_every=3, seed=3, noise=0.01, reset_iters=4)
     runs = {}

@@ -125,3 +125,25 @@ def test_bad_build():
         engine.build(RunConfig(problem="saddle-quartic", algorithm="sgd", batch_size=65))
     with pytest.raises(ConfigError, match="--noise does not apply to algorithm 'det-cgd1'"):
         RunConfig(noise=0.1)
+
+
+def test_the_conv_autoencoder_has_its_own_kernel_and_the_others_never_compile_it():
+    """ef_sgd_chunk is compiled with CONV = False (its conv branches pruned before typing: no conv pass
+    in the kernel of the saddles, MLPs and logistic problems); the conv autoencoder runs on
+    ef_sgd_chunk__conv, and the general kernel refuses it."""
+    from cgdbench import RunConfig, algorithms, engine
+    from cgdbench.algorithms import ef_sgd
+    assert ef_sgd.ef_sgd_chunk.parallel.py_func.__globals__["CONV"] is False
+    assert ef_sgd.ef_sgd_chunk__conv.parallel.py_func.__globals__["CONV"] is True
+    assert ef_sgd.ef_sgd_chunk__conv.__qualname__ == "ef_sgd_chunk__conv"  # the compile helper's lookup
+    kinds = {}
+    for problem, extra in (("saddle-quartic", dict(dim=6)), ("conv-autoencoder", dict(hidden="2:3:2:1,3:7:1:0"))):
+        cfg = RunConfig(problem=problem, algorithm="ef-sgd", compressor="identity", iters=2, batch_size=4,
+                        log_every=1, **extra)
+        job = algorithms.get(cfg.algorithm).factory(engine.build(cfg))
+        kinds[problem] = job.kernel
+        if problem == "conv-autoencoder":
+            args = (0, 1, cfg.iters, *job.args)
+            with pytest.raises(ValueError, match="ef_sgd_chunk__conv"):
+                ef_sgd.ef_sgd_chunk.entry("serial", args)(*args)
+    assert kinds == {"saddle-quartic": ef_sgd.ef_sgd_chunk, "conv-autoencoder": ef_sgd.ef_sgd_chunk__conv}

@@ -105,3 +105,55 @@ def test_a_helper_process_compiles_a_path_into_the_disk_cache(tmp_path):
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["(False,", "False)", "True", "(True,", "False)", "20.0", "1"], out.stdout
+
+
+_FLAGGED = '''
+from cgdbench._jit import njit_parallel, prange
+
+FLAG = False
+
+
+def not_jittable(x):  # plain Python: typing a call to it fails in nopython mode
+    return object()
+
+
+@njit_parallel
+def total(x):
+    s = 0.0
+    for i in prange(x.shape[0]):
+        s += x[i]
+    if FLAG:
+        s += not_jittable(x)
+    return s
+
+
+total__on = total.specialize("__on", FLAG=True)
+'''
+
+_FLAGGED_CHILD = '''
+import numpy as np
+import flagged
+args = (np.arange(5.0),)
+print(flagged.total.entry("serial", args)(*args), flagged.total.entry("parallel", args)(*args))
+print(flagged.total__on.__qualname__, flagged.total__on.serial.py_func.__qualname__)
+try:
+    flagged.total__on.entry("serial", args)
+    print("compiled")
+except Exception as exc:
+    print(type(exc).__name__)
+'''
+
+
+def test_specialize_prunes_a_branch_on_a_replaced_constant(tmp_path):
+    """TwoPath.specialize: with FLAG False the branch calling plain Python is pruned before typing (both
+    paths compile); the copy with FLAG True keeps it, so typing it fails; the copy has its own name."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "flagged.py").write_text(_FLAGGED)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _FLAGGED_CHILD], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["10.0", "10.0", "total__on", "total__on__serial", "TypingError"], out.stdout

@@ -87,13 +87,20 @@ def noise_schedule(spec: str, iters: int) -> tuple[float, float]:
     return T, F
 
 
+#: compile-time switch of the kernels below: False in ``ef_sgd_chunk``, whose conv branches Numba prunes
+#: before typing (so the kernel of the saddles, MLPs and logistic problems does not compile the conv
+#: autoencoder's passes: about a third of its compile time), True in ``ef_sgd_chunk__conv``
+CONV = False
+
+
 @njit_parallel(serial_calls=("conv_pass",), parallel=False)
 def full_loss_grad(Q, W, x, all_rows, g, scratch):
     """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m, the conv one its chunked pass)."""
     if Q.kind == P_LINEAR_AE:
         return linear_ae_full(x, Q.G, Q.Iv[0], Q.Iv[1], Q.V[0], g, False, x, g)
-    if Q.kind == P_CONV_AE:
-        return conv_pass(Q.Iv, Q.F, Q.V[0], x, all_rows, all_rows.shape[0], g, W.P, W.S, W.Lc)
+    if CONV:
+        if Q.kind == P_CONV_AE:
+            return conv_pass(Q.Iv, Q.F, Q.V[0], x, all_rows, all_rows.shape[0], g, W.P, W.S, W.Lc)
     return batch_loss_grad(Q.kind, Q.F, Q.G, Q.V, Q.Iv, x, all_rows, all_rows.shape[0], g, scratch)
 
 
@@ -128,6 +135,8 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
     # every array written inside the prange is a local, not a pack field: see _common.Work
     E, gsum, hsum, vbuf, gradbuf, scratch, rows_buf, rows_scale, row_mark = W[:9]
     Gw = W.Gw
+    if not CONV and Q.kind == P_CONV_AE:
+        raise ValueError("ef_sgd_chunk: the conv autoencoder runs on ef_sgd_chunk__conv")
     idx_b, val_b, code_b, bits_b, table_b, work_b, mark_b = B
     for t in range(k0, k1):
         # --- Algorithm 1, lines 4-8: reset after I iterations or on escaping radius R
@@ -188,13 +197,15 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
                 for j in range(d):
                     xi[j] = 0.0
         ckey = stream_key(seed, SHARED_COMPRESSOR, t)
-        conv = Q.kind == P_CONV_AE
-        if conv:  # its minibatch gradients first, worker by worker, each a parallel pass over fixed chunks
-            for i in range(W_):
-                lo = worker_ptr[i]
-                _floyd(stream_key(seed, i, t), 0, lo, worker_ptr[i + 1] - lo, batch, 1.0, row_mark, rows_buf[0],
-                       rows_scale[0], 0)
-                conv_pass(Q.Iv, Q.F, Q.V[0], x, rows_buf[0], batch, Gw[i], W.P, W.S, W.Lc)
+        conv = False
+        if CONV:
+            conv = Q.kind == P_CONV_AE
+            if conv:  # its minibatch gradients first, worker by worker, each a parallel pass over fixed chunks
+                for i in range(W_):
+                    lo = worker_ptr[i]
+                    _floyd(stream_key(seed, i, t), 0, lo, worker_ptr[i + 1] - lo, batch, 1.0, row_mark,
+                           rows_buf[0], rows_scale[0], 0)
+                    conv_pass(Q.Iv, Q.F, Q.V[0], x, rows_buf[0], batch, Gw[i], W.P, W.S, W.Lc)
         # --- workers, in fixed ranges (one buffer row per range)
         for rr in prange(n_ranges):
             gs = gsum[rr]
@@ -246,6 +257,10 @@ def ef_sgd_chunk(k0, k1, K, log_every, A, x, xt, xa, Q, worker_ptr, all_rows, C,
     return RUNNING, k1
 
 
+full_loss_grad__conv = full_loss_grad.specialize("__conv", CONV=True)
+ef_sgd_chunk__conv = ef_sgd_chunk.specialize("__conv", CONV=True, full_loss_grad=full_loss_grad__conv)
+
+
 def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
     """A saddle problem, a vector compressor (its contractive form under error feedback), D = ηI."""
     from . import get
@@ -277,7 +292,8 @@ _SGD_METHOD = dict(oracle="minibatch", contract="vector", rules=("scalar",), def
 
 
 class EfSgdJob(Job):
-    """Compressed SGD: arrays for :func:`ef_sgd_chunk`, second-order checkpoints."""
+    """Compressed SGD: arrays for :func:`ef_sgd_chunk` (``ef_sgd_chunk__conv`` for the conv autoencoder),
+    second-order checkpoints."""
 
     kernel = ef_sgd_chunk
     build = staticmethod(build)
@@ -310,6 +326,8 @@ class EfSgdJob(Job):
                             float(c.noise),
                             decay_at, factor, c.batch_size, blowup_level(f0))
         conv = p.kind == P_CONV_AE
+        if conv:
+            self.kernel = ef_sgd_chunk__conv
         work = SgdWork(np.zeros((W if algo.use_ef else 1, d)), np.zeros((R, d)), np.zeros((R, d)), np.zeros((R, d)),
                        np.zeros((R, d)), np.zeros((R, ss)), np.zeros((R, c.batch_size), np.int64),
                        np.zeros((R, c.batch_size)), np.zeros(p.m, np.int8),
