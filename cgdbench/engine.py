@@ -123,8 +123,9 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     b = built or build(config, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
     job = algorithms.get(config.algorithm).factory(b)
     threads = _threads()
-    chooser = parallel.PathChooser(threads, key=job.shape_key())
+    chooser = parallel.PathChooser(threads, key=job.shape_key(), work=job.parallel_work())
     helper = _compile(job, chooser.paths)  # outside the timed loop
+    precompile.drain()  # a sweep's helper: what it has not compiled yet is compiled now, not during the timing
     compile_seconds = time.perf_counter() - t_build
 
     K = config.iters
@@ -267,27 +268,61 @@ class _DeferredStop:
         self.old = {}
 
 
-def _compile(job, paths) -> str | None:
+def _compile(job, paths) -> list[str] | None:
     """Compile (or load from the disk cache) every path the run may take.
 
-    When two paths are needed and neither is cached, the second (serial, the shorter compile) is
-    compiled in a helper process meanwhile (:mod:`cgdbench.precompile`) and loaded from the cache
-    after.  Returns the path the helper compiled, or None.
+    A path a helper process has in hand (a sweep's plan, :func:`plan_compiles`) is waited for and
+    loaded from the cache.  When two paths are needed, neither is cached and no helper has them, the
+    second (serial, the shorter compile) is compiled by a helper meanwhile (:mod:`cgdbench.precompile`).
+    Returns the paths a helper compiled (None: none).
     """
-    helper, kernel = None, job.kernel
-    if len(paths) == 2 and hasattr(kernel, "cached") and precompile.enabled():
-        sigs = {p: job.signature(p) for p in paths}
-        if all(kernel.cached(p, sigs[p]) is False for p in paths):
-            helper = precompile.start(kernel, paths[1], sigs[paths[1]])
+    kernel = job.kernel
+    if not hasattr(kernel, "signature"):
+        for path in paths:
+            job.call(0, 0, path)
+        return None
+    sigs = {p: job.signature(p) for p in paths}
+    own = None
+    if (len(paths) == 2 and precompile.enabled() and not precompile.planned(kernel, paths[1], sigs[paths[1]])
+            and all(kernel.cached(p, sigs[p]) is False for p in paths)):
+        own = precompile.start([(kernel, paths[1], sigs[paths[1]])])
+    helped = []
     try:
         for path in paths:
-            if helper is not None and path == helper.path:
-                helper.wait()  # if it failed, the call below compiles the path here
-            job.call(0, 0, path)
+            if precompile.claim(kernel, path, sigs[path]):
+                helped.append(path)
+            job.call(0, 0, path)  # compiles it here, or loads what the helper compiled
     finally:
-        if helper is not None:
-            helper.kill()
-    return helper.path if helper is not None else None
+        if own is not None:
+            own.kill()
+    return helped or None
+
+
+def plan_compiles(builts) -> "precompile.Helper | None":
+    """Start a helper compiling, into the disk cache, what runs of ``builts`` (in run order) will compile.
+
+    A sweep calls this with the first Built of each kernel: each one's paths (as :class:`PathChooser`
+    would pick them) whose signature is not cached yet, in the order the runs will need them.  The
+    helper takes them from the last, this process from the first (:mod:`cgdbench.precompile`), so the
+    second core compiles while the first does.  Before the first run is timed, :func:`run` compiles what
+    the helper has not started and waits for the rest (``precompile.drain``): no run is timed with a
+    compiler on the other core.  None when there is nothing to overlap.
+    """
+    if not precompile.enabled():
+        return None
+    threads, needs = _threads(), []
+    for b in builts:
+        job = algorithms.get(b.config.algorithm).factory(b)
+        kernel = job.kernel
+        if not hasattr(kernel, "cached"):
+            continue
+        for path in parallel.PathChooser(threads, work=job.parallel_work()).paths:
+            sig = job.signature(path)
+            if kernel.cached(path, sig) is False:
+                needs.append((kernel, path, sig))
+    if len(needs) < 2:
+        return None
+    return precompile.start(needs[::-1])
 
 
 def _threads() -> int:

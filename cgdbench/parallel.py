@@ -17,7 +17,11 @@ up to 64 chunks while the choice holds).  A quiet machine runs parallel; a busy 
 falls back to serial within a chunk or two.
 
 ``CGDBENCH_PATH=auto|parallel|serial`` fixes the choice (default ``auto``); with one
-Numba thread only the serial path runs.
+Numba thread only the serial path runs, and so does ``auto`` when an iteration has less work
+to split than :data:`PARALLEL_MIN_WORK` (the job's ``parallel_work()``: one client, or the
+smoke suite's 20-d saddle with two workers of batch 16, whose serial iteration takes 3-7 µs
+and whose parallel one 10-35 µs): there the parallel path never wins, and not compiling it
+saves most of a first run (EF-SGD's parallel path: ~50 s).
 """
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ PARALLEL_MARGIN = 1.25
 WINDOW, PROBE_ITERS = 6, 2
 #: a probe waits until PROBE_BUDGET times what the last probe cost (over staying put) has run: <= 5% overhead
 PROBE_BUDGET = 20.0
+#: below this many operations per iteration (a job's ``parallel_work()``), ``auto`` runs the serial path
+#: only: at ~2.5-10 ns an operation that is a 10-40 µs iteration, where waking the team, splitting it and
+#: reducing the ranges leave the parallel path short of :data:`PARALLEL_MARGIN`
+PARALLEL_MIN_WORK = 4096
 
 
 def path_setting() -> str:
@@ -72,10 +80,15 @@ class PathChooser:
         """Drop what earlier runs learnt (the next run of each shape times both paths afresh)."""
         cls._memory.clear()
 
-    def __init__(self, threads: int, setting: str | None = None, key=None, clock=time.perf_counter):
+    def __init__(self, threads: int, setting: str | None = None, key=None, clock=time.perf_counter,
+                 work: int | None = None):
         setting = setting or path_setting()
         self._clock = clock
-        if threads <= 1 or setting == "serial":
+        #: why ``auto`` runs one path only (None: it chooses)
+        self.why = None
+        if setting == "auto" and threads > 1 and work is not None and work < PARALLEL_MIN_WORK:
+            self.why = f"{work} operations per iteration to split, below {PARALLEL_MIN_WORK}: serial only"
+        if threads <= 1 or setting == "serial" or self.why:
             self.paths = ("serial",)
         elif setting == "parallel":
             self.paths = ("parallel",)
@@ -165,7 +178,8 @@ class PathChooser:
                                    "next_probe_at": self._next_probe_at, "gap": self._gap}
 
     def report(self) -> dict:
-        return {"setting": "auto" if len(self.paths) > 1 else self.paths[0], "chunks": dict(self.chunks),
+        return {"setting": "auto" if len(self.paths) > 1 else self.paths[0], **({"why": self.why} if self.why else {}),
+                "chunks": dict(self.chunks),
                 "iterations": dict(self.iterations), "switches": self.switches,
                 "us_per_iteration": {p: 1e6 * self.cost(p) for p in self.paths if self.samples[p]}}
 

@@ -152,19 +152,49 @@ class _InProcess:
     def __init__(self, data_dir):
         self.data_dir = data_dir
         self.built = {}
+        #: cell id -> (Built, seconds it took), built ahead by :meth:`plan`
+        self.ahead = {}
+
+    def plan(self, cells) -> None:
+        """Build the first cell of each kernel (per algorithm and problem) ahead, and start a helper compiling
+        what their runs will compile (:func:`cgdbench.engine.plan_compiles`); those cells reuse the Built."""
+        from . import precompile
+        from .engine import build, plan_compiles
+        if not precompile.enabled():
+            return
+        firsts, seen = [], set()
+        for cell in cells:
+            kind = (algorithms.get(cell.config.algorithm).factory, cell.config.problem)
+            if kind in seen:
+                continue
+            seen.add(kind)
+            t = time.perf_counter()
+            try:
+                b = build(cell.config, data_dir=self.data_dir)
+            except Exception:  # noqa: BLE001 — its run reports it
+                continue
+            self.ahead[cell.id] = (b, time.perf_counter() - t)
+            firsts.append(b)
+        if len(firsts) > 1:
+            plan_compiles(firsts)
 
     def run(self, cell: Cell):
         from .engine import build, run
         key = _build_key(cell.config)
         b = self.built.get(key) if key is not None else None
         t = time.perf_counter()
-        if b is None:
+        b_ahead, ahead_seconds = self.ahead.pop(cell.id, (None, 0.0))
+        if b_ahead is not None:
+            b = b_ahead
+            if key is not None:
+                self.built = {key: b}
+        elif b is None:
             b = build(cell.config, data_dir=self.data_dir)
             if key is not None:
                 self.built = {key: b}  # run_sweep sends the cells grouped by setting: keep the last one
         else:
             b = dataclasses.replace(b, config=cell.config)
-        build_seconds = time.perf_counter() - t
+        build_seconds = time.perf_counter() - t + ahead_seconds
         try:
             tr = run(cell.config, built=b)
         except KeyboardInterrupt as exc:  # what the interrupted cell computed, for run_sweep to store
@@ -208,7 +238,7 @@ def _pool_init():
 def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, scheduler: str | None = None,
               dask: bool = False, data_dir=None, progress: bool = True, log=None) -> dict:
     """Run the sweep's unfinished cells into ``out``; returns counts (done, skipped, failed)."""
-    from . import parallel
+    from . import parallel, precompile
     log = log or (lambda msg: print(msg, file=sys.stderr))
     store.check_writable(out)
     parallel.path_setting()  # bad thread settings: one error now, not one failed record per cell
@@ -250,7 +280,9 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
         else:
             runner = _InProcess(data_dir)
             # cells of one setting in a row, so the one Built the runner keeps serves them all
-            for cell in sorted(todo, key=lambda c: _build_key(c.config) or ""):
+            order = sorted(todo, key=lambda c: _build_key(c.config) or "")
+            runner.plan(order)
+            for cell in order:
                 if bar is not None:
                     bar.set_postfix_str(cell.id[:60])
                 try:
@@ -261,6 +293,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
                     raise
                 store_one(cell, record)
     finally:
+        precompile.stop_all()  # a helper still compiling for cells that failed
         if bar is not None:
             bar.close()
     counts["seconds"] = time.perf_counter() - t0

@@ -245,26 +245,21 @@ def test_the_second_path_is_compiled_by_a_helper_only_when_neither_path_is_cache
     b = engine.build(cfg)
     started = []
 
-    class FakeHelper:
-        def __init__(self, path, ok):
-            self.path, self.ok, self.waited = path, ok, False
-
-        def wait(self):
-            self.waited = True
-            return self.ok
-
-        def kill(self):
-            pass
-
     def fake_start(ok):
-        def start(kernel, path, sig):
-            started.append((kernel, path, sig, FakeHelper(path, ok)))
-            return started[-1][3]
+        def start(items):
+            (kernel, path, sig), = items
+            started.append((kernel, path, sig))
+            key = precompile.item_key(kernel, path, sig)
+            helper = precompile.Helper(None, [key], "/nonexistent")
+            helper.claim = lambda k: (ok if k == key else None)
+            helper.kill = lambda: precompile._active.remove(helper)
+            precompile._active.append(helper)
+            return helper
         return start
 
     paths = ("parallel", "serial")
     monkeypatch.setattr(precompile, "usable_cores", lambda: 2)
-    for cached, env, ok, expect in ((False, "1", True, "serial"), (False, "1", False, "serial"),
+    for cached, env, ok, expect in ((False, "1", True, ["serial"]), (False, "1", False, None),
                                     (True, "1", True, None), (False, "0", True, None)):
         monkeypatch.setattr(_jit.TwoPath, "cached", lambda self, p, s, c=cached: c)
         monkeypatch.setattr(precompile, "start", fake_start(ok))
@@ -272,13 +267,86 @@ def test_the_second_path_is_compiled_by_a_helper_only_when_neither_path_is_cache
         started.clear()
         job = algorithms.get(cfg.algorithm).factory(b)
         assert engine._compile(job, paths) == expect
-        if expect is None:
+        if env == "0" or cached:
             assert not started
         else:
-            (kernel, path, sig, helper), = started
-            assert kernel is job.kernel and path == "serial" and helper.waited
+            (kernel, path, sig), = started
+            assert kernel is job.kernel and path == "serial"
             assert sig == job.signature("serial")
+        assert not precompile._active  # the run's own helper is gone after it
         assert set(job.__dict__["_compiled"]) == set(paths)  # both paths ready
     monkeypatch.setattr(precompile, "usable_cores", lambda: 1)
     monkeypatch.setenv(precompile.ENV, "1")
     assert not precompile.enabled()
+
+
+def test_a_sweep_plans_its_kernels_compiles_in_reverse_and_reuses_the_builds(monkeypatch, tmp_path):
+    """run_sweep builds the first cell of each kernel ahead, hands a helper the uncached paths in the
+    reverse of the order the runs need them (a 20-d saddle with 2 workers: serial only), and those cells
+    run on the Built made ahead (one build each)."""
+    from cgdbench import _jit, engine, precompile, sweep
+    monkeypatch.setattr(precompile, "usable_cores", lambda: 2)
+    monkeypatch.setenv(precompile.ENV, "1")
+    monkeypatch.setattr(_jit.TwoPath, "cached", lambda self, p, s: False)
+    started, builds = [], []
+    monkeypatch.setattr(precompile, "start", lambda items: started.append(list(items)))
+    real_build = engine.build
+    monkeypatch.setattr(engine, "build", lambda cfg, **kw: builds.append(cfg) or real_build(cfg, **kw))
+    cells = [sweep.Cell(RunConfig(clients=4, algorithm="det-cgd1", compressor="rand-1", iters=20, seed=s))
+             for s in (0, 1)]
+    cells.append(sweep.Cell(RunConfig(problem="saddle-quartic", dim=20, algorithm="ef-sgd", compressor="identity",
+                                      clients=2, batch_size=16, iters=20, x0="saddle")))
+    counts = sweep.run_sweep(sweep.Sweep("t", cells), tmp_path / "s.h5", progress=False, log=lambda m: None)
+    assert counts["ran"] == 3 and counts["failed"] == 0
+    got = [(k.__qualname__, path) for k, path, sig in started[0]]  # (no helper ran: the det run asked for its own)
+    # run order: the saddle cell first (its build key sorts first), then det-CGD's two paths
+    assert got == [("det_cgd_chunk", "serial"), ("det_cgd_chunk", "parallel"), ("ef_sgd_chunk", "serial")]
+    assert len(builds) == 2  # the det-CGD cells share one Built, the saddle's was built ahead
+
+
+def test_the_helper_protocol_claims_each_item_once(tmp_path, monkeypatch):
+    """precompile: an item the run claims first is the run's (the helper skips it); one the helper has done
+    is the helper's; one it started and failed, or whose helper exited, is the run's again."""
+    import pickle
+    import sys
+    import types
+    from cgdbench import precompile
+
+    compiled = []
+    fake = types.ModuleType("fake_kernels")
+
+    class Kernel:
+        def path(self, name):
+            return types.SimpleNamespace(compile=lambda sig: compiled.append((name, sig)) if sig != "bad"
+                                         else 1 / 0)
+    fake.k = Kernel()
+    monkeypatch.setitem(sys.modules, "fake_kernels", fake)
+    specs = [{"module": "fake_kernels", "name": "k", "path": p, "sig": s}
+             for p, s in (("serial", "a"), ("parallel", "b"), ("serial", "bad"), ("parallel", "c"))]
+    (tmp_path / "items.pkl").write_bytes(pickle.dumps(specs))
+    keys = [("fake_kernels", "k", s["path"], s["sig"]) for s in specs]
+
+    class Done:  # a helper process that has exited
+        def poll(self):
+            return 0
+
+        def wait(self, timeout=None):
+            return 0
+    helper = precompile.Helper(Done(), keys, str(tmp_path))
+    assert helper.claim(keys[1]) is False  # claimed before the helper reached it: the run compiles it
+    assert precompile.main([str(tmp_path)]) == 1  # one item failed
+    assert compiled == [("serial", "a"), ("parallel", "c")]  # item 1 skipped, item 2 failed
+    assert helper.claim(keys[0]) is True and helper.claim(keys[3]) is True
+    assert helper.claim(keys[2]) is False  # failed: the run compiles it
+    assert helper.claim(("fake_kernels", "k", "serial", "zzz")) is None  # not this helper's
+    # drain (before a run is timed): what no helper started is compiled here, then the helpers are let go
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    compiled.clear()
+    items = [(fake.k, "serial", "a"), (fake.k, "parallel", "b")]
+    h2 = precompile.Helper(Done(), [precompile.item_key(*it) for it in items], str(fresh), items)
+    (fresh / "0.claim").touch()
+    (fresh / "0.done").touch()  # the helper did the first
+    monkeypatch.setattr(precompile, "_active", [h2])
+    precompile.drain()
+    assert compiled == [("parallel", "b")] and precompile._active == [] and not fresh.exists()

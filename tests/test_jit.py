@@ -84,18 +84,24 @@ k = tiny_kernel.doubled_sum
 args = (np.arange(5.0),)
 sig = k.signature("serial", args)
 before = (k.cached("serial", sig), k.cached("parallel", sig))
-helper = precompile.start(k, "serial", sig)
+helper = precompile.start([(k, "serial", sig), (k, "parallel", sig)])
+import os, time
+while not os.path.exists(helper._file(0, "claim")):  # the helper has started its first item
+    time.sleep(0.01)
+mine = precompile.claim(k, "parallel", sig)  # not started (the helper is on the serial one): this process's
+theirs = precompile.claim(k, "serial", sig)  # started: wait for it
 ok = helper.wait()
 after = (k.cached("serial", sig), k.cached("parallel", sig))
 value = k.entry("serial", (np.arange(5.0),))(np.arange(5.0))
 hits = sum(k.serial.stats.cache_hits.values())
-print(before, ok, after, value, hits)
+print(before, mine, theirs, ok, after, value, hits, precompile._active)
 '''
 
 
 def test_a_helper_process_compiles_a_path_into_the_disk_cache(tmp_path):
-    """TwoPath.cached reads the disk cache; precompile's helper compiles one path there, and this
-    process then loads it (a cache hit) instead of compiling it; the other path stays uncompiled."""
+    """TwoPath.cached reads the disk cache; precompile's helper compiles its items there in order, skipping
+    one this process claimed before the helper reached it, and this process then loads the helper's (a cache
+    hit) instead of compiling it."""
     import os
     import subprocess
     import sys
@@ -104,7 +110,9 @@ def test_a_helper_process_compiles_a_path_into_the_disk_cache(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["(False,", "False)", "True", "(True,", "False)", "20.0", "1"], out.stdout
+    # the helper skipped the parallel path this process claimed: it stays uncompiled (nobody compiled it)
+    assert out.stdout.split() == ["(False,", "False)", "False", "True", "True", "(True,", "False)", "20.0", "1",
+                                  "[]"], out.stdout
 
 
 _FLAGGED = '''

@@ -135,6 +135,42 @@ def test_fixed_settings_and_one_thread():
     assert parallel.PathChooser(2, "parallel").paths == ("parallel",)
 
 
+def test_auto_runs_the_serial_path_only_when_there_is_too_little_work_to_split():
+    small = parallel.PARALLEL_MIN_WORK - 1
+    c = parallel.PathChooser(2, "auto", work=small)
+    assert c.paths == ("serial",) and str(small) in c.report()["why"]
+    assert parallel.PathChooser(2, "auto", work=parallel.PARALLEL_MIN_WORK).paths == ("parallel", "serial")
+    assert "why" not in parallel.PathChooser(2, "auto", work=10 ** 6).report()
+    assert parallel.PathChooser(2, "parallel", work=0).paths == ("parallel",)  # a fixed setting wins
+
+
+@pytest.mark.parametrize("kw, split", [
+    (dict(clients=1), False),  # one client: one range, nothing to split
+    (dict(problem="saddle-quartic", dim=20, algorithm="ef-sgd", compressor="identity", clients=2, batch_size=16,
+          x0="saddle"), False),  # the smoke suite's saddle: 2 workers x 17 x 20 = 680 operations
+    (dict(clients=4), True),
+    (dict(problem="mlp-classifier", hidden="6,3", algorithm="ef-sgd", compressor="rand-k:0.1", clients=10,
+          split="by-label"), True),
+], ids=["one-client", "small-saddle", "four-clients", "mlp-10-workers"])
+def test_a_run_compiles_and_runs_only_the_paths_its_work_size_allows(kw, split, monkeypatch):
+    import numba
+    monkeypatch.setenv("CGDBENCH_PATH", "auto")
+    parallel.PathChooser.forget()
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.fail("this test needs a pool of 2 Numba threads (NUMBA_NUM_THREADS >= 2)")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        tr = cgdbench.run(cgdbench.RunConfig(iters=30, **kw))
+    finally:
+        numba.set_num_threads(before)
+    paths = tr.meta["paths"]
+    if split:
+        assert paths["setting"] == "auto" and "why" not in paths
+    else:
+        assert paths["setting"] == "serial" and "below" in paths["why"] and paths["chunks"]["parallel"] == 0
+
+
 def test_bad_path_setting(monkeypatch):
     monkeypatch.setenv("CGDBENCH_PATH", "fast")
     with pytest.raises(ConfigError, match=r"CGDBENCH_PATH='fast': choose one of auto, parallel, serial"):

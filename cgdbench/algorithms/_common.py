@@ -268,6 +268,17 @@ class Job:
         p, c = self.b.problem, self.b.config
         return (c.algorithm, p.n, p.d, int(p.indptr[-1]), c.compressor)
 
+    def parallel_work(self) -> int:
+        """Operations per iteration the parallel path could split, roughly (0: nothing to split).
+
+        Finite sums: two passes over the non-zeros (margins, then the gradient) and up to a d-vector per
+        client (a vector compressor's message; a sketch's is smaller).  One range (one client) has nothing
+        to split.  :class:`cgdbench.parallel.PathChooser` runs only the serial path below
+        :data:`cgdbench.parallel.PARALLEL_MIN_WORK`.
+        """
+        p = self.b.problem
+        return 0 if self.R < 2 else 2 * int(p.indptr[-1]) + p.n * p.d
+
     def stops(self):
         return range(0)
 

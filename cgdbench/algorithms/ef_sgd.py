@@ -346,6 +346,15 @@ class EfSgdJob(Job):
         c, p = self.b.config, self.b.problem
         return ("ef-sgd", c.problem, p.n, p.d, p.m, c.batch_size, c.algorithm, c.compressor)
 
+    def parallel_work(self) -> int:
+        """Per iteration, each worker's batch gradient (about d operations a sample) and its compressed
+        message (a d-vector); see :meth:`Job.parallel_work`.  One worker has nothing to split, except on the
+        conv autoencoder, whose passes split the batch."""
+        p = self.b.problem
+        if self.R < 2 and self.kernel is not ef_sgd_chunk__conv:
+            return 0
+        return p.n * (self.b.config.batch_size + 1) * p.d
+
     def stops(self):
         every, K = self.b.config.sosp_every, self.b.config.iters
         return range(0, K, every) if every else range(0)
