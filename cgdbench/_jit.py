@@ -143,8 +143,11 @@ class TwoPath:
         self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         self.__module__ = fn.__module__
         flags = dict(cache=True, fastmath=set(fastmath), nogil=True)
-        self.parallel = numba.njit(parallel=parallel, **flags)(_copy(fn, serial_calls, "parallel", ""))
-        self.serial = numba.njit(**flags)(_copy(fn, serial_calls, "serial", "__serial"))
+        twins = {path: {name: getattr(fn.__globals__[name], path) for name in serial_calls}
+                 for path in ("parallel", "serial")}
+        self.parallel = numba.njit(parallel=parallel, **flags)(_copy(fn, twins["parallel"], ""))
+        self.serial = numba.njit(**flags)(_copy(fn, twins["serial"], "__serial"))
+        self._suffixes = set()
 
     def __call__(self, *args):
         return self.parallel(*args)
@@ -170,14 +173,19 @@ class TwoPath:
         """This kernel again, with some of its module's globals replaced: a constant, or another two-path
         kernel it calls.  Numba prunes a branch ``if NAME:`` on a replaced constant before typing, so what
         only that branch calls is not compiled at all.  The copy's ``__qualname__`` ends in ``suffix``
-        (its own disk-cache entry); bind it to that name in the module (the compile helper finds it there).
+        (its own disk-cache entry: Numba's cache key has the name, not the globals, so a suffix serves one
+        specialization only); bind it to that name in the module (the compile helper finds it there).  The
+        copy sees the module's globals as they are now.
         """
         fn = self.py_func
-        copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names}, fn.__name__, fn.__defaults__,
-                                  fn.__closure__)
-        copy.__qualname__ = fn.__qualname__ + suffix
-        copy.__module__ = fn.__module__
-        return TwoPath(copy, **self._options)
+        unknown = sorted(set(names) - set(fn.__globals__))
+        if unknown:
+            raise ValueError(f"specialize: {', '.join(unknown)} not a global of {fn.__qualname__}'s module")
+        if not suffix.startswith("__") or "__serial" in suffix or suffix in self._suffixes:
+            raise ValueError(f"specialize: suffix {suffix!r} must start with '__', not contain '__serial' and "
+                             f"not be one {fn.__qualname__} already used ({sorted(self._suffixes)})")
+        self._suffixes.add(suffix)
+        return TwoPath(_copy(fn, names, suffix), **self._options)
 
     def signature(self, name: str, args: tuple) -> tuple:
         """The Numba types of ``args`` as the ``name`` path sees them (what it is compiled for)."""
@@ -197,13 +205,12 @@ class TwoPath:
             return None
 
 
-def _copy(fn, calls, path: str, suffix: str):
-    """``fn`` as a new function whose globals in ``calls`` (two-path kernels) are their ``path`` dispatchers."""
-    if not calls and not suffix:
+def _copy(fn, replace: dict, suffix: str):
+    """``fn`` as a new function with the globals in ``replace`` replaced (else it sees its module's, live) and
+    ``suffix`` added to its ``__qualname__``."""
+    if not replace and not suffix:
         return fn
-    glb = dict(fn.__globals__) if calls else fn.__globals__
-    for name in calls:
-        glb[name] = getattr(glb[name], path)
+    glb = {**fn.__globals__, **replace} if replace else fn.__globals__
     out = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     out.__qualname__ = fn.__qualname__ + suffix
     out.__module__ = fn.__module__

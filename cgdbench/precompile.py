@@ -46,7 +46,7 @@ def usable_cores() -> int:
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip() not in ("0", "false", "no", "off") and usable_cores() >= 2
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off") and usable_cores() >= 2
 
 
 def item_key(kernel, path: str, sig: tuple):
@@ -121,11 +121,11 @@ def _create(name: str) -> bool:
 def start(items: list[tuple]) -> Helper | None:
     """Start compiling ``items`` (``(kernel, path, sig)``, in that order) in a helper process (``None``: not
     possible, or nothing to do)."""
-    keys, specs, kernels = [], [], []
+    keys, specs, kernels, folder = [], [], [], ""
     for kernel, path, sig in items:
         key = item_key(kernel, path, sig)
-        if not key[0] or not key[1] or "<" in key[1] or key in keys:
-            continue
+        if not key[0] or not key[1] or "<" in key[1] or key in keys or _find(key[0], key[1]) is not kernel:
+            continue  # the helper would not find this kernel under its name
         keys.append(key)
         kernels.append((kernel, path, sig))
         specs.append({"module": key[0], "name": key[1], "path": path, "sig": sig})
@@ -134,11 +134,12 @@ def start(items: list[tuple]) -> Helper | None:
     try:
         folder = tempfile.mkdtemp(prefix="cgdbench-compile-")
         with open(os.path.join(folder, "items.pkl"), "wb") as f:
-            pickle.dump(specs, f)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            pickle.dump({"sys_path": list(sys.path), "items": specs}, f)  # the same modules as this process
+        proc = subprocess.Popen([sys.executable, "-m", "cgdbench.precompile", folder], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, ValueError, pickle.PicklingError, TypeError, AttributeError):
+        shutil.rmtree(folder, ignore_errors=True)
         return None
-    proc = subprocess.Popen([sys.executable, "-m", "cgdbench.precompile", folder], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     helper = Helper(proc, keys, folder, kernels)
     _active.append(helper)
     return helper
@@ -182,19 +183,39 @@ def stop_all() -> None:
         helper.kill()
 
 
+def _find(module: str, name: str):
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except (ImportError, AttributeError):
+        return None
+
+
+def _die_with_parent() -> None:
+    """Linux: the helper gets SIGKILL when the run's process dies (else it would compile on, orphaned)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     folder = argv[0]
     with open(os.path.join(folder, "items.pkl"), "rb") as f:
-        specs = pickle.load(f)
+        plan = pickle.load(f)
+    _die_with_parent()
+    sys.path[:] = plan["sys_path"]
     failed = 0
-    for i, job in enumerate(specs):
+    for i, job in enumerate(plan["items"]):
         if not _create(os.path.join(folder, f"{i}.claim")):
             continue  # the run took it over
         try:
-            kernel = importlib.import_module(job["module"])
-            for part in job["name"].split("."):
-                kernel = getattr(kernel, part)
+            kernel = _find(job["module"], job["name"])
             kernel.path(job["path"]).compile(job["sig"])  # saved to the disk cache (cache=True)
         except Exception:  # noqa: BLE001 — the run compiles this one itself (no "done": claim() says so)
             failed = 1

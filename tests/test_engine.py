@@ -323,7 +323,8 @@ def test_the_helper_protocol_claims_each_item_once(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fake_kernels", fake)
     specs = [{"module": "fake_kernels", "name": "k", "path": p, "sig": s}
              for p, s in (("serial", "a"), ("parallel", "b"), ("serial", "bad"), ("parallel", "c"))]
-    (tmp_path / "items.pkl").write_bytes(pickle.dumps(specs))
+    (tmp_path / "items.pkl").write_bytes(pickle.dumps({"sys_path": list(sys.path), "items": specs}))
+    monkeypatch.setattr(precompile, "_die_with_parent", lambda: None)  # in-process here: not for pytest
     keys = [("fake_kernels", "k", s["path"], s["sig"]) for s in specs]
 
     class Done:  # a helper process that has exited

@@ -149,6 +149,12 @@ try:
     print("compiled")
 except Exception as exc:
     print(type(exc).__name__)
+for suffix, names in (("__on", {"FLAG": True}), ("__x", {"FLAGG": True}), ("on", {}), ("__serial", {})):
+    try:  # a suffix used twice would share a disk-cache entry; a misspelt global would replace nothing
+        flagged.total.specialize(suffix, **names)
+        print("accepted")
+    except ValueError:
+        print("refused")
 '''
 
 
@@ -164,4 +170,5 @@ def test_specialize_prunes_a_branch_on_a_replaced_constant(tmp_path):
     out = subprocess.run([sys.executable, "-c", _FLAGGED_CHILD], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["10.0", "10.0", "total__on", "total__on__serial", "TypingError"], out.stdout
+    assert out.stdout.split() == ["10.0", "10.0", "total__on", "total__on__serial", "TypingError"] + ["refused"] * 4, \
+        out.stdout

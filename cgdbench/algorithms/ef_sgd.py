@@ -98,6 +98,8 @@ def full_loss_grad(Q, W, x, all_rows, g, scratch):
     """f(x) and ∇f(x) over all rows (the linear autoencoder uses Σ = XᵀX/m, the conv one its chunked pass)."""
     if Q.kind == P_LINEAR_AE:
         return linear_ae_full(x, Q.G, Q.Iv[0], Q.Iv[1], Q.V[0], g, False, x, g)
+    if not CONV and Q.kind == P_CONV_AE:  # batch_loss_grad would read it as an MLP (out of bounds)
+        raise ValueError("full_loss_grad: the conv autoencoder runs on full_loss_grad__conv")
     if CONV:
         if Q.kind == P_CONV_AE:
             return conv_pass(Q.Iv, Q.F, Q.V[0], x, all_rows, all_rows.shape[0], g, W.P, W.S, W.Lc)
