@@ -12,7 +12,8 @@ through what it needs in its own order and loads what the helper compiled from t
 Each item is compiled by one of the two: whoever creates its claim file first (``O_EXCL``)
 compiles it; :func:`claim` makes this process wait for an item the helper has started and
 take over one it has not.  A plan lists the helper's items in the reverse of the order this
-process will need them (:func:`cgdbench.engine.prefetch`), so the two meet in the middle.
+process will need them (:func:`cgdbench.engine.plan_compiles`), so the two meet in the middle.
+Before a run is timed, :func:`drain` compiles here what the helper has not started.
 
 Only the signatures travel (Numba types pickle), never the data.  Nothing depends on the
 helper: if it fails, is killed, or compiled something else, the run compiles the path itself
@@ -61,10 +62,6 @@ class Helper:
         self._index = {key: i for i, key in enumerate(items)}
         #: the ``(kernel, path, sig)`` of each item, for :func:`drain`
         self.kernels = kernels or []
-
-    @property
-    def paths(self) -> list[str]:
-        return [key[2] for key in self.items]
 
     def claim(self, key) -> bool | None:
         """``None``: not this helper's item.  Else True when the helper compiled it (after waiting for it if

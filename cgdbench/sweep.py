@@ -181,19 +181,14 @@ class _InProcess:
     def run(self, cell: Cell):
         from .engine import build, run
         key = _build_key(cell.config)
-        b = self.built.get(key) if key is not None else None
         t = time.perf_counter()
-        b_ahead, ahead_seconds = self.ahead.pop(cell.id, (None, 0.0))
-        if b_ahead is not None:
-            b = b_ahead
-            if key is not None:
-                self.built = {key: b}
-        elif b is None:
+        b, ahead_seconds = self.ahead.pop(cell.id, (None, 0.0))  # built by plan(), or
+        if b is None and key is not None and key in self.built:  # the previous cell's, or
+            b = dataclasses.replace(self.built[key], config=cell.config)
+        elif b is None:  # its own
             b = build(cell.config, data_dir=self.data_dir)
-            if key is not None:
-                self.built = {key: b}  # run_sweep sends the cells grouped by setting: keep the last one
-        else:
-            b = dataclasses.replace(b, config=cell.config)
+        if key is not None:
+            self.built = {key: b}  # run_sweep sends the cells grouped by setting: keep the last one
         build_seconds = time.perf_counter() - t + ahead_seconds
         try:
             tr = run(cell.config, built=b)
