@@ -22,7 +22,10 @@ the client's non-zeros (O(nnz_i + k), no d-vector per client; det-CGD2 with a bl
 
 Metrics: ``∇f(x^k)`` is accumulated in that same pass, straight into the range's row (no
 extra data pass); the loss on logged iterations only.  With ``every`` false (``--metrics
-logged``) the gradient metric, and G_{K,D} with it, is computed on logged iterations only.
+logged``) the gradient metric, and G_{K,D} with it, is computed on logged iterations only, and
+an iteration without it is lazy: a client keeping at most ``search_max`` coordinates computes the
+margin and the link of only the rows in those columns' support (O(Σ_j nnz of those rows), not
+O(nnz_i + m_i) exps), with the same bits.
 """
 import math
 
@@ -97,10 +100,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
             R0, R1 = client_ptr[range_ptr[r]], client_ptr[range_ptr[r + 1]]
             zend = R0
             for i in range(range_ptr[r], range_ptr[r + 1]):
-                if sparse and client_ptr[i + 1] > zend:
-                    zhi = min(R1, max(client_ptr[i + 1], zend + MARGIN_BLOCK))
-                    row_dots(x, indptr, indices, values, binary, zend, zhi, z_b[r, zend - R0:])
-                    zend = zhi
+                r0, r1 = client_ptr[i], client_ptr[i + 1]
                 nnz = 0
                 if send:
                     if rand1:  # one draw, exactly as sample_sketch draws it
@@ -111,6 +111,15 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         nnz = sample_sketch(S.kind, S.d, S.k, S.block_ptr, S.block_k, S.block_q, S.cdf, S.inv_p,
                                             seed, i, k, mark_b[r], idx_b[r], scale_b[r])
                 cnt += nnz
+                # lazy (an iteration without the gradient metric, few kept coordinates): only the rows in the
+                # kept columns' support need a margin and a link, computed where they are summed; the other
+                # clients' margins come in blocks of >= MARGIN_BLOCK rows
+                lazy = sparse and not full and nnz <= search_max
+                if sparse and not lazy and r1 > zend:
+                    zlo = max(zend, r0)
+                    zhi = min(R1, max(r1, zlo + MARGIN_BLOCK))
+                    row_dots(x, indptr, indices, values, binary, zlo, zhi, z_b[r, zlo - R0:])
+                    zend = zhi
                 if not sparse:
                     # det-CGD2 with a block D: (D ∇f_i)_j needs ∇f_i on j's whole block
                     g = g_b[r]
@@ -131,20 +140,20 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 # each: O(k log nnz_i)); otherwise they are marked and picked up in a pass over the
                 # client's non-zeros (O(nnz_i), nearly free when the metric's pass runs anyway).  The
                 # full-gradient metric is accumulated straight into the range's gsum row.
-                r0, r1 = client_ptr[i], client_ptr[i + 1]
-                search = nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0]
+                search = lazy or (nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0])
                 if not search:
                     for q in range(nnz):
                         if not everything:
                             pos_b[r, idx_b[r, q]] = q + 1
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
-                lterm = 0.0
-                for row in range(r0, r1):  # the link, from the margins of this range's rows
-                    c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
-                    z_b[r, row - R0] = c * m_inv
-                    lterm += term
-                lsum += lterm * loss_scale(kind, m_inv)
+                if not lazy:
+                    lterm = 0.0
+                    for row in range(r0, r1):  # the link, from the margins of this range's rows
+                        c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
+                        z_b[r, row - R0] = c * m_inv
+                        lterm += term
+                    lsum += lterm * loss_scale(kind, m_inv)
                 if full or not search:
                     for row in range(r0, r1):
                         c = z_b[r, row - R0]
@@ -186,10 +195,34 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         gj = 0.0
                         if lo < c_ptr[i + 1] and c_cols[lo] == j:
                             for t in range(c_start[lo], c_start[lo + 1]):
-                                if binary:
-                                    gj += z_b[r, c_rows[t] - R0]
+                                row = c_rows[t]
+                                if lazy:  # the row's margin as row_dots sums it, then its link: the same bits
+                                    p = indptr[row]
+                                    end = indptr[row + 1]
+                                    z0 = 0.0
+                                    z1 = 0.0
+                                    z2 = 0.0
+                                    z3 = 0.0
+                                    while p + 4 <= end:
+                                        if binary:
+                                            z0 += x[indices[p]]
+                                            z1 += x[indices[p + 1]]
+                                            z2 += x[indices[p + 2]]
+                                            z3 += x[indices[p + 3]]
+                                        else:
+                                            z0 += values[p] * x[indices[p]]
+                                            z1 += values[p + 1] * x[indices[p + 1]]
+                                            z2 += values[p + 2] * x[indices[p + 2]]
+                                            z3 += values[p + 3] * x[indices[p + 3]]
+                                        p += 4
+                                    while p < end:
+                                        z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
+                                        p += 1
+                                    c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
+                                    c = c * m_inv
                                 else:
-                                    gj += z_b[r, c_rows[t] - R0] * c_vals[t]
+                                    c = z_b[r, row - R0]
+                                gj += c if binary else c * c_vals[t]
                         g_b[r, q] = gj
                     elif not everything:
                         pos_b[r, j] = 0
