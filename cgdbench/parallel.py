@@ -39,6 +39,10 @@ PROBE_FIRST, PROBE_MAX = 2, 64
 #: the parallel path must look this much faster than the serial one to be chosen
 PARALLEL_MARGIN = 1.25
 WINDOW, PROBE_ITERS = 6, 2
+#: untimed one-iteration parallel chunks before the first timed one of a shape new to the process: the first
+#: parallel chunks start OpenMP's team (a1a, 100 clients: 1.2 ms, then 0.74 ms per iteration for two more,
+#: against ~80 µs after); one such sample used to send a run to the serial path for most of its iterations
+COLD_WARMUPS = 3
 #: a probe waits until PROBE_BUDGET times what the last probe cost (over staying put) has run: <= 5% overhead
 PROBE_BUDGET = 20.0
 #: below this many operations per iteration (a job's ``parallel_work()``), ``auto`` runs the serial path
@@ -74,6 +78,8 @@ class PathChooser:
     #: what earlier runs in this process learnt, per kernel, problem shape and thread count (an
     #: in-process sweep or benchmark does not pay a first probe per run on a busy machine)
     _memory: dict = {}
+    #: the shapes whose parallel path has run in this process (past its cold start, :data:`COLD_WARMUPS`)
+    _warmed: set = set()
 
     @classmethod
     def forget(cls) -> None:
@@ -107,6 +113,8 @@ class PathChooser:
         #: or that iteration's seconds (the timed part comes next)
         self._warm = None
         self._key = (key, self.paths, threads)
+        #: untimed warm-up chunks the parallel path still needs before one is timed
+        self._cold = 0 if self._key in self._warmed else COLD_WARMUPS
         seen = self._memory.get(self._key)
         if seen is not None:
             self.samples = {p: list(v) for p, v in seen["samples"].items()}
@@ -144,6 +152,11 @@ class PathChooser:
         if iterations <= 0:
             return
         if self._warm == "pending" and path == "parallel":
+            self._cold = max(0, self._cold - 1)
+            if self._cold:  # still starting the team: the next chunk warms up again
+                self._warm = None
+                return
+            self._warmed.add(self._key)
             self._warm = seconds
             return
         v = self.samples[path]
