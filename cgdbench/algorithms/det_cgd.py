@@ -114,8 +114,53 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 # lazy (an iteration without the gradient metric, few kept coordinates): only the rows in the
                 # kept columns' support need a margin and a link, computed where they are summed; the other
                 # clients' margins come in blocks of >= MARGIN_BLOCK rows
-                lazy = sparse and not full and nnz <= search_max
-                if sparse and not lazy and r1 > zend:
+                if sparse and not full and nnz <= search_max:
+                    m_inv = inv_m[i]
+                    for q in range(nnz):
+                        j = idx_b[r, q]
+                        lo = c_ptr[i]
+                        hi = c_ptr[i + 1]
+                        while lo < hi:  # j among the client's columns, as the search below finds it
+                            mid = (lo + hi) >> 1
+                            less = c_cols[mid] < j
+                            lo = mid + 1 if less else lo
+                            hi = hi if less else mid
+                        gj = 0.0
+                        if lo < c_ptr[i + 1] and c_cols[lo] == j:
+                            for t in range(c_start[lo], c_start[lo + 1]):
+                                row = c_rows[t]
+                                # the row's margin as row_dots sums it, its link, then as the search sums it
+                                p = indptr[row]
+                                end = indptr[row + 1]
+                                z0 = 0.0
+                                z1 = 0.0
+                                z2 = 0.0
+                                z3 = 0.0
+                                while p + 4 <= end:
+                                    if binary:
+                                        z0 += x[indices[p]]
+                                        z1 += x[indices[p + 1]]
+                                        z2 += x[indices[p + 2]]
+                                        z3 += x[indices[p + 3]]
+                                    else:
+                                        z0 += values[p] * x[indices[p]]
+                                        z1 += values[p + 1] * x[indices[p + 1]]
+                                        z2 += values[p + 2] * x[indices[p + 2]]
+                                        z3 += values[p + 3] * x[indices[p + 3]]
+                                    p += 4
+                                while p < end:
+                                    z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
+                                    p += 1
+                                c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
+                                c = c * m_inv
+                                gj += c if binary else c * c_vals[t]
+                        if code == DET_CGD1:  # as the message below
+                            msum_b[r, j] += scale_b[r, q] * (gj + reg_grad[j])
+                        else:
+                            Dg = D.gamma * gj if D.kind == D_SCALAR else D.diag[j] * gj
+                            msum_b[r, j] += scale_b[r, q] * (Dg + D_reg[j])
+                    continue
+                if sparse and r1 > zend:
                     zlo = max(zend, r0)
                     zhi = min(R1, max(r1, zlo + MARGIN_BLOCK))
                     row_dots(x, indptr, indices, values, binary, zlo, zhi, z_b[r, zlo - R0:])
@@ -140,20 +185,19 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 # each: O(k log nnz_i)); otherwise they are marked and picked up in a pass over the
                 # client's non-zeros (O(nnz_i), nearly free when the metric's pass runs anyway).  The
                 # full-gradient metric is accumulated straight into the range's gsum row.
-                search = lazy or (nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0])
+                search = nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0]
                 if not search:
                     for q in range(nnz):
                         if not everything:
                             pos_b[r, idx_b[r, q]] = q + 1
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
-                if not lazy:
-                    lterm = 0.0
-                    for row in range(r0, r1):  # the link, from the margins of this range's rows
-                        c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
-                        z_b[r, row - R0] = c * m_inv
-                        lterm += term
-                    lsum += lterm * loss_scale(kind, m_inv)
+                lterm = 0.0
+                for row in range(r0, r1):  # the link, from the margins of this range's rows
+                    c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
+                    z_b[r, row - R0] = c * m_inv
+                    lterm += term
+                lsum += lterm * loss_scale(kind, m_inv)
                 if full or not search:
                     for row in range(r0, r1):
                         c = z_b[r, row - R0]
@@ -195,34 +239,10 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         gj = 0.0
                         if lo < c_ptr[i + 1] and c_cols[lo] == j:
                             for t in range(c_start[lo], c_start[lo + 1]):
-                                row = c_rows[t]
-                                if lazy:  # the row's margin as row_dots sums it, then its link: the same bits
-                                    p = indptr[row]
-                                    end = indptr[row + 1]
-                                    z0 = 0.0
-                                    z1 = 0.0
-                                    z2 = 0.0
-                                    z3 = 0.0
-                                    while p + 4 <= end:
-                                        if binary:
-                                            z0 += x[indices[p]]
-                                            z1 += x[indices[p + 1]]
-                                            z2 += x[indices[p + 2]]
-                                            z3 += x[indices[p + 3]]
-                                        else:
-                                            z0 += values[p] * x[indices[p]]
-                                            z1 += values[p + 1] * x[indices[p + 1]]
-                                            z2 += values[p + 2] * x[indices[p + 2]]
-                                            z3 += values[p + 3] * x[indices[p + 3]]
-                                        p += 4
-                                    while p < end:
-                                        z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
-                                        p += 1
-                                    c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
-                                    c = c * m_inv
+                                if binary:
+                                    gj += z_b[r, c_rows[t] - R0]
                                 else:
-                                    c = z_b[r, row - R0]
-                                gj += c if binary else c * c_vals[t]
+                                    gj += z_b[r, c_rows[t] - R0] * c_vals[t]
                         g_b[r, q] = gj
                     elif not everything:
                         pos_b[r, j] = 0
@@ -294,11 +314,13 @@ class DetCgdJob(SketchJob):
     #: an iteration with the gradient metric: a message keeping k <= search_max coordinates, of a client
     #: with more than search_ratio·k non-zeros, finds them by binary search in the client's columns;
     #: otherwise they are marked and picked up in the metric's pass over the client's non-zeros, which
-    #: runs anyway (a mark costs one look-up per non-zero; a search, ~log₂ of the client's columns
-    #: steps, mostly cache misses: w8a, 49,749 one-row clients, 2 threads, against 100 clients: 1.56-2.08x
-    #: with a ratio of 32, 1.29-1.39x with 256, 1.25-1.41x never searching).  An iteration without it
-    #: (lazy, ``--metrics logged``) searches whenever k <= search_max.  Both ways give the same bits.
-    search_max, search_ratio = 8, 256
+    #: runs anyway.  A mark costs a look-up per non-zero; a search ~log₂(columns) steps, cache misses
+    #: when nothing else reads the client's columns.  Paired in one process (2 threads, log every
+    #: iteration), against a ratio of 32: w8a with 49,749 one-row clients 0.89x at 128 (0.92x at
+    #: 256), with 10,000 clients 0.96x (0.98x); a1a, 100 clients (224 non-zeros each) 1.00x at 128,
+    #: 1.07x at 256.  An iteration without the metric (lazy, ``--metrics logged``) searches whenever
+    #: k <= search_max.  Both ways give the same bits.
+    search_max, search_ratio = 8, 128
 
     def __init__(self, b: Built):
         super().__init__(b)
