@@ -5,7 +5,8 @@
 
 ``OLD_TREE`` is a checkout of an earlier commit (``git worktree add /tmp/old COMMIT``); its
 ``cgdbench/algorithms/det_cgd.py`` is loaded as a second module beside the current package (its
-kernel uncached, so it compiles here) and must take the current kernel's arguments.  The two kernels
+kernel uncached, so it compiles here) and must take the current kernel's arguments; both get the
+current job's (its ``search_ratio`` too: a change of a job's constants is not what this compares).  The two kernels
 run alternating chunks of ``--chunk`` iterations, each on its own job (same config, same arrays'
 shapes), ``--pairs`` times; printed: the medians and the median of the per-pair ratios new/old.  On
 a shared machine whose speed drifts by 1.5x in minutes this ratio is the figure to trust; separate
@@ -52,7 +53,7 @@ def main(argv=None):
     for p in ("parallel", "serial"):  # a cached copy of a module loaded this way cannot be reloaded
         old.det_cgd_chunk.path(p)._cache = NullCache()
 
-    K = 10**9
+    K = (ns.pairs + 3) * ns.chunk + 1  # the iterations the pairs run (the rows buffer is sized by it)
     cfg = RunConfig(dataset=ns.dataset, clients=ns.clients, algorithm="det-cgd1", compressor="rand-1",
                     stepsize="diag-inv", iters=K, log_every=ns.log_every, metrics=ns.metrics)
     b = build(cfg)
