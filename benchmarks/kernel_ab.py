@@ -10,7 +10,8 @@ current job's (its ``search_ratio`` too: a change of a job's constants is not wh
 run alternating chunks of ``--chunk`` iterations, each on its own job (same config, same arrays'
 shapes), ``--pairs`` times; printed: the medians and the median of the per-pair ratios new/old.  On
 a shared machine whose speed drifts by 1.5x in minutes this ratio is the figure to trust; separate
-processes' timings are not.  Threads: ``NUMBA_NUM_THREADS``.
+processes' timings are not.  ``--log-every 1`` (the default) times iterations with the gradient
+metric only; ``--metrics logged --log-every 100`` the lazy ones.  Threads: ``NUMBA_NUM_THREADS``.
 """
 from __future__ import annotations
 
@@ -61,11 +62,14 @@ def main(argv=None):
     for name, kernel in (("old", old.det_cgd_chunk), ("new", det_cgd.det_cgd_chunk)):
         job = get(cfg.algorithm).factory(b)
         runs[name] = {"job": job, "fn": kernel.entry(ns.path, (0, 0, K, *job.args)), "k": 0, "us": []}
-    for _ in range(ns.pairs + 3):  # the first 3 pairs warm up
-        for r in runs.values():
+    for pair in range(ns.pairs + 3):  # the first 3 pairs warm up; the order alternates
+        for name in (("old", "new") if pair % 2 else ("new", "old")):
+            r = runs[name]
             t = time.perf_counter()
-            _, r["k"] = r["fn"](r["k"], r["k"] + ns.chunk, K, *r["job"].args)
+            status, r["k"] = r["fn"](r["k"], r["k"] + ns.chunk, K, *r["job"].args)
             r["us"].append((time.perf_counter() - t) / ns.chunk * 1e6)
+            if status != 0:
+                raise SystemExit(f"the {name} kernel's run diverged at iteration {r['k']}: nothing left to time")
     o, n = (np.array(runs[k]["us"][3:]) for k in ("old", "new"))
     print(f"{ns.dataset}, {ns.clients} clients, log every {ns.log_every} ({ns.metrics}), {ns.path} path: "
           f"old {np.median(o):.1f} µs, new {np.median(n):.1f} µs per iteration, paired new/old "

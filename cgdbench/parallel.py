@@ -39,7 +39,8 @@ PROBE_FIRST, PROBE_MAX = 2, 64
 #: the parallel path must look this much faster than the serial one to be chosen
 PARALLEL_MARGIN = 1.25
 WINDOW, PROBE_ITERS = 6, 2
-#: untimed one-iteration parallel chunks before the first timed one of a shape new to the process: the first
+#: one-iteration parallel chunks before the first timed one of a shape new to the process (the first two
+#: discarded, the last the usual warm-up, whose seconds count only in the probe's extra cost): the first
 #: parallel chunks start OpenMP's team (a1a, 100 clients: 1.2 ms, then 0.74 ms per iteration for two more,
 #: against ~80 µs after); one such sample used to send a run to the serial path for most of its iterations
 COLD_WARMUPS = 3

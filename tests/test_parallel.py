@@ -109,12 +109,18 @@ def test_a_slow_first_parallel_chunk_does_not_send_the_run_to_serial():
     c = m.chooser("cold team")
     m.drive(c, 300)
     assert c.chunks["parallel"] > 0.95 * 300 and c.switches == 0
-    # once per process and shape: a second run of the same shape (the team started) starts from what the first
-    # learnt
-    m.parallel_cost = lambda i: 40e-6
+    # once per process and shape: with what the first run learnt forgotten, a second run of the same shape (the
+    # team started) warms up one iteration, as a switch back to parallel does, then times a probe
+    parallel.PathChooser.forget()
     c2 = m.chooser("cold team")
-    m.drive(c2, 50)
-    assert c2.chunks["serial"] <= 1
+    assert c2.pick() == ("parallel", 1)
+    c2.record("parallel", 50e-6, 1)
+    assert c2.pick() == ("parallel", parallel.PROBE_ITERS)
+    c3 = m.chooser("another shape")  # a shape new to the process warms up COLD_WARMUPS times
+    for _ in range(parallel.COLD_WARMUPS):
+        assert c3.pick() == ("parallel", 1)
+        c3.record("parallel", 1e-3, 1)
+    assert c3.pick() == ("parallel", parallel.PROBE_ITERS)
 
 
 def test_one_slow_chunk_on_a_quiet_machine_does_not_send_the_run_to_serial():

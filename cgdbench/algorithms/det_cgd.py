@@ -23,9 +23,9 @@ the client's non-zeros (O(nnz_i + k), no d-vector per client; det-CGD2 with a bl
 Metrics: ``∇f(x^k)`` is accumulated in that same pass, straight into the range's row (no
 extra data pass); the loss on logged iterations only.  With ``every`` false (``--metrics
 logged``) the gradient metric, and G_{K,D} with it, is computed on logged iterations only, and
-an iteration without it is lazy: a client keeping at most ``search_max`` coordinates computes the
-margin and the link of only the rows in those columns' support (O(Σ_j nnz of those rows), not
-O(nnz_i + m_i) exps), with the same bits.
+an iteration without it is lazy: a client keeping at most ``search_max`` coordinates, whose kept
+columns' support holds fewer rows than the client, computes the margin and the link of only those
+rows (O(Σ_j nnz of those rows), not O(nnz_i + m_i) exps), with the same bits.
 """
 import math
 
@@ -55,7 +55,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
     Packs: ``P`` the problem (:data:`~cgdbench.problems.logreg.FiniteSum`), ``C`` its clients'
     columns (:data:`~cgdbench.problems.logreg.ClientColumns`; a message keeping k <=
     ``search_max`` coordinates of a client with more than ``search_ratio``·k non-zeros finds them
-    there), ``S`` the sketch (rand-1 draws from the
+    there, and so does every lazy one), ``S`` the sketch (rand-1 draws from the
     clients' keys ``ckeys``, :func:`~cgdbench.rng.client_key`), ``D`` the stepsize, ``W``
     per-range sums and scratch, ``SB`` per-range sketch buffers, ``bits``
     (:data:`~._common.SketchBits`), ``out`` the logged rows.  ``acc`` carries state between
@@ -114,51 +114,65 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 # lazy (an iteration without the gradient metric, few kept coordinates): only the rows in the
                 # kept columns' support need a margin and a link, computed where they are summed; the other
                 # clients' margins come in blocks of >= MARGIN_BLOCK rows
-                if sparse and not full and nnz <= search_max:
+                lazy = sparse and not full and nnz <= search_max
+                if lazy:
+                    # phase 0 counts the rows the kept columns' support holds: lazy only when that is fewer
+                    # margins than the client's rows (a row in several kept columns is computed once per column)
                     m_inv = inv_m[i]
-                    for q in range(nnz):
-                        j = idx_b[r, q]
-                        lo = c_ptr[i]
-                        hi = c_ptr[i + 1]
-                        while lo < hi:  # j among the client's columns, as the search below finds it
-                            mid = (lo + hi) >> 1
-                            less = c_cols[mid] < j
-                            lo = mid + 1 if less else lo
-                            hi = hi if less else mid
-                        gj = 0.0
-                        if lo < c_ptr[i + 1] and c_cols[lo] == j:
-                            for t in range(c_start[lo], c_start[lo + 1]):
-                                row = c_rows[t]
-                                # the row's margin as row_dots sums it, its link, then as the search sums it
-                                p = indptr[row]
-                                end = indptr[row + 1]
-                                z0 = 0.0
-                                z1 = 0.0
-                                z2 = 0.0
-                                z3 = 0.0
-                                while p + 4 <= end:
-                                    if binary:
-                                        z0 += x[indices[p]]
-                                        z1 += x[indices[p + 1]]
-                                        z2 += x[indices[p + 2]]
-                                        z3 += x[indices[p + 3]]
-                                    else:
-                                        z0 += values[p] * x[indices[p]]
-                                        z1 += values[p + 1] * x[indices[p + 1]]
-                                        z2 += values[p + 2] * x[indices[p + 2]]
-                                        z3 += values[p + 3] * x[indices[p + 3]]
-                                    p += 4
-                                while p < end:
-                                    z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
-                                    p += 1
-                                c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
-                                c = c * m_inv
-                                gj += c if binary else c * c_vals[t]
-                        if code == DET_CGD1:  # as the message below
-                            msum_b[r, j] += scale_b[r, q] * (gj + reg_grad[j])
-                        else:
-                            Dg = D.gamma * gj if D.kind == D_SCALAR else D.diag[j] * gj
-                            msum_b[r, j] += scale_b[r, q] * (Dg + D_reg[j])
+                    support = 0
+                    for phase in range(2):
+                        for q in range(nnz):
+                            j = idx_b[r, q]
+                            lo = c_ptr[i]
+                            hi = c_ptr[i + 1]
+                            while lo < hi:  # j among the client's columns, as the search below finds it
+                                mid = (lo + hi) >> 1
+                                less = c_cols[mid] < j
+                                lo = mid + 1 if less else lo
+                                hi = hi if less else mid
+                            found = lo < c_ptr[i + 1] and c_cols[lo] == j
+                            if phase == 0:
+                                if found:
+                                    support += c_start[lo + 1] - c_start[lo]
+                                continue
+                            gj = 0.0
+                            if found:
+                                for t in range(c_start[lo], c_start[lo + 1]):
+                                    row = c_rows[t]
+                                    # the row's margin as row_dots sums it, its link, then as the search sums it
+                                    p = indptr[row]
+                                    end = indptr[row + 1]
+                                    z0 = 0.0
+                                    z1 = 0.0
+                                    z2 = 0.0
+                                    z3 = 0.0
+                                    while p + 4 <= end:
+                                        if binary:
+                                            z0 += x[indices[p]]
+                                            z1 += x[indices[p + 1]]
+                                            z2 += x[indices[p + 2]]
+                                            z3 += x[indices[p + 3]]
+                                        else:
+                                            z0 += values[p] * x[indices[p]]
+                                            z1 += values[p + 1] * x[indices[p + 1]]
+                                            z2 += values[p + 2] * x[indices[p + 2]]
+                                            z3 += values[p + 3] * x[indices[p + 3]]
+                                        p += 4
+                                    while p < end:
+                                        z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
+                                        p += 1
+                                    c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
+                                    c = c * m_inv
+                                    gj += c if binary else c * c_vals[t]
+                            if code == DET_CGD1:  # as the message below
+                                msum_b[r, j] += scale_b[r, q] * (gj + reg_grad[j])
+                            else:
+                                Dg = D.gamma * gj if D.kind == D_SCALAR else D.diag[j] * gj
+                                msum_b[r, j] += scale_b[r, q] * (Dg + D_reg[j])
+                        if phase == 0 and support >= r1 - r0:
+                            lazy = False
+                            break
+                if lazy:
                     continue
                 if sparse and r1 > zend:
                     zlo = max(zend, r0)
