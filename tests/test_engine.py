@@ -125,6 +125,23 @@ def test_column_search_and_marking_give_the_same_bits(small_dataset, weighted_da
 
 
 @pytest.mark.parametrize("values", ["binary", "weighted"])
+@pytest.mark.parametrize("compressor", ["rand-1", "rand-k:4"])
+def test_lazy_iterations_with_several_clients_per_range_give_the_same_bits(small_dataset, weighted_dataset, values,
+                                                                           compressor):
+    """30 clients of 2 rows in 16 ranges: a lazy client (margins of its kept columns' rows only) next to one whose
+    margins came in a block computed ahead, and clients that give up being lazy (their kept columns hold as many
+    rows as they have) after writing some links: the same bits as computing every margin."""
+    out = []
+    for metrics in ("every", "logged"):
+        cfg, b = built_for(small_dataset if values == "binary" else weighted_dataset, algorithm="det-cgd1",
+                           compressor=compressor, stepsize="diag-inv", clients=30, iters=40, log_every=7,
+                           metrics=metrics)
+        tr = engine.run(cfg, built=b)
+        out.append(np.concatenate([tr.x_final, tr.loss, tr.grad_norm_sq, tr.bits_up]).tobytes())
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("values", ["binary", "weighted"])
 def test_logged_metrics_mode_agrees_with_every_iteration(small_dataset, weighted_dataset, values, tmp_path):
     """--metrics logged: with every iteration logged it is the exact mode bit for bit; thinned, its rows are
     the exact mode's rows, and its G_{K,D} is the mean of the logged iterations' ‖∇f‖²_D̃ (said in the run)."""

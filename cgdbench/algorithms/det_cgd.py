@@ -112,69 +112,58 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                                             seed, i, k, mark_b[r], idx_b[r], scale_b[r])
                 cnt += nnz
                 # lazy (an iteration without the gradient metric, few kept coordinates): only the rows in the
-                # kept columns' support need a margin and a link, computed where they are summed; the other
-                # clients' margins come in blocks of >= MARGIN_BLOCK rows
+                # kept columns' support need a margin and a link; the other clients' margins come in blocks of
+                # >= MARGIN_BLOCK rows
                 lazy = sparse and not full and nnz <= search_max
                 if lazy:
-                    # phase 0 counts the rows the kept columns' support holds: lazy only when that is fewer
-                    # margins than the client's rows (a row in several kept columns is computed once per column)
+                    # the margins and links of the kept columns' rows only, into their z_b slots (the search
+                    # below sums them); lazy only while that is fewer rows than the client has (a row in several
+                    # kept columns is computed once per column).  The margin is row_dots' sum, written out: a
+                    # call per row would bind five arrays (a reference count each) on a path of ~100 ns a row
                     m_inv = inv_m[i]
                     support = 0
-                    for phase in range(2):
-                        for q in range(nnz):
-                            j = idx_b[r, q]
-                            lo = c_ptr[i]
-                            hi = c_ptr[i + 1]
-                            while lo < hi:  # j among the client's columns, as the search below finds it
-                                mid = (lo + hi) >> 1
-                                less = c_cols[mid] < j
-                                lo = mid + 1 if less else lo
-                                hi = hi if less else mid
-                            found = lo < c_ptr[i + 1] and c_cols[lo] == j
-                            if phase == 0:
-                                if found:
-                                    support += c_start[lo + 1] - c_start[lo]
-                                continue
-                            gj = 0.0
-                            if found:
-                                for t in range(c_start[lo], c_start[lo + 1]):
-                                    row = c_rows[t]
-                                    # the row's margin as row_dots sums it, its link, then as the search sums it
-                                    p = indptr[row]
-                                    end = indptr[row + 1]
-                                    z0 = 0.0
-                                    z1 = 0.0
-                                    z2 = 0.0
-                                    z3 = 0.0
-                                    while p + 4 <= end:
-                                        if binary:
-                                            z0 += x[indices[p]]
-                                            z1 += x[indices[p + 1]]
-                                            z2 += x[indices[p + 2]]
-                                            z3 += x[indices[p + 3]]
-                                        else:
-                                            z0 += values[p] * x[indices[p]]
-                                            z1 += values[p + 1] * x[indices[p + 1]]
-                                            z2 += values[p + 2] * x[indices[p + 2]]
-                                            z3 += values[p + 3] * x[indices[p + 3]]
-                                        p += 4
-                                    while p < end:
-                                        z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
-                                        p += 1
-                                    c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
-                                    c = c * m_inv
-                                    gj += c if binary else c * c_vals[t]
-                            if code == DET_CGD1:  # as the message below
-                                msum_b[r, j] += scale_b[r, q] * (gj + reg_grad[j])
-                            else:
-                                Dg = D.gamma * gj if D.kind == D_SCALAR else D.diag[j] * gj
-                                msum_b[r, j] += scale_b[r, q] * (Dg + D_reg[j])
-                        if phase == 0 and support >= r1 - r0:
+                    for q in range(nnz):
+                        j = idx_b[r, q]
+                        lo = c_ptr[i]
+                        hi = c_ptr[i + 1]
+                        while lo < hi:  # j among the client's columns, as the search below finds it
+                            mid = (lo + hi) >> 1
+                            less = c_cols[mid] < j
+                            lo = mid + 1 if less else lo
+                            hi = hi if less else mid
+                        if lo == c_ptr[i + 1] or c_cols[lo] != j:
+                            continue
+                        support += c_start[lo + 1] - c_start[lo]
+                        if support >= r1 - r0:  # the client's margins after all: its slots may hold links now
                             lazy = False
+                            zend = min(zend, r0)
                             break
-                if lazy:
-                    continue
-                if sparse and r1 > zend:
+                        for t in range(c_start[lo], c_start[lo + 1]):
+                            row = c_rows[t]
+                            p = indptr[row]
+                            end = indptr[row + 1]
+                            z0 = 0.0
+                            z1 = 0.0
+                            z2 = 0.0
+                            z3 = 0.0
+                            while p + 4 <= end:
+                                if binary:
+                                    z0 += x[indices[p]]
+                                    z1 += x[indices[p + 1]]
+                                    z2 += x[indices[p + 2]]
+                                    z3 += x[indices[p + 3]]
+                                else:
+                                    z0 += values[p] * x[indices[p]]
+                                    z1 += values[p + 1] * x[indices[p + 1]]
+                                    z2 += values[p + 2] * x[indices[p + 2]]
+                                    z3 += values[p + 3] * x[indices[p + 3]]
+                                p += 4
+                            while p < end:
+                                z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
+                                p += 1
+                            c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
+                            z_b[r, row - R0] = c * m_inv
+                if sparse and not lazy and r1 > zend:
                     zlo = max(zend, r0)
                     zhi = min(R1, max(r1, zlo + MARGIN_BLOCK))
                     row_dots(x, indptr, indices, values, binary, zlo, zhi, z_b[r, zlo - R0:])
@@ -199,19 +188,20 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 # each: O(k log nnz_i)); otherwise they are marked and picked up in a pass over the
                 # client's non-zeros (O(nnz_i), nearly free when the metric's pass runs anyway).  The
                 # full-gradient metric is accumulated straight into the range's gsum row.
-                search = nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0]
+                search = lazy or (nnz <= search_max and nnz * search_ratio < indptr[r1] - indptr[r0])
                 if not search:
                     for q in range(nnz):
                         if not everything:
                             pos_b[r, idx_b[r, q]] = q + 1
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
-                lterm = 0.0
-                for row in range(r0, r1):  # the link, from the margins of this range's rows
-                    c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
-                    z_b[r, row - R0] = c * m_inv
-                    lterm += term
-                lsum += lterm * loss_scale(kind, m_inv)
+                if not lazy:
+                    lterm = 0.0
+                    for row in range(r0, r1):  # the link, from the margins of this range's rows
+                        c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
+                        z_b[r, row - R0] = c * m_inv
+                        lterm += term
+                    lsum += lterm * loss_scale(kind, m_inv)
                 if full or not search:
                     for row in range(r0, r1):
                         c = z_b[r, row - R0]
