@@ -107,3 +107,22 @@ def test_least_squares_minimum_is_exact(small_dataset, lam):
     for _ in range(2000):
         x = x - step * p.grad(x)
     assert fs <= p.f(x) <= fs + 1e-10
+
+
+def test_logistic_loss_from_one_log_per_client_is_exact_to_rounding():
+    """The kernels multiply the rows' loss factors 1 + e^{-|t|} and take one log per client, folding the
+    product into its log before it can overflow: a client of 3,000 rows at x = 0 (each factor 2: 2^3000
+    overflows without the fold) has loss log 2 exactly to rounding, and at random points the loss
+    matches the sum of log1p's in extended precision to within a few ulp of the row count."""
+    from cgdbench.data import Dataset, _canonical_csr, synthetic_a1a
+    A, b = synthetic_a1a(seed=5, m=3000, d=20, groups=5)
+    A = _canonical_csr(A)
+    p = LogRegNonconvex(Dataset("tall", A, b, "generated", None), lam=0.0)
+    assert p.f(np.zeros(p.d)) == pytest.approx(np.log(2.0), rel=4e-16)
+    rng = np.random.default_rng(0)
+    Ad = A.toarray()
+    for scale in (0.1, 1.0, 30.0):
+        x = rng.normal(size=p.d) * scale
+        t = (b * (Ad @ x)).astype(np.longdouble)
+        exact = float(np.mean(np.log1p(np.exp(-np.abs(t))) + np.maximum(-t, 0)))
+        assert p.f(x) == pytest.approx(exact, rel=1e-14, abs=1e-300)

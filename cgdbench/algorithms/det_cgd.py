@@ -34,7 +34,7 @@ import numpy as np
 from .. import compressors, stepsizes
 from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import IDENTITY, RAND_K, sample_sketch
-from ..problems.logreg import client_grad, link_row, loss_scale, regularizer, row_dots
+from ..problems.logreg import client_grad, link_row, loss_add, loss_scale, loss_total, regularizer, row_dots
 from ..rng import client_keys, iteration_key, randint
 from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
@@ -161,7 +161,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                             while p < end:
                                 z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
                                 p += 1
-                            c, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row], False)
+                            c, _, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row])
                             z_b[r, row - R0] = c * m_inv
                 if sparse and not lazy and r1 > zend:
                     zlo = max(zend, r0)
@@ -196,12 +196,14 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                         g_b[r, q] = 0.0
                 m_inv = inv_m[i]
                 if not lazy:
-                    lterm = 0.0
+                    lin, prod = 0.0, 1.0
                     for row in range(r0, r1):  # the link, from the margins of this range's rows
-                        c, term = link_row(kind, z_b[r, row - R0], b[row], log_row)
+                        c, f, l = link_row(kind, z_b[r, row - R0], b[row])
                         z_b[r, row - R0] = c * m_inv
-                        lterm += term
-                    lsum += lterm * loss_scale(kind, m_inv)
+                        if log_row:
+                            lin, prod = loss_add(lin, prod, f, l)
+                    if log_row:
+                        lsum += loss_total(lin, prod) * loss_scale(kind, m_inv)
                 if full or not search:
                     for row in range(r0, r1):
                         c = z_b[r, row - R0]
