@@ -136,6 +136,29 @@ def check_size(sweep: Sweep, yes: bool = False) -> None:
 
 
 # --- running -----------------------------------------------------------------
+#: the fields a cell's problem is built from (:func:`~cgdbench.algorithms._common.problem_of`)
+_PROBLEM_FIELDS = ("problem", "dataset", "clients", "split", "split_seed", "blocks", "lam", "hidden", "dim")
+
+
+def check_problems(cells, data_dir=None) -> None:
+    """Each distinct problem of the cells built once before any runs: a bad dataset, or more clients than the data
+    has rows, is one error naming the cell (nothing written), not a failed record per cell."""
+    from .algorithms._common import problem_of
+    seen = set()
+    for cell in cells:
+        c = cell.config
+        key = tuple(getattr(c, f) for f in _PROBLEM_FIELDS)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            problem_of(c, data_dir)
+        except CgdbenchError as exc:
+            same = sum(tuple(getattr(o.config, f) for f in _PROBLEM_FIELDS) == key for o in cells)
+            raise ConfigError(f"{exc} (cell {cell.id}" + (f" and {same - 1} more with its problem" if same > 1 else "")
+                            + "; no cell was run)") from None
+
+
 def _build_key(cfg: RunConfig):
     """Cells with the same key share one Built; ``None``: never shared."""
     d = cfg.to_dict()
@@ -245,6 +268,7 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     skipped = len(sweep.cells) - len(todo)
     counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "diverged": 0, "flagged": 0,
               "seconds": 0.0}
+    check_problems(todo, data_dir)
     log(f"{sweep.name}: {len(sweep.cells)} cells, {skipped} already completed in {out}"
         + (" (skipped; --rerun runs them again)" if skipped else "") + f", {len(todo)} to run")
     if not todo:
@@ -488,6 +512,8 @@ def format_summary(rows, target: float, warnings: bool = True) -> str:
     sosp = ("ε-SOSP: seeds whose final second-order check passed / seeds checked; "
             if any(r.get("sosp", [0, 0])[1] for r in rows) else "")
     text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; {to}{sosp}setup: data, stepsize and kernel compile "
-                               "or cache load, paid by the first cell of a setting (the others reuse them)")
+                               "or cache load, paid by the first cell of a setting (the others reuse them); a "
+                               "kernel compiles once per machine, so a first run's compile lands on the cell that "
+                               "first waits for it")
     warned = _warning_lines(rows) if warnings else []
     return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")

@@ -146,15 +146,27 @@ def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
     assert r.returncode == 0 and "already in" in r.stderr and "repeat" in r.stderr
 
 
+def test_a_bad_problem_is_one_error_before_any_cell_runs(tmp_path):
+    """A missing dataset, or more clients than rows, in any cell: one error naming the value and the cell,
+    and no file written (before, every such cell ran and was stored as failed)."""
+    out = tmp_path / "f.h5"
+    for grid, words in (({"dataset": [None, str(tmp_path / "missing.svm")], "iters": 20}, "does not exist"),
+                        ({"dataset": "nosuch", "iters": 20}, "a1a"),
+                        ({"clients": [10, 5000], "iters": 20}, "--clients 5000: more clients than rows")):
+        with pytest.raises(ConfigError, match="no cell was run") as err:
+            sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
+        assert words in str(err.value) and not out.exists()
+
+
 def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path):
     out = tmp_path / "f.h5"
-    grid = {"dataset": [None, str(tmp_path / "missing.svm")], "iters": 20}
+    grid = {"compressor": ["rand-1", "rand-k:100000"], "iters": 20}  # k > d: found when the cell is built
     counts = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
     assert counts["failed"] == 1 and counts["ran"] == 2
     status = {store.read_run(out, i)["status"] for i in store.list_runs(out)}
     assert status == {"completed", "failed"}
     failed = next(store.read_run(out, i) for i in store.list_runs(out) if store.read_run(out, i)["status"] == "failed")
-    assert "does not exist" in failed["meta"]["error"]
+    assert "100000" in failed["meta"]["error"]
     # a failed cell is not done: the next sweep tries it again (and replaces it)
     again = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
     assert (again["ran"], again["skipped"]) == (1, 1) and len(store.list_runs(out)) == 2

@@ -198,6 +198,18 @@ def finite_sum_problem(config, data_dir, allow_hash_mismatch):
                                        split_seed=config.split_seed, blocks=config.blocks)
 
 
+def problem_of(config, data_dir=None, allow_hash_mismatch=False):
+    """The problem a config names, built alone (its data loaded and split; no compressor or stepsize): a
+    finite-sum problem for the full-gradient methods, a saddle problem's ``create`` for the minibatch ones."""
+    from .. import problems
+    cls = problems.get(config.problem)
+    if cls.oracle == "full":
+        return finite_sum_problem(config, data_dir, allow_hash_mismatch)
+    return cls.create(dataset=config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch,
+                      hidden=config.hidden, dim=config.dim, lam=config.lam, clients=config.clients,
+                      split=config.split, split_seed=config.split_seed)
+
+
 def step_pack(D) -> StepD:
     return StepD(*D.kernel_args(), D.det_root())
 

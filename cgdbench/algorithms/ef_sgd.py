@@ -26,7 +26,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import compressors, problems, stepsizes
+from .. import compressors, stepsizes
 from .._jit import njit, njit_parallel, prange
 from ..errors import CgdbenchError, ConfigError
 from ..compressors.sketches import _floyd
@@ -36,7 +36,7 @@ from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, P_MLP_CLS, batch_loss_gra
 from ..rng import stream_key, uniform
 from . import register
 from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
-from ._common import blowup_level, split_note, vector_pack
+from ._common import blowup_level, problem_of, split_note, vector_pack
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR, A_F_MAX, A_RESCUES = range(10)
 
@@ -266,9 +266,7 @@ ef_sgd_chunk__conv = ef_sgd_chunk.specialize("__conv", CONV=True, full_loss_grad
 def build(config, data_dir=None, allow_hash_mismatch=False) -> Built:
     """A saddle problem, a vector compressor (its contractive form under error feedback), D = ηI."""
     from . import get
-    problem = problems.get(config.problem).create(
-        dataset=config.dataset, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch, hidden=config.hidden,
-        dim=config.dim, lam=config.lam, clients=config.clients, split=config.split, split_seed=config.split_seed)
+    problem = problem_of(config, data_dir, allow_hash_mismatch)
     comp = compressors.make_vector(config.compressor, problem.d)
     random_compressor = bool(comp.unbiased and comp.omega)
     mu = comp.contractive().mu  # the μ of its μ-compressor form (RandomK unscaled: k/d)
