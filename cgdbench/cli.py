@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
 from .config import DOWNLINK, EF21_INIT, METRICS_MODES, RUN_DEFAULTS, VALUE_BITS, X0_CHOICES, RunConfig
+from .config import not_read, own_options_error
 from .errors import CgdbenchError, ConfigError
 
 LISTS = ("problems", "datasets", "algorithms", "compressors", "stepsizes", "suites")
@@ -111,9 +113,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="comma separated: loss, grad_norm_sq, grad_norm_sq_D, G, suboptimality, lambda_min, "
                          "stoch_grad_norm_sq, ... (default loss,grad_norm_sq)")
     pl.add_argument("--band", default="10,90", help="quantile band in percent (default 10,90)")
-    pl.add_argument("--log-y", action="store_true", default=None,
+    ly = pl.add_mutually_exclusive_group()
+    ly.add_argument("--log-y", action="store_true", default=None,
                     help="log y on every panel (default: log for ‖∇f‖², G and suboptimality)")
-    pl.add_argument("--linear-y", dest="log_y", action="store_false", help="linear y on every panel")
+    ly.add_argument("--linear-y", dest="log_y", action="store_false", help="linear y on every panel")
     pl.add_argument("--log-x", action="store_true", help="log x (bits axes span decades)")
     pl.add_argument("--where", action="append", default=[], metavar="FIELD=V[,V2]",
                     help="keep runs whose config FIELD is one of the values (repeatable)")
@@ -195,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"one of: {_choices(stepsizes.describe())} (default: the algorithm's, "
                         + ", ".join(f"{e.name} {e.default_stepsize}" for e in algorithms.REGISTRY.values()) + ")")
     g.add_argument("--iters", type=int, help=f"iterations K >= 1 (default {dflt['iters']}; the saddle problems "
-                                              "their own, see `cgdbench problems`)")
+                                              "their own, see `cgdbench list problems`)")
     g.add_argument("--eps2", type=float,
                    help="target ε² of Corollary 1, for the stepsizes corollary1, corollary1-full, matrix-smoothness "
                         "and "
@@ -362,7 +365,11 @@ def _sigterm(signum, frame):
 def _run(ns) -> int:
     from .engine import run
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(**{k: v for k, v in vars(ns).items() if k in fields})
+    given = {k: v for k, v in vars(ns).items() if k in fields}
+    cfg = RunConfig(**given)
+    bad = not_read(cfg.algorithm, [k for k in RUN_DEFAULTS if given.get(k) is not None])
+    if bad:  # typed, though equal to the value the config fills in (`--lr 0.1` with det-cgd1)
+        raise own_options_error(algorithms.get(cfg.algorithm), bad)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         trace = run(cfg, out=ns.out, progress=not ns.quiet and sys.stderr.isatty(), data_dir=ns.data_dir,
@@ -490,6 +497,15 @@ def _compressors(ns) -> int:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (`cgdbench list | head -1`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when the interpreter flushes stdout at exit
+        return 141  # 128 + SIGPIPE
+
+
+def _main(argv=None) -> int:
     ap = _parser()
     ns = ap.parse_args(argv)
     try:

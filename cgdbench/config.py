@@ -31,6 +31,28 @@ RUN_DEFAULTS = {"lr": 0.1, "iters": 1000, "eps": 1e-3, "rho": 1.0, "noise_schedu
 BUILD_RESOLVED = ("lr", "reset_iters")
 
 
+def not_read(algorithm: str, given) -> list[str]:
+    """Of the options ``given`` (names the user set, whatever their value), those ``algorithm`` does not read.
+
+    A config cannot tell a value the user gave from a default it filled in (a det-CGD config stores
+    ``lr = 0.1``), so :class:`RunConfig` flags an option only when it differs from the default; the
+    command line knows what was typed and asks this too."""
+    algo = algorithms.get(algorithm)
+    return [k for k in given if k in algorithms.OWN_OPTIONS and k not in algo.reads]
+
+
+def own_options_error(algo, bad) -> ConfigError:
+    """The error for options ``bad`` given to ``algo``, which does not read them: who does."""
+    readers = [e.name for e in algorithms.REGISTRY.values() if all(k in e.reads for k in bad)]
+    where = ", ".join(readers) if readers else "other algorithms"
+    if bad == ["blocks"]:
+        where = ("the sketch methods (det-CGD, det-MARINA)" if algo.oracle == "full" else
+                 "det-CGD methods (the saddle problems bring their own layer blocks)")
+    opts = ", ".join("--" + k.replace("_", "-") for k in bad)
+    return ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
+                       f"{algo.name!r}; only to {where}")
+
+
 def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
     try:
         v = float(value)
@@ -187,6 +209,9 @@ class RunConfig:
         noise_schedule(self.noise_schedule, self.iters)
         s("seed", _int("seed", self.seed, 0, MAX_SEED))
         s("split_seed", _int("split-seed", self.split_seed, 0, MAX_SEED))
+        if not self.reset and self.reset_iters is not None:
+            raise ConfigError(f"--reset-iters {self.reset_iters} with --no-reset: a run without resets has no "
+                              "reset period (drop one of them)")
         s("log_every", _int("log-every", self.log_every, 1))
         from .algorithms._common import rows_for
         from .environment import check_memory
@@ -196,6 +221,9 @@ class RunConfig:
                      "log less often (--log-every) or run fewer iterations")
         if self.split not in problems.SPLITS:
             raise choices_error("split", self.split, problems.SPLITS)
+        if self.split_seed != 0 and self.split != "shuffled":
+            raise ConfigError(f"--split-seed {self.split_seed}: only the shuffled split draws from a seed; "
+                              f"--split {self.split} does not (use --split shuffled)")
         if self.value_bits not in VALUE_BITS:
             raise choices_error("value width (--value-bits)", self.value_bits, VALUE_BITS)
         if self.index_mode not in compressors.INDEX_MODES:
@@ -214,14 +242,7 @@ class RunConfig:
         if algo.contract != "sketch" and self.blocks is not None:  # blocks shape sketches and D only
             bad.append("blocks")
         if bad:
-            readers = [e.name for e in algorithms.REGISTRY.values() if all(k in e.reads for k in bad)]
-            where = ", ".join(readers) if readers else "other algorithms"
-            if bad == ["blocks"]:
-                where = ("the sketch methods (det-CGD, det-MARINA)" if algo.oracle == "full" else
-                         "det-CGD methods (the saddle problems bring their own layer blocks)")
-            opts = ", ".join("--" + k.replace("_", "-") for k in bad)
-            raise ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
-                              f"{algo.name!r}; only to {where}")
+            raise own_options_error(algo, bad)
 
     def to_dict(self) -> dict:
         """All fields, except the newer algorithm options left at their default: a config that does not

@@ -85,8 +85,9 @@ class Trace:
             ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, "
                           f"down {_bits(self.bits_down[-1] if last else 0)}"),
             ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + "
-                          f"{m.get('compile_seconds', float('nan')):.2f} s "
-                          f"compile/load ({1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
+                          f"{m.get('compile_seconds', float('nan')):.2f} s setup ("
+                          + (f"{m['build_seconds']:.2f} s data and stepsize, " if m.get("build_seconds") else "")
+                          + f"the rest compile/load; {1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
                           + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
         ]
         if m.get("flagged"):
@@ -121,6 +122,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
     layer = parallel.check_threading_layer()
     parallel.path_setting()  # a bad CGDBENCH_PATH fails here, before any build
     b = built or build(config, data_dir=data_dir, allow_hash_mismatch=allow_hash_mismatch)
+    build_seconds = 0.0 if built else time.perf_counter() - t_build  # the data and the stepsize
     job = algorithms.get(config.algorithm).factory(b)
     threads = _threads()
     chooser = parallel.PathChooser(threads, key=job.shape_key(), work=job.parallel_work())
@@ -197,7 +199,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         "dataset": b.problem.dataset_info,
         "det_root": b.D.det_root(), "logdet_D": b.D.logdet(),
         "f_lower": getattr(b.problem, "f_lower", None),
-        "stepsize": b.stepsize_info, "compile_seconds": compile_seconds,
+        "stepsize": b.stepsize_info, "compile_seconds": compile_seconds, "build_seconds": build_seconds,
         "compile_helper": helper, "run_seconds": run_seconds,
         "seconds_per_iter": run_seconds / max(completed, 1), "threads": threads, "threading_layer": layer,
         "paths": chooser.report(), "environment": environment.describe(threads, layer),

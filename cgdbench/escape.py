@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import problems
 from .config import RunConfig
 from .errors import ConfigError, StoreError
 from .plot import band_stats, load_groups
@@ -42,6 +43,10 @@ def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidd
         raise ConfigError(f"--seeds {ns.seeds}: need at least 1")
     if ns.noise <= 0:
         raise ConfigError(f"--noise {ns.noise}: the experiment compares r = 0 with some r > 0")
+    saddles = [n for n in problems.REGISTRY.names(oracle="minibatch") if "saddle" in problems.get(n).x0_choices]
+    if problems.REGISTRY.get(ns.problem).name not in saddles:  # an unknown name: the registry's error
+        raise ConfigError(f"escape --problem {ns.problem!r}: the experiment starts at a saddle of one of: "
+                          f"{', '.join(saddles)}")
     hidden = ns.hidden if ns.problem in ("mlp-autoencoder", "mlp-ae", "autoencoder") else None
     grid = [RunConfig(problem=ns.problem, dataset=ns.dataset, hidden=hidden, dim=ns.dim, algorithm="ef-sgd",
                       compressor=spec, noise=noise, lr=lr, batch_size=ns.batch_size, iters=ns.iters,

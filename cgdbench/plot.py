@@ -145,9 +145,16 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
                    | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
     groups = load_groups(path, needs, where, ids)
     if not groups:
-        present = _present(path)
+        present = set(_present(path))
+        unfiltered = load_groups(path, needs, None, ids) if where else {}
+        if unfiltered:  # the series are there: the filter matched nothing; name what it could match
+            cfgs = [json.loads(k) for k in unfiltered]
+            have = "; ".join(f"{f}: {', '.join(sorted({str(c.get(f)) for c in cfgs}))}" for f in where)
+            raise StoreError(f"{str(path)!r}: no completed run matches --where "
+                             f"{' '.join(f'{f}={_values(v)}' for f, v in where.items())}; its runs have {have}")
+        plottable = [n for n in LABELS if n not in X_CHOICES and all(k in present for k in DERIVED.get(n, (n,)))]
         raise StoreError(f"{str(path)!r} has no completed runs{' matching the filter' if where else ''} with "
-                         f"{', '.join(needs)}; the runs record: {', '.join(present) or 'nothing'}")
+                         f"{', '.join(needs)}; --y can be one of: {', '.join(plottable) or 'nothing (no runs)'}")
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
     ncol = 1 if len(groups) <= 6 and len(xs_axes) == 1 else 2
@@ -201,6 +208,10 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return {"groups": len(groups), "runs": sum(len(r) for r in groups.values()), "axes": axes}
+
+
+def _values(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def _present(path) -> list[str]:

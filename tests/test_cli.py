@@ -147,3 +147,38 @@ def test_escape_experiment_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert "8 already completed in" in capsys.readouterr().err        # nothing redone
     assert main(args[:-2] + ["--lr", "0.1,0.2,0.3", "--out", str(tmp_path / "x.h5")]) == 2
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`cgdbench list compressors | head -1`: the reader has gone; exit 141 (128 + SIGPIPE) without a traceback."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "cgdbench.cli", "list", "compressors"], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.returncode == 141 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    # typed options an algorithm does not read are refused even at the value the config fills in
+    (["run", "--algorithm", "det-cgd1", "--lr", "0.1"], "--lr does not apply to algorithm 'det-cgd1'; only to sgd"),
+    (["run", "--algorithm", "det-cgd1", "--eps", "0.001"], "--eps does not apply"),
+    (["run", "--clients", "4", "--split-seed", "3"], "--split-seed 3: only the shuffled split draws from a seed"),
+    (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--no-reset", "--reset-iters", "50"],
+     "--reset-iters 50 with --no-reset"),
+    (["escape", "--problem", "logreg-nonconvex", "--out", "e.h5"],
+     "escape --problem 'logreg-nonconvex': the experiment starts at a saddle of one of: saddle-quartic"),
+    (["plot", "x.h5", "-o", "x.png", "--log-y", "--linear-y"], "not allowed with argument --log-y"),
+])
+def test_contradictory_or_unread_options_are_refused(cli_main, tmp_path, args, words):
+    rc, out, err = cli_main(args, cwd=tmp_path)
+    assert rc == 2 and words in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_summary_splits_setup_into_data_and_stepsize_and_compile(cli_main, tmp_path):
+    rc, out, err = cli_main(["run", "--iters", "5"], cwd=tmp_path)
+    assert rc == 0 and re.search(r"s setup \([0-9.]+ s data and stepsize, the rest compile/load", out), out

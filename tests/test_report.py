@@ -51,8 +51,12 @@ def test_plot_errors(results, tmp_path):
         plot.plot_file(results, tmp_path / "no" / "x.png")
     with pytest.raises(StoreError, match="unknown figure format '.xyz'"):
         plot.plot_file(results, tmp_path / "x.xyz")
-    with pytest.raises(StoreError, match="the runs record: .*grad_norm_sq.*loss"):
+    with pytest.raises(StoreError, match="--y can be one of: loss, grad_norm_sq, .*G") as err:
         plot.plot_file(results, tmp_path / "x.png", ys=("nope",))
+    assert "x_final" not in str(err.value)
+    with pytest.raises(StoreError, match="no completed run matches --where algorithm=nosuch; its runs have "
+                                         "algorithm: .*det-cgd1"):
+        plot.plot_file(results, tmp_path / "x.png", where={"algorithm": "nosuch"})
     r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "plot", str(results), "-o", str(tmp_path / "n" / "x.png")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

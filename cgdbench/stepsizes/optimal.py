@@ -48,6 +48,7 @@ beats Clarabel from d ≈ 32 on (docs/paper-notes.md §9 has the timings).
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 
@@ -299,6 +300,9 @@ def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache
                         "seconds": 0.0, "residual_lambda": float(z["residual"])}
     form = _moment_form(sketch)
     errors = []
+    if sys.stderr.isatty():  # seconds to minutes of solving: say so, or a run looks stuck at its start
+        print(f"optimal stepsize: solving for the d×d matrix D (d = {d}; cached at {path} once solved)",
+              file=sys.stderr, flush=True)
     for solver in SOLVERS:
         if solver != "barrier-newton-cg" and (form is None or d > MAX_SDP_D):
             continue
