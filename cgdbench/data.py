@@ -3,7 +3,7 @@
 Files are never shipped with the project.  **The data-directory rule** (CLI, API, gate,
 tests and benchmarks alike): a name is looked up in ``--data-dir`` (``data_dir=``) when
 given, else in each directory of ``$CGDBENCH_DATA`` (several separated by ``:``), else in
-the user cache directory (``~/.cache/cgdbench/datasets`` on Linux), which
+the cache directory (``$CGDBENCH_CACHE/datasets``, default ``~/.cache/cgdbench/datasets`` on Linux), which
 ``cgdbench datasets add DIR`` fills with links to (or copies of) the files in DIR.  A
 path is read as it is.  Files named in the manifest are checked against its sha256
 and shape.
@@ -72,8 +72,9 @@ def names() -> list[str]:
 
 
 def default_data_dir() -> Path:
+    """``$CGDBENCH_CACHE/datasets``, else the user cache directory's (as the kernels' and the stepsizes' caches)."""
     from platformdirs import user_cache_dir
-    return Path(user_cache_dir("cgdbench")) / "datasets"
+    return Path(os.environ.get("CGDBENCH_CACHE") or user_cache_dir("cgdbench")) / "datasets"
 
 
 def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -216,8 +217,11 @@ def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
         A, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float64, zero_based=False)
     except Exception as exc:  # sklearn raises ValueError/RuntimeError without a line number
         bad = _first_bad_line(path)
-        where = f" at line {bad[0]}: {bad[1]!r}" if bad else ""
-        raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({exc})") from None
+        where = f" at line {bad[0]}: {bad[1][:80]!r}" if bad else ""
+        last = _last_line(path)
+        why = ("its last line is incomplete: the file looks truncated" if bad and last and bad[0] == last[0]
+               else str(exc))
+        raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({why})") from None
     if A.shape[0] == 0:
         raise DataError(f"LIBSVM file {str(path)!r} has no rows")
     if not (np.all(np.isfinite(A.data)) and np.all(np.isfinite(y)) and np.all(np.abs(A.data) <= MAX_FEATURE)):
@@ -253,6 +257,9 @@ def _first_bad_value(path: Path) -> tuple[int, str]:
 def label_note(y: np.ndarray) -> str | None:
     """How :func:`labels_to_pm1` maps two label values that are neither ±1 nor 0/1 (e.g. digits 3 and 7)."""
     vals = np.unique(y)
+    if vals.size == 1:
+        return (f"every row has label {vals[0]:g}: a one-class logistic regression (the data term falls "
+                "towards 0 as ‖x‖ grows; check the file)")
     if vals.size == 2 and not (set(vals.tolist()) <= {-1.0, 1.0} or set(vals.tolist()) == {0.0, 1.0}):
         return f"labels {vals[0]:g} and {vals[1]:g} were mapped to −1 and +1 (the smaller value is −1)"
     return None

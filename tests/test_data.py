@@ -64,6 +64,10 @@ def test_truncated_file(data_dir, tmp_path):
     (tmp_path / "cut").write_text("".join(lines[:10]) + "-1 3:1 11:")
     with pytest.raises(DataError, match="line 11"):
         data.load(str(tmp_path / "cut"))
+    # cut inside an index:value pair ("4" alone does not parse): the message says why, not the parser's words
+    (tmp_path / "cut2").write_text("".join(lines[:10]) + "-1 2:1 6:1 4")
+    with pytest.raises(DataError, match="line 11.*its last line is incomplete: the file looks truncated"):
+        data.load(str(tmp_path / "cut2"))
 
 
 def test_malformed_file_names_the_line(tmp_path):
@@ -92,6 +96,8 @@ def test_unlisted_file_infers_features_and_maps_labels(tmp_path):
     f.write_text("0 1:1\n1 2:1\n2 3:1\n")
     with pytest.raises(DataError, match="3 label values"):
         data.load(str(f))
+    f.write_text("+1 1:1\n+1 2:1\n")  # one class: loaded, with a warning runs carry
+    assert data.load(str(f)).label_note.startswith("every row has label 1: a one-class logistic regression")
 
 
 def test_synthetic_default_is_shaped_like_a1a():
