@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="a results file as CSV: one row per logged iteration per run")
     ex.add_argument("file", help="HDF5 results file")
-    ex.add_argument("--csv", required=True, help="CSV file to write")
+    ex.add_argument("--csv", required=True, help="CSV file to write (- : standard output, e.g. for a pipe)")
 
     h = sub.add_parser("history", help="export every asv result to an HDF5 table (trends: asv publish)")
     h.add_argument("--results", required=True, help="asv results directory (asv.conf.json results_dir)")
@@ -539,7 +539,9 @@ def _main(argv=None) -> int:
             return 0
         if ns.command == "export":
             from .report import export_csv
-            print(f"export: {export_csv(ns.file, ns.csv)} rows -> {ns.csv}")
+            rows = export_csv(ns.file, ns.csv)
+            print(f"export: {rows} rows -> {'standard output' if ns.csv == '-' else ns.csv}",
+                  file=sys.stderr if ns.csv == "-" else sys.stdout)
             return 0
         if ns.command == "history":
             from .history import export

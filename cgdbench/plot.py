@@ -78,6 +78,8 @@ LABELS = {
 LOG_Y = {"grad_norm_sq", "grad_norm_sq_D", "G", "suboptimality", "stoch_grad_norm_sq"}
 DERIVED = {"G": ("grad_norm_sq_D",), "suboptimality": ("loss",), "bits_total": ("bits_up", "bits_down")}
 X_CHOICES = ("iteration", "bits_up", "bits_total", "wall_time")
+#: line styles cycled over the methods (with the colours): identical traces drawn over each other stay visible
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _series(rec, name):
@@ -158,15 +160,16 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
     ncol = 1 if len(groups) <= 6 and len(xs_axes) == 1 else 2
-    legend_in = 0.2 * -(-len(groups) // ncol) + 0.35  # inches below the axes for the legend
+    legend_in = 0.17 * -(-len(groups) // ncol) + 0.2  # inches below the axes for the legend (7 pt rows)
     height = 2.8 * len(ys) + 0.8 + legend_in
     width = 7.5 if len(xs_axes) == 1 else 5.2 * len(xs_axes)
     fig, axes = plt.subplots(len(ys), len(xs_axes), figsize=(width, height), sharex="col", squeeze=False)
     if len(groups) > 10:  # more lines than tab10 has colours
         for ax in axes.ravel():
             ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
-    for (key, runs), cfg in zip(groups.items(), cfgs):
+    for g, ((key, runs), cfg) in enumerate(zip(groups.items(), cfgs)):
         label = f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        dash = LINE_STYLES[g % len(LINE_STYLES)]  # methods with the same trace stay visible under each other
         for i, y in enumerate(ys):
             _, mean, lo, hi = band_stats(runs, y, band, series=_series)
             for j, xa in enumerate(xs_axes):
@@ -175,8 +178,8 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
                 # a log axis has no 0 (no bits sent before the first step): drop such points, or
                 # matplotlib draws them at the axis' left edge as a flat line
                 keep = xv > 0 if log_x and xa != "iteration" else np.ones(xv.size, dtype=bool)
-                line, = ax.plot(xv[keep], mean[keep], lw=1.3, label=label, marker="o" if xv.size < 20 else None,
-                                ms=4)
+                line, = ax.plot(xv[keep], mean[keep], lw=1.3, ls=dash, label=label,
+                                marker="o" if xv.size < 20 else None, ms=4)
                 ax.fill_between(xv[keep], lo[keep], hi[keep], color=line.get_color(), alpha=0.2, lw=0)
     for i, y in enumerate(ys):
         for j, xa in enumerate(xs_axes):

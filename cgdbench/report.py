@@ -7,9 +7,11 @@ every run's config, status, environment, commit and warnings.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import html
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,12 +46,15 @@ def _unread(config: dict) -> set:
 
 def export_csv(path, out) -> int:
     """One row per logged iteration per run; config fields as columns (an option only another algorithm reads,
-    e.g. SGD's lr or batch size on a det-CGD run, is left blank).  Returns the number of rows."""
-    out = _check_out(out, (".csv",))
+    e.g. SGD's lr or batch size on a det-CGD run, is left blank).  ``out`` ``"-"``: standard output (for a pipe
+    into pandas or R).  Returns the number of rows."""
+    stdout = str(out) == "-"
+    if not stdout:
+        out = _check_out(out, (".csv",))
     runs = _runs(path)
     cfg_keys = sorted({k for r in runs for k in r["config"]})
     n = 0
-    with open(out, "w", newline="") as f:
+    with (contextlib.nullcontext(sys.stdout) if stdout else open(out, "w", newline="")) as f:
         w = csv.writer(f)
         w.writerow(["run_id", "status", *cfg_keys, *store.PER_ITERATION])
         for r in runs:

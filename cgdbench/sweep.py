@@ -263,6 +263,9 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     parallel.check_threading_layer()
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
+    if dask and scheduler:
+        raise ConfigError(f"--dask starts a local cluster and --scheduler {scheduler} connects to one: give one of "
+                          "them")
     done = store.completed_ids(out) if Path(out).exists() else set()
     todo = [c for c in sweep.cells if rerun or c.id not in done]
     skipped = len(sweep.cells) - len(todo)

@@ -34,6 +34,13 @@ def test_plot_defaults_log_y_labels_and_title(results, tmp_path):
     assert "logreg-nonconvex on synthetic-a1a, n = 2" in ax_loss.get_title()
     labels = {t.get_text() for t in ax_loss.figure.legends[0].get_texts()}
     assert labels == {"det-cgd1 | rand-1 | diag-inv (2 seeds)", "gd | identity | scalar (2 seeds)"}
+    # each method its own dash as well as its colour: identical traces stay visible under each other
+    assert len({line.get_linestyle() for line in ax_loss.get_lines()}) == 2
+    # the legend below the axes stays on the canvas, and does not overlap the lowest axes' x label
+    fig_ = ax_loss.figure
+    fig_.canvas.draw()
+    leg, xlab = fig_.legends[0].get_window_extent(), ax_G.xaxis.label.get_window_extent()
+    assert leg.y0 >= 0 and leg.y1 <= xlab.y0
     fig = plot.plot_file(results, tmp_path / "b.png", x="bits_up", ys=("grad_norm_sq",), log_x=True,
                          where={"algorithm": ["det-cgd1"]})
     assert fig["axes"][0, 0].get_xscale() == "log" and fig["groups"] == 1
@@ -90,6 +97,11 @@ def test_csv_round_trip(results, tmp_path):
         assert {(r["batch_size"] != "", r["noise"] != "", r["lr"] != "") for r in mine} == {(sgd,) * 3}
     with pytest.raises(StoreError, match="expected a .csv"):
         report.export_csv(results, tmp_path / "r.txt")
+    # "-": the same CSV on standard output, the count on standard error
+    r = subprocess.run([sys.executable, "-m", "cgdbench.cli", "export", str(results), "--csv", "-"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.replace("\r\n", "\n") == out.read_text().replace("\r\n", "\n")
+    assert f"export: {n} rows -> standard output" in r.stderr
 
 
 def _chromium():

@@ -158,6 +158,13 @@ def test_a_bad_problem_is_one_error_before_any_cell_runs(tmp_path):
         assert words in str(err.value) and not out.exists()
 
 
+def test_dask_and_a_scheduler_together_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--dask starts a local cluster and --scheduler tcp://x:1 connects"):
+        sweep.run_sweep(sweep.expand({"iters": 5}), tmp_path / "d.h5", dask=True, scheduler="tcp://x:1",
+                        progress=False, log=lambda m: None)
+    assert not (tmp_path / "d.h5").exists()
+
+
 def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path):
     out = tmp_path / "f.h5"
     grid = {"compressor": ["rand-1", "rand-k:100000"], "iters": 20}  # k > d: found when the cell is built
