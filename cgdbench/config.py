@@ -142,7 +142,7 @@ class RunConfig:
             s("lr", _float("lr", self.lr, 0.0, strict=True))
         if self.compressor is None:
             s("compressor", algo.default_compressor)
-        name, params = compressors.parse(self.compressor)
+        name, params = compressors.parse(self.compressor, algo.contract)
         s("compressor", name + (":" + params if params else ""))
         from_lr = algo.default_stepsize == "lr"  # compressed SGD: D = ηI from --lr
         if self.stepsize is None:

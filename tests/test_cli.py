@@ -172,6 +172,11 @@ def test_a_closed_pipe_ends_quietly():
     (["escape", "--problem", "logreg-nonconvex", "--out", "e.h5"],
      "escape --problem 'logreg-nonconvex': the experiment starts at a saddle of one of: saddle-quartic"),
     (["plot", "x.h5", "-o", "x.png", "--log-y", "--linear-y"], "not allowed with argument --log-y"),
+    # an unknown compressor lists what this algorithm takes (no det-CGD sketch for SGD, no top-k for det-CGD)
+    (["run", "--problem", "saddle-quartic", "--algorithm", "sgd", "--compressor", "foo"],
+     "this algorithm takes a vector compressor C(x): choose one of: identity, rand-k:K, rand-1, rand-k-unscaled:K"),
+    (["run", "--algorithm", "det-cgd1", "--compressor", "foo"],
+     "choose one of: identity, rand-k:K, rand-1, importance-rand-1:[FILE], block-rand-k:K[,K2,...], bern-q:Q[,Q2,...]\n"),
 ])
 def test_contradictory_or_unread_options_are_refused(cli_main, tmp_path, args, words):
     rc, out, err = cli_main(args, cwd=tmp_path)

@@ -69,8 +69,16 @@ _entry("sketch-top-k", "K[,ROWS,COLS]", True, "biased: count sketch (ROWS×COLS,
        aliases=("count-sketch", "sketched-top-k"), stated_mu=False)
 
 
-def parse(spec: str) -> tuple[str, str]:
-    """Split ``NAME[:PARAMS]`` and check the name; returns ``(canonical name, params)``."""
+def parse(spec: str, contract: str | None = None) -> tuple[str, str]:
+    """Split ``NAME[:PARAMS]`` and check the name; returns ``(canonical name, params)``.  ``contract`` (an
+    algorithm's, see :data:`_CONTRACT`): an unknown name lists only the compressors that algorithm takes."""
+    if contract is not None and isinstance(spec, str):
+        key = spec.strip().partition(":")[0].lower()
+        if REGISTRY.aliases.get(key, key) not in REGISTRY.entries:
+            kind, ok = _CONTRACT[contract]
+            names = [e.name + (":" + e.params if e.params else "") for e in REGISTRY.values() if ok(e)]
+            raise ConfigError(f"unknown compressor {spec!r}; this algorithm takes {kind}: choose one of: "
+                              + ", ".join(names))
     name, params = REGISTRY.split(spec)
     entry = REGISTRY[name]
     if entry.params_required and not params:
