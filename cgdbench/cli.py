@@ -291,6 +291,8 @@ def _compare(ns) -> int:
     store.check_writable(ns.out)
     if ns.suite:
         sweep = suites.make(ns.suite, dataset=ns.dataset, seeds=ns.seeds, iters=ns.iters)
+        for note in sweep.notes:
+            print(f"cgdbench: note: {note}", file=sys.stderr)
     else:
         given = [o for o in ("dataset", "seeds", "iters") if getattr(ns, o) is not None]
         if given:

@@ -58,6 +58,11 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
         sw = Sweep(s.name, cells, target=parts[0].target, notes=[f"datasets: {', '.join(found)}"])
     else:
         sw = s.factory(dataset, seeds, iters)
+        own = [c for c in sw.cells if c.config.dataset != (None if dataset is None else str(dataset))]
+        if dataset is not None and own:  # e.g. smoke's saddle cells, which generate their data
+            probs = ", ".join(sorted({c.config.problem for c in own}))
+            sw.notes.append(f"--dataset {dataset} applies to {len(sw.cells) - len(own)} of the {len(sw.cells)} "
+                            f"cells; the other {len(own)} ({probs}) run on their own data")
     sw.name = s.name
     sw.description = s.doc
     return sw

@@ -350,3 +350,12 @@ def test_dask_local_cluster(tmp_path):
     r = cli("compare", "--config", _grid_file(tmp_path), "--out", str(out), "--dask", "--workers", "2", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["counts"]["ran"] == 4 and len(store.completed_ids(out)) == 4
+
+
+def test_a_suite_says_which_cells_its_dataset_does_not_reach():
+    """smoke's saddle cells generate their data: --dataset reaches only the finite-sum cells, and the sweep says so."""
+    sw = suites.make("smoke", dataset="synthetic-a1a")
+    own = [c for c in sw.cells if c.config.dataset is None]
+    assert own and sw.notes == [f"--dataset synthetic-a1a applies to {len(sw.cells) - len(own)} of the "
+                                f"{len(sw.cells)} cells; the other {len(own)} (saddle-quartic) run on their own data"]
+    assert suites.make("smoke").notes == []
