@@ -7,8 +7,11 @@
 thread) compiled with debug lines into a fresh cache, keeps the compiled object and its address in the
 process, records the process with ``perf record``, and maps each sample inside the kernel to the source
 line ``objdump -dl`` gives for its instruction.  Numba's IR inlining keeps an inlined helper's line
-numbers but not its file: a line listed under ``det_cgd.py`` that lies outside ``det_cgd_chunk`` is a
-helper's (``row_dots``, ``link_row`` in ``problems/logreg.py``).  Printed: the share of the kernel's
+numbers but not its file: every line is listed under ``det_cgd.py``, and the one of an inlined helper
+(``row_dots``, ``link_row``, ... in ``problems/logreg.py``) may fall inside ``det_cgd_chunk``'s own range,
+so each line is printed with its text in both files: read off which it is.  ``NUMBA_DEBUGINFO`` keeps
+variables alive longer (reference counts move), so the profiled code is close to, not exactly, the
+production kernel.  Printed: the share of the kernel's
 samples per line, and the kernel's samples against all those of the timed run (the rest: libm's exp and
 log, the engine's Python between chunks).  A sample lands on the instruction after a
 slow one now and then, so read neighbouring lines together.  Needs ``perf`` and ``objdump``.
@@ -75,8 +78,13 @@ def _attribute(out: Path, top: int) -> None:
     expected = float((out / "seconds.txt").read_text()) * FREQ
     print(f"{n} samples in the kernel's object code, {100 * n / expected:.0f}% of the timed run's ~{expected:.0f} "
           "(the rest: libm's exp and log, Python between chunks)")
+    pkg = Path(__file__).resolve().parent.parent / "cgdbench"
+    texts = {f: (pkg / rel).read_text().splitlines() for f, rel in
+             (("det_cgd.py", "algorithms/det_cgd.py"), ("logreg.py", "problems/logreg.py"))}
     for where, c in hits.most_common(top):
-        print(f"{100 * c / n:6.2f}%  {where}")
+        no = int(where.rpartition(":")[2]) if where[-1].isdigit() else 0
+        both = "  |  ".join(f"{f}: {t[no - 1].strip()[:50]}" for f, t in texts.items() if 0 < no <= len(t))
+        print(f"{100 * c / n:6.2f}%  {where:<16} {both}")
 
 
 def main(argv=None):

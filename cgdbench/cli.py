@@ -369,7 +369,7 @@ def _run(ns) -> int:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(ns).items() if k in fields}
     cfg = RunConfig(**given)
-    bad = not_read(cfg.algorithm, [k for k in RUN_DEFAULTS if given.get(k) is not None])
+    bad = not_read(cfg.algorithm, [k for k, v in given.items() if v is not None])
     if bad:  # typed, though equal to the value the config fills in (`--lr 0.1` with det-cgd1)
         raise own_options_error(algorithms.get(cfg.algorithm), bad)
     signal.signal(signal.SIGTERM, _sigterm)
@@ -500,7 +500,9 @@ def _compressors(ns) -> int:
 
 def main(argv=None) -> int:
     try:
-        return _main(argv)
+        rc = _main(argv)
+        sys.stdout.flush()  # inside the try: a buffered stdout's last write happens here, not at exit
+        return rc
     except BrokenPipeError:  # the reader went away (`cgdbench list | head -1`): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when the interpreter flushes stdout at exit

@@ -219,8 +219,8 @@ def read_libsvm(path: str | os.PathLike, n_features: int | None = None):
         bad = _first_bad_line(path)
         where = f" at line {bad[0]}: {bad[1][:80]!r}" if bad else ""
         last = _last_line(path)
-        why = ("its last line is incomplete: the file looks truncated" if bad and last and bad[0] == last[0]
-               else str(exc))
+        cut = bad and last and bad[0] == last[0] and not path.read_bytes().endswith(b"\n")
+        why = "its last line is incomplete: the file looks truncated" if cut else str(exc)
         raise DataError(f"malformed LIBSVM file {str(path)!r}{where} ({why})") from None
     if A.shape[0] == 0:
         raise DataError(f"LIBSVM file {str(path)!r} has no rows")
@@ -258,7 +258,7 @@ def label_note(y: np.ndarray) -> str | None:
     """How :func:`labels_to_pm1` maps two label values that are neither ±1 nor 0/1 (e.g. digits 3 and 7)."""
     vals = np.unique(y)
     if vals.size == 1:
-        return (f"every row has label {vals[0]:g}: a one-class logistic regression (the data term falls "
+        return (f"every row has label {vals[0]:g}: a one-class problem (a logistic loss then falls "
                 "towards 0 as ‖x‖ grows; check the file)")
     if vals.size == 2 and not (set(vals.tolist()) <= {-1.0, 1.0} or set(vals.tolist()) == {0.0, 1.0}):
         return f"labels {vals[0]:g} and {vals[1]:g} were mapped to −1 and +1 (the smaller value is −1)"

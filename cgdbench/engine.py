@@ -87,7 +87,8 @@ class Trace:
             ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + "
                           f"{m.get('compile_seconds', float('nan')):.2f} s setup ("
                           + (f"{m['build_seconds']:.2f} s data and stepsize, " if m.get("build_seconds") else "")
-                          + f"the rest compile/load; {1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
+                          + ("the rest " if m.get("build_seconds") else "")
+                          + f"compile/load; {1e6 * m.get('seconds_per_iter', float('nan')):.1f} µs/iteration)"
                           + (f" + {m['sosp_seconds']:.2f} s second-order checks" if m.get("sosp_seconds") else "")),
         ]
         if m.get("flagged"):

@@ -150,7 +150,8 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
         present = set(_present(path))
         unfiltered = load_groups(path, needs, None, ids) if where else {}
         if unfiltered:  # the series are there: the filter matched nothing; name what it could match
-            cfgs = [json.loads(k) for k in unfiltered]
+            from .config import OMIT_AT_DEFAULT
+            cfgs = [{**OMIT_AT_DEFAULT, **json.loads(k)} for k in unfiltered]  # the key leaves defaults out
             have = "; ".join(f"{f}: {', '.join(sorted({str(c.get(f)) for c in cfgs}))}" for f in where)
             raise StoreError(f"{str(path)!r}: no completed run matches --where "
                              f"{' '.join(f'{f}={_values(v)}' for f, v in where.items())}; its runs have {have}")

@@ -157,6 +157,8 @@ def check_problems(cells, data_dir=None) -> None:
             same = sum(tuple(getattr(o.config, f) for f in _PROBLEM_FIELDS) == key for o in cells)
             raise ConfigError(f"{exc} (cell {cell.id}" + (f" and {same - 1} more with its problem" if same > 1 else "")
                             + "; no cell was run)") from None
+        except Exception:  # noqa: BLE001 — not bad input: the cell's own run records it, the others go on
+            continue
 
 
 def _build_key(cfg: RunConfig):
@@ -271,7 +273,8 @@ def run_sweep(sweep: Sweep, out, *, rerun: bool = False, workers: int = 1, sched
     skipped = len(sweep.cells) - len(todo)
     counts = {"cells": len(sweep.cells), "skipped": skipped, "ran": 0, "failed": 0, "diverged": 0, "flagged": 0,
               "seconds": 0.0}
-    check_problems(todo, data_dir)
+    if not scheduler:  # a remote cluster's workers find the data themselves, where this client may not
+        check_problems(todo, data_dir)
     log(f"{sweep.name}: {len(sweep.cells)} cells, {skipped} already completed in {out}"
         + (" (skipped; --rerun runs them again)" if skipped else "") + f", {len(todo)} to run")
     if not todo:

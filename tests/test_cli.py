@@ -155,8 +155,9 @@ def test_a_closed_pipe_ends_quietly():
     r, w = os.pipe()
     os.close(r)
     try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a buffered stdout, as usual
         p = subprocess.run([sys.executable, "-m", "cgdbench.cli", "list", "compressors"], stdout=w,
-                           stderr=subprocess.PIPE, text=True, timeout=120)
+                           stderr=subprocess.PIPE, text=True, timeout=120, env=env)
     finally:
         os.close(w)
     assert p.returncode == 141 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
@@ -166,6 +167,8 @@ def test_a_closed_pipe_ends_quietly():
     # typed options an algorithm does not read are refused even at the value the config fills in
     (["run", "--algorithm", "det-cgd1", "--lr", "0.1"], "--lr does not apply to algorithm 'det-cgd1'; only to sgd"),
     (["run", "--algorithm", "det-cgd1", "--eps", "0.001"], "--eps does not apply"),
+    (["run", "--algorithm", "det-cgd1", "--batch-size", "64"], "--batch-size does not apply"),
+    (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--metrics", "every"], "--metrics does not apply"),
     (["run", "--clients", "4", "--split-seed", "3"], "--split-seed 3: only the shuffled split draws from a seed"),
     (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--no-reset", "--reset-iters", "50"],
      "--reset-iters 50 with --no-reset"),

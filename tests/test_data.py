@@ -68,6 +68,11 @@ def test_truncated_file(data_dir, tmp_path):
     (tmp_path / "cut2").write_text("".join(lines[:10]) + "-1 2:1 6:1 4")
     with pytest.raises(DataError, match="line 11.*its last line is incomplete: the file looks truncated"):
         data.load(str(tmp_path / "cut2"))
+    # a bad last line of a complete file (it ends with a newline) is not called truncated
+    (tmp_path / "typo").write_text("".join(lines[:10]) + "-1 2:1 3:x\n")
+    with pytest.raises(DataError, match="line 11") as err:
+        data.load(str(tmp_path / "typo"))
+    assert "looks truncated" not in str(err.value)  # (the tmp path itself says "truncated")
 
 
 def test_malformed_file_names_the_line(tmp_path):
@@ -97,7 +102,7 @@ def test_unlisted_file_infers_features_and_maps_labels(tmp_path):
     with pytest.raises(DataError, match="3 label values"):
         data.load(str(f))
     f.write_text("+1 1:1\n+1 2:1\n")  # one class: loaded, with a warning runs carry
-    assert data.load(str(f)).label_note.startswith("every row has label 1: a one-class logistic regression")
+    assert data.load(str(f)).label_note.startswith("every row has label 1: a one-class problem")
 
 
 def test_synthetic_default_is_shaped_like_a1a():

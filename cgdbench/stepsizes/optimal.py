@@ -301,7 +301,8 @@ def optimal_det_cgd1(sketch, L: np.ndarray, time_limit: float = 120.0, use_cache
     form = _moment_form(sketch)
     errors = []
     if sys.stderr.isatty():  # seconds to minutes of solving: say so, or a run looks stuck at its start
-        print(f"optimal stepsize: solving for the d×d matrix D (d = {d}; cached at {path} once solved)",
+        print(f"optimal stepsize: solving for the d×d matrix D (d = {d}"
+              + (f"; cached at {path} once solved)" if use_cache else ")"),
               file=sys.stderr, flush=True)
     for solver in SOLVERS:
         if solver != "barrier-newton-cg" and (form is None or d > MAX_SDP_D):
