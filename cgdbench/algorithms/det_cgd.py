@@ -34,7 +34,7 @@ import numpy as np
 from .. import compressors, stepsizes
 from .._jit import NO_CONTRACT, njit_parallel, prange
 from ..compressors.sketches import IDENTITY, RAND_K, sample_sketch
-from ..problems.logreg import client_grad, link_row, loss_add, loss_scale, loss_total, regularizer, row_dots
+from ..problems.logreg import client_grad, link_row, loss_add, loss_scale, loss_total, regularizer, row_dot, row_dots
 from ..rng import client_keys, iteration_key, randint
 from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
@@ -118,8 +118,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                 if lazy:
                     # the margins and links of the kept columns' rows only, into their z_b slots (the search
                     # below sums them); lazy only while that is fewer rows than the client has (a row in several
-                    # kept columns is computed once per column).  The margin is row_dots' sum, written out: a
-                    # call per row would bind five arrays (a reference count each) on a path of ~100 ns a row
+                    # kept columns is computed once per column).  The margin is row_dot's, as row_dots sums it
                     m_inv = inv_m[i]
                     support = 0
                     for q in range(nnz):
@@ -140,28 +139,7 @@ def det_cgd_chunk(k0, k1, K, log_every, every, code, x, P, C, S, seed, ckeys, D,
                             break
                         for t in range(c_start[lo], c_start[lo + 1]):
                             row = c_rows[t]
-                            p = indptr[row]
-                            end = indptr[row + 1]
-                            z0 = 0.0
-                            z1 = 0.0
-                            z2 = 0.0
-                            z3 = 0.0
-                            while p + 4 <= end:
-                                if binary:
-                                    z0 += x[indices[p]]
-                                    z1 += x[indices[p + 1]]
-                                    z2 += x[indices[p + 2]]
-                                    z3 += x[indices[p + 3]]
-                                else:
-                                    z0 += values[p] * x[indices[p]]
-                                    z1 += values[p + 1] * x[indices[p + 1]]
-                                    z2 += values[p + 2] * x[indices[p + 2]]
-                                    z3 += values[p + 3] * x[indices[p + 3]]
-                                p += 4
-                            while p < end:
-                                z0 += x[indices[p]] if binary else values[p] * x[indices[p]]
-                                p += 1
-                            c, _, _ = link_row(kind, (z0 + z1) + (z2 + z3), b[row])
+                            c, _, _ = link_row(kind, row_dot(x, indptr, indices, values, binary, row), b[row])
                             z_b[r, row - R0] = c * m_inv
                 if sparse and not lazy and r1 > zend:
                     zlo = max(zend, r0)

@@ -48,41 +48,47 @@ def client_grad(P, i, x, need_loss, g, zbuf):
 
 
 @njit_inline
-def row_dots(x, indptr, indices, values, binary, r0, r1, zbuf):
-    """``zbuf[r - r0] = a_rᵀx`` for rows ``r0 <= r < r1`` of the CSR matrix.
+def row_dot(x, indptr, indices, values, binary, r):
+    """``a_rᵀx`` for row ``r`` of the CSR matrix.
 
     Four accumulators break the add-latency chain of the sparse dot product;
     the order is fixed in code, so results do not depend on the machine.
     ``binary`` (every value 1.0): the same sums without the multiply (x·1.0 is x).
     """
+    z0 = 0.0
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    p = indptr[r]
+    end = indptr[r + 1]
+    if binary:
+        while p + 4 <= end:
+            z0 += x[indices[p]]
+            z1 += x[indices[p + 1]]
+            z2 += x[indices[p + 2]]
+            z3 += x[indices[p + 3]]
+            p += 4
+        while p < end:
+            z0 += x[indices[p]]
+            p += 1
+    else:
+        while p + 4 <= end:
+            z0 += values[p] * x[indices[p]]
+            z1 += values[p + 1] * x[indices[p + 1]]
+            z2 += values[p + 2] * x[indices[p + 2]]
+            z3 += values[p + 3] * x[indices[p + 3]]
+            p += 4
+        while p < end:
+            z0 += values[p] * x[indices[p]]
+            p += 1
+    return (z0 + z1) + (z2 + z3)
+
+
+@njit_inline
+def row_dots(x, indptr, indices, values, binary, r0, r1, zbuf):
+    """``zbuf[r - r0] = a_rᵀx`` (:func:`row_dot`) for rows ``r0 <= r < r1`` of the CSR matrix."""
     for r in range(r0, r1):
-        z0 = 0.0
-        z1 = 0.0
-        z2 = 0.0
-        z3 = 0.0
-        p = indptr[r]
-        end = indptr[r + 1]
-        if binary:
-            while p + 4 <= end:
-                z0 += x[indices[p]]
-                z1 += x[indices[p + 1]]
-                z2 += x[indices[p + 2]]
-                z3 += x[indices[p + 3]]
-                p += 4
-            while p < end:
-                z0 += x[indices[p]]
-                p += 1
-        else:
-            while p + 4 <= end:
-                z0 += values[p] * x[indices[p]]
-                z1 += values[p + 1] * x[indices[p + 1]]
-                z2 += values[p + 2] * x[indices[p + 2]]
-                z3 += values[p + 3] * x[indices[p + 3]]
-                p += 4
-            while p < end:
-                z0 += values[p] * x[indices[p]]
-                p += 1
-        zbuf[r - r0] = (z0 + z1) + (z2 + z3)
+        zbuf[r - r0] = row_dot(x, indptr, indices, values, binary, r)
 
 
 @njit_inline
