@@ -247,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list(what: str | None, data_dir=None) -> None:
     sections = {
-        "problems": problems.describe(),
+        "problems": problems.describe_long(),
         "datasets": data.status(data_dir),
         "algorithms": algorithms.describe(),
         "compressors": compressors.describe(),

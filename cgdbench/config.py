@@ -29,6 +29,8 @@ METRICS_MODES = ("every", "logged")
 RUN_DEFAULTS = {"lr": 0.1, "iters": 1000, "eps": 1e-3, "rho": 1.0, "noise_schedule": "constant",
                 "reset_iters": 100, "log_every": 1}
 BUILD_RESOLVED = ("lr", "reset_iters")
+#: the saddle problems' size options (read by the algorithms that run on them)
+PROBLEM_SIZE = {"hidden", "dim"}
 
 
 def not_read(algorithm: str, given) -> list[str]:
@@ -49,6 +51,12 @@ def own_options_error(algo, bad) -> ConfigError:
         where = ("the sketch methods (det-CGD, det-MARINA)" if algo.oracle == "full" else
                  "det-CGD methods (the saddle problems bring their own layer blocks)")
     opts = ", ".join("--" + k.replace("_", "-") for k in bad)
+    if set(bad) <= PROBLEM_SIZE:  # options of the saddle problems, which run only with the SGD methods
+        mine = [n for n, e in problems.REGISTRY.items() if e.oracle == algo.oracle]
+        theirs = [n for n, e in problems.REGISTRY.items() if e.oracle != algo.oracle]
+        return ConfigError(f"{opts} {'sizes' if len(bad) == 1 else 'size'} the saddle problems ({', '.join(theirs)}: "
+                           f"--hidden their layer widths, --dim saddle-quartic's dimension), which run with {where}; "
+                           f"algorithm {algo.name!r} runs on {', '.join(mine)}")
     return ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
                        f"{algo.name!r}; only to {where}")
 

@@ -125,8 +125,8 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
         with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on a log axis
             warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)
             axes[1, j].set_yscale("log")
-        axes[1, j].set_xlabel("iteration")
-    axes[0, 0].set_ylabel("loss f(x_t)")
+        axes[1, j].set_xlabel("iteration $t$")
+    axes[0, 0].set_ylabel("loss $f(x_t)$")
     axes[1, 0].set_ylabel("‖stochastic gradient‖² (mean since last log)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"escaping the saddle: median over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)

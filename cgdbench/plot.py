@@ -67,11 +67,12 @@ def band_stats(runs: list[dict], y: str, band: tuple[float, float], series=None)
 
 #: human labels (with units) of the per-iteration datasets and the x axes
 LABELS = {
-    "iteration": "iteration k", "bits_up": "bits sent up (cumulative)", "bits_total": "bits sent up + down",
-    "wall_time": "wall time (s)", "loss": "f(x^k)", "grad_norm_sq": "‖∇f(x^k)‖²",
-    "grad_norm_sq_D": "‖∇f(x^k)‖²_{D/det(D)^{1/d}}", "G": "G_{k,D} (running mean of ‖∇f‖²_D)",
-    "suboptimality": "f(x^k) − f*", "stoch_grad_norm_sq": "‖stochastic gradient‖² (mean since last log)",
-    "lambda_min": "λ_min(∇²f(x^k))", "resets": "resets (cumulative)",
+    "iteration": "iteration $k$", "bits_up": "bits sent up (cumulative)", "bits_total": "bits sent up + down",
+    "wall_time": "wall time (s)", "loss": r"$f(x^k)$", "grad_norm_sq": r"$\|\nabla f(x^k)\|^2$",
+    "grad_norm_sq_D": r"$\|\nabla f(x^k)\|^2_{D/\det(D)^{1/d}}$",
+    "G": r"$G_{k,D}$ (running mean of $\|\nabla f\|^2_D$)",
+    "suboptimality": r"$f(x^k) - f^\star$", "stoch_grad_norm_sq": r"$\|g^k\|^2$ (stochastic gradient, mean since last log)",
+    "lambda_min": r"$\lambda_{\min}(\nabla^2 f(x^k))$", "resets": "resets (cumulative)",
     "test_accuracy": "test accuracy (held-out samples)",
 }
 #: drawn in log scale by default (positive, spanning decades)

@@ -28,6 +28,20 @@ def test_list_names_everything():
     assert cli("list", "compressors").stdout.startswith("compressors:")
 
 
+def test_list_problems_shows_what_a_run_defaults_to():
+    """Each problem's second line names its algorithms and the defaults a run resolves (from RunConfig)."""
+    from cgdbench import problems
+    from cgdbench.config import RunConfig
+    lines = problems.describe_long()
+    for i, (name, _) in enumerate(lines[::2]):
+        cfg = RunConfig(problem=name, algorithm="sgd" if problems.get(name).oracle == "minibatch" else "det-cgd1")
+        second = lines[2 * i + 1][1]
+        assert f"--iters {cfg.iters}," in second and f"--log-every {cfg.log_every}" in second, (name, second)
+        assert ("--noise-schedule " + cfg.noise_schedule in second) == (cfg.algorithm == "sgd"), second
+        assert f" {cfg.algorithm}" in second
+    assert "--iters 80000" in cli("list", "problems").stdout
+
+
 def test_help_names_the_choices():
     out = cli("run", "--help").stdout
     for name in ("det-cgd2", "bern-q", "l-inv-sqrt", "contiguous", "shuffled", "ones-over-sqrt-d", "shared-seed"):
@@ -168,6 +182,9 @@ def test_a_closed_pipe_ends_quietly():
     (["run", "--algorithm", "det-cgd1", "--lr", "0.1"], "--lr does not apply to algorithm 'det-cgd1'; only to sgd"),
     (["run", "--algorithm", "det-cgd1", "--eps", "0.001"], "--eps does not apply"),
     (["run", "--algorithm", "det-cgd1", "--batch-size", "64"], "--batch-size does not apply"),
+    # the saddle problems' size options name those problems and where det-CGD runs instead
+    (["run", "--algorithm", "det-cgd1", "--hidden", "4"], "--hidden sizes the saddle problems (saddle-quartic, "),
+    (["run", "--algorithm", "ef21", "--dim", "4"], "which run with sgd, ef-sgd; algorithm 'ef21' runs on logreg-nonconvex"),
     (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--metrics", "every"], "--metrics does not apply"),
     (["run", "--clients", "4", "--split-seed", "3"], "--split-seed 3: only the shuffled split draws from a seed"),
     (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--no-reset", "--reset-iters", "50"],

@@ -30,7 +30,7 @@ def test_plot_defaults_log_y_labels_and_title(results, tmp_path):
     assert fig["groups"] == 2 and fig["runs"] == 4
     ax_loss, ax_g, ax_G = fig["axes"][:, 0]
     assert ax_loss.get_yscale() == "linear" and ax_g.get_yscale() == "log" and ax_G.get_yscale() == "log"
-    assert ax_g.get_ylabel() == "‖∇f(x^k)‖²" and ax_G.get_xlabel() == "iteration k"
+    assert ax_g.get_ylabel() == r"$\|\nabla f(x^k)\|^2$" and ax_G.get_xlabel() == "iteration $k$"
     assert "logreg-nonconvex on synthetic-a1a, n = 2" in ax_loss.get_title()
     labels = {t.get_text() for t in ax_loss.figure.legends[0].get_texts()}
     assert labels == {"det-cgd1 | rand-1 | diag-inv (2 seeds)", "gd | identity | scalar (2 seeds)"}
@@ -45,6 +45,17 @@ def test_plot_defaults_log_y_labels_and_title(results, tmp_path):
                          where={"algorithm": ["det-cgd1"]})
     assert fig["axes"][0, 0].get_xscale() == "log" and fig["groups"] == 1
     assert fig["axes"][0, 0].get_xlabel() == "bits sent up (cumulative)"
+
+
+def test_every_label_renders_as_mathtext():
+    """Labels are matplotlib mathtext (f(x^k) set as maths, not as the characters '^k'): each one parses."""
+    import matplotlib.pyplot as plt
+    for name, text in plot.LABELS.items():
+        fig = plt.figure()
+        t = fig.text(0.1, 0.5, text)
+        fig.canvas.draw()  # a malformed $...$ raises ValueError here
+        assert t.get_window_extent().width > 0, name
+        plt.close(fig)
 
 
 def test_lambda_min_is_drawn_against_its_own_iterations(results, tmp_path):

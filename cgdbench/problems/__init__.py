@@ -17,7 +17,7 @@ for _cls, _aliases in ((LogRegNonconvex, ("logreg", "logistic")), (LeastSquares,
 
 __all__ = ["REGISTRY", "LogRegNonconvex", "LeastSquares", "SaddleProblem", "SaddleQuartic", "LinearAutoencoder",
            "MLPAutoencoder", "MLPClassifier", "ConvAutoencoder", "MAX_DENSE_D", "SPLITS", "parse_blocks", "get",
-           "describe"]
+           "describe", "describe_long"]
 
 
 def canonical(name: str) -> str:
@@ -31,3 +31,20 @@ def get(name: str):
 
 def describe() -> list[tuple[str, str]]:
     return REGISTRY.describe()
+
+
+def describe_long() -> list[tuple[str, str]]:
+    """``cgdbench list problems``: each problem's line, then the algorithms it runs with and its run defaults."""
+    from .. import algorithms
+    from ..config import RUN_DEFAULTS
+    out = []
+    for (name, doc), e in zip(REGISTRY.describe(), REGISTRY.values()):
+        own = {**RUN_DEFAULTS, **getattr(e.factory, 'run_defaults', {})}
+        keys = ("iters", "log_every") + (("noise_schedule", "eps") if e.oracle == "minibatch" else ())
+        shown = [f"--{k.replace('_', '-')} {own[k]:g}" if isinstance(own[k], float) else
+                 f"--{k.replace('_', '-')} {own[k]}" for k in keys]
+        if e.oracle == "minibatch":
+            shown.append(f"--lr {e.factory.eta0:g} (a random compressor: μ/L where smaller)")
+        out += [(name, doc), ("", f"  with {', '.join(algorithms.REGISTRY.names(oracle=e.oracle))}; "
+                                  f"defaults {', '.join(shown)}")]
+    return out
