@@ -71,7 +71,8 @@ LABELS = {
     "wall_time": "wall time (s)", "loss": r"$f(x^k)$", "grad_norm_sq": r"$\|\nabla f(x^k)\|^2$",
     "grad_norm_sq_D": r"$\|\nabla f(x^k)\|^2_{D/\det(D)^{1/d}}$",
     "G": r"$G_{k,D}$ (running mean of $\|\nabla f\|^2_D$)",
-    "suboptimality": r"$f(x^k) - f^\star$", "stoch_grad_norm_sq": r"$\|g^k\|^2$ (stochastic gradient, mean since last log)",
+    "suboptimality": r"$f(x^k) - f^\star$",
+    "stoch_grad_norm_sq": r"$\|g^k\|^2$ (stochastic gradient, mean since last log)",
     "lambda_min": r"$\lambda_{\min}(\nabla^2 f(x^k))$", "resets": "resets (cumulative)",
     "test_accuracy": "test accuracy (held-out samples)",
 }
