@@ -1,26 +1,71 @@
 """Where the conv autoencoder's batch-64 gradient spends its time: each layer's forward and backward kernel
 timed on its own, one thread, blocks of ``DEFAULT_BLOCK`` samples, the default architecture.
 
-    python benchmarks/conv_layer_profile.py [--repeats 20] [--batch 64]
+    python benchmarks/conv_layer_profile.py [--repeats 20] [--batch 64] [--products]
 
 Replays :func:`cgdbench.problems.conv.conv_ae_rows`'s sequence of layer kernels from Python (each call
 timed with perf_counter; a Python→kernel call costs a few µs, small next to a layer).  Min and median over
 ``--repeats`` passes, in ms per batch; ``total`` is the sum of the medians, ``conv_pass 1T`` the real pass.
+
+``--products`` also times each layer's matrix products (:func:`cgdbench.problems.conv.gemm`, the calls and
+shapes the layer kernels make) alone, on operands that stay in cache between calls, in ms per batch and
+GMAC/s: what the pass would cost if nothing but its products ran, at their best rate.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numba
 import numpy as np
 
 
+def layer_products(C, ly, nb: int, first: bool):
+    """The ``gemm`` calls of one layer's forward and backward for a block of ``nb`` samples:
+    ``(what, M, N, K, ai, ak)`` as the layer kernels pass them (B and C with contiguous rows of N)."""
+    kk = ly.k * ly.k
+    if ly.kind == C.CONV:
+        R, NP = ly.cin * kk, nb * ly.hout * ly.wout
+        calls = ([("fwd", NP, ly.cout, R, R, 1), ("gW", ly.cout, R, NP, NP, 1), ("din", NP, R, ly.cout, 1, NP)]
+                 if ly.small else
+                 [("fwd", ly.cout, NP, R, R, 1), ("gW", ly.cout, R, NP, NP, 1), ("din", R, NP, ly.cout, 1, R)])
+    else:
+        R, NP = ly.cout * kk, nb * ly.hin * ly.win
+        calls = ([("fwd", NP, R, ly.cin, 1, NP), ("gW", ly.cin, R, NP, NP, 1), ("din", NP, ly.cin, R, R, 1)]
+                 if ly.small else
+                 [("fwd", R, NP, ly.cin, 1, R), ("gW", ly.cin, R, NP, NP, 1), ("din", ly.cin, NP, R, R, 1)])
+    return [c for c in calls if not (first and c[0] == "din")]
+
+
+def time_products(C, arch, batch: int, repeats: int) -> dict:
+    rng = np.random.default_rng(0)
+    out, total = {}, 0.0
+    blocks = -(-batch // arch.block)
+    for l, ly in enumerate(arch.layers):
+        for what, M, N, K, ai, ak in layer_products(C, ly, arch.block, l == 0):
+            A, B, Cm = rng.standard_normal(M * K), rng.standard_normal(K * N), np.zeros(M * N)
+            ai, ak = np.int64(ai), np.int64(ak)
+            C.gemm(Cm, N, A, ai, ak, B, N, M, N, K)
+            best = math.inf
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for _ in range(blocks):
+                    C.gemm(Cm, N, A, ai, ak, B, N, M, N, K)
+                best = min(best, time.perf_counter() - t)
+            total += best
+            out[f"{l} {ly.name} {what} {M}x{N}x{K}"] = {"min_ms": round(1e3 * best, 3),
+                                                        "GMAC/s": round(M * N * K * blocks / best / 1e9, 1)}
+    out["products total (sum of mins)"] = round(1e3 * total, 3)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--products", action="store_true", help="also time each layer's matrix products alone")
     ns = ap.parse_args(argv)
     from cgdbench import problems
     from cgdbench.problems import conv as C
@@ -113,6 +158,8 @@ def main(argv=None):
     res = {k: {"min_ms": round(1e3 * min(v), 3), "median_ms": round(1e3 * float(np.median(v)), 3)}
            for k, v in times.items()}
     res["total (sum of medians)"] = round(sum(res[k]["median_ms"] for k in keys), 3)
+    if ns.products:
+        res["products"] = time_products(C, arch, ns.batch, ns.repeats)
     print(json.dumps(res, indent=1))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return res

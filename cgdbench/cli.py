@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="one self-contained HTML page of a results file (summary, figures, runs)")
     rp.add_argument("file", help="HDF5 results file")
     rp.add_argument("-o", "--out", required=True, help="HTML file to write")
-    rp.add_argument("--target", type=float, default=1e-2, help="ε² of the summary's 'to ε²' columns")
+    rp.add_argument("--target", type=float, default=None,
+                    help="ε² of the summary's 'to ε²' columns (default: the runs' --eps2 where they share one, "
+                         "else 1e-2)")
 
     ex = sub.add_parser("export", help="a results file as CSV: one row per logged iteration per run")
     ex.add_argument("file", help="HDF5 results file")
@@ -328,6 +330,8 @@ def _compare(ns) -> int:
     if ns.plot:
         from .plot import plot_file
         fig = plot_file(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **sweep.figure)
+        for note in fig["notes"]:
+            print(f"cgdbench: note: {note}", file=sys.stderr)
         print(f"figure: {ns.plot} ({fig['groups']} method(s), {fig['runs']} run(s))", file=sys.stderr if ns.json
               else sys.stdout)
     return 1 if counts["failed"] or counts["diverged"] else 0  # exit 1: some cells failed or diverged
@@ -352,10 +356,12 @@ def _escape(ns) -> int:
     if res["counts"]["failed"] or res["counts"]["diverged"]:
         print(f"escape: {res['counts']['failed']} run(s) failed and {res['counts']['diverged']} diverged; see "
               f"{ns.out}", file=sys.stderr)
+    print("over seeds: final loss mean [10th, 90th percentile]; median first iteration with the loss below 90% "
+          "of the saddle's")
     for row in res["summary"]:
         print(f"{row['compressor']:<16} r={row['noise']:<6g} final loss mean {row['final_loss_mean']:.4f} "
-              f"[{row['final_loss_lo']:.4f}, {row['final_loss_hi']:.4f}]  first iteration below 90% of the "
-              f"saddle's loss: {row['escape_iter_median']}")
+              f"[{row['final_loss_lo']:.4f}, {row['final_loss_hi']:.4f}]  first iteration below 90%: "
+              f"{row['escape_iter_median']}")
     print(f"figure: {res['figure']}")
     return 1 if res["counts"]["failed"] or res["counts"]["diverged"] else 0
 
@@ -530,6 +536,8 @@ def _main(argv=None) -> int:
             from .plot import plot_file
             fig = plot_file(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band), log_y=ns.log_y,
                             log_x=ns.log_x, where=_where(ns.where))
+            for note in fig["notes"]:
+                print(f"cgdbench: note: {note}", file=sys.stderr)
             print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {ns.out}")
             return 0
         if ns.command == "escape":

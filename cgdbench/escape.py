@@ -12,7 +12,7 @@ import numpy as np
 from . import problems
 from .config import RunConfig
 from .errors import ConfigError, StoreError
-from .plot import band_stats, load_groups
+from .plot import LABELS, band_stats, load_groups
 from .sweep import Cell, Sweep, run_sweep
 
 
@@ -125,11 +125,21 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
         with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on a log axis
             warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)
             axes[1, j].set_yscale("log")
-        axes[1, j].set_xlabel("iteration $t$")
-    axes[0, 0].set_ylabel("loss $f(x_t)$")
-    axes[1, 0].set_ylabel("‖stochastic gradient‖² (mean since last log)")
+    # one loss scale for the row: a column that stays at the saddle draws a flat line, not its 1e-7 noise
+    # magnified to fill the panel
+    lims = np.array([ax.get_ylim() for ax in axes[0]])
+    for ax in axes[0]:
+        ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
+    axes[0, 0].set_ylabel("loss " + LABELS["loss"])
+    axes[1, 0].set_ylabel(LABELS["stoch_grad_norm_sq"])
+    for ax in axes[1]:
+        ax.set_xlabel(LABELS["iteration"])
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"escaping the saddle: median over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)
+    cfg = next(iter(by.values()))[0]["config"]
+    meta = next(iter(by.values()))[0]["meta"]
+    what = (f"{cfg['problem']} on {meta.get('dataset', {}).get('name', cfg.get('dataset'))}, from the saddle, "
+            f"batch {cfg['batch_size']}, noise {cfg.get('noise_schedule') or 'constant'}")
+    fig.suptitle(f"escaping the saddle: {what}\nmedian over seeds, {band[0]:g}%–{band[1]:g}% band", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

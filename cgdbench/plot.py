@@ -7,12 +7,14 @@ across seeds.  The saddle-escape experiment and its figure live in :mod:`cgdbenc
 from __future__ import annotations
 
 import json
+import textwrap
 import warnings
 
 import numpy as np
 
 from . import store
-from .config import OMIT_AT_DEFAULT
+from . import algorithms
+from .config import OMIT_AT_DEFAULT, not_read
 from .errors import ConfigError, StoreError
 
 
@@ -45,8 +47,9 @@ def _matches(value, wanted) -> bool:
 def _label(cfg: dict, varying: list[str]) -> str:
     """The method (algorithm | compressor | stepsize), then any other field that differs between lines."""
     head = f"{cfg['algorithm']} | {cfg['compressor']} | {cfg['stepsize']}"
+    unread = set(not_read(cfg["algorithm"], varying)) if cfg.get("algorithm") in algorithms.REGISTRY else set()
     rest = [f"{k}={cfg[k]}" for k in varying if k not in ("algorithm", "compressor", "stepsize")
-            and cfg.get(k) is not None]
+            and k not in unread and cfg.get(k) is not None]
     return ", ".join([head] + rest)
 
 
@@ -70,9 +73,9 @@ LABELS = {
     "iteration": "iteration $k$", "bits_up": "bits sent up (cumulative)", "bits_total": "bits sent up + down",
     "wall_time": "wall time (s)", "loss": r"$f(x^k)$", "grad_norm_sq": r"$\|\nabla f(x^k)\|^2$",
     "grad_norm_sq_D": r"$\|\nabla f(x^k)\|^2_{D/\det(D)^{1/d}}$",
-    "G": r"$G_{k,D}$ (running mean of $\|\nabla f\|^2_D$)",
+    "G": r"$G_{k,D}$: running mean of $\|\nabla f\|^2_{D/\det(D)^{1/d}}$",
     "suboptimality": r"$f(x^k) - f^\star$",
-    "stoch_grad_norm_sq": r"$\|g^k\|^2$ (stochastic gradient, mean since last log)",
+    "stoch_grad_norm_sq": "$\\|g^k\\|^2$, stochastic gradient\n(mean since the last log)",
     "lambda_min": r"$\lambda_{\min}(\nabla^2 f(x^k))$", "resets": "resets (cumulative)",
     "test_accuracy": "test accuracy (held-out samples)",
 }
@@ -90,14 +93,28 @@ def _series(rec, name):
         g = np.asarray(rec["grad_norm_sq_D"], dtype=float)
         return np.cumsum(g) / np.arange(1, g.size + 1)
     if name == "suboptimality":
-        f_star = rec["meta"].get("f_star")
+        f_star = _f_star(rec)
         if f_star is None:
             raise StoreError("--y suboptimality needs f*, which only problems with an exact minimum record "
-                             "(least-squares, the saddle problems)")
+                             "(least-squares, saddle-quartic, linear-autoencoder)")
         return np.asarray(rec["loss"], dtype=float) - f_star
     if name == "bits_total":
         return np.asarray(rec["bits_up"], dtype=float) + np.asarray(rec["bits_down"], dtype=float)
     return np.asarray(rec[name], dtype=float)
+
+
+def _f_star(rec):
+    """The run's exact minimum f*: the saddle problems' ``f_star``, or ``f_lower`` where the problem says it is
+    exact (least-squares); None where unknown (a lower bound is not f*)."""
+    meta = rec["meta"]
+    if meta.get("f_star") is not None:
+        return float(meta["f_star"])
+    from . import problems
+    name = rec["config"].get("problem")
+    if meta.get("f_lower") is not None and name in problems.REGISTRY and \
+            getattr(problems.get(name), "f_lower_exact", False):
+        return float(meta["f_lower"])
+    return None
 
 
 def _x_of(rec, y, x):
@@ -152,38 +169,60 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
         present = set(_present(path))
         unfiltered = load_groups(path, needs, None, ids) if where else {}
         if unfiltered:  # the series are there: the filter matched nothing; name what it could match
-            from .config import OMIT_AT_DEFAULT
             cfgs = [{**OMIT_AT_DEFAULT, **json.loads(k)} for k in unfiltered]  # the key leaves defaults out
             have = "; ".join(f"{f}: {', '.join(sorted({str(c.get(f)) for c in cfgs}))}" for f in where)
             raise StoreError(f"{str(path)!r}: no completed run matches --where "
                              f"{' '.join(f'{f}={_values(v)}' for f, v in where.items())}; its runs have {have}")
-        plottable = [n for n in LABELS if n not in X_CHOICES and all(k in present for k in DERIVED.get(n, (n,)))]
+        plottable = [n for n in LABELS if n not in X_CHOICES and all(k in present for k in DERIVED.get(n, (n,)))
+                     and (n != "suboptimality" or _any_f_star(path))]
+        missing = [n for n in needs if n not in present] or needs
         raise StoreError(f"{str(path)!r} has no completed runs{' matching the filter' if where else ''} with "
-                         f"{', '.join(needs)}; --y can be one of: {', '.join(plottable) or 'nothing (no runs)'}")
+                         f"{', '.join(missing)}; --y can be one of: {', '.join(plottable) or 'nothing (no runs)'}")
+    notes = []
+    if "suboptimality" in ys:  # only the runs that know f*: the others are left out of every panel, and said so
+        without = {k: runs for k, runs in groups.items() if any(_f_star(r) is None for r in runs)}
+        if len(without) == len(groups):
+            _series(next(iter(groups.values()))[0], "suboptimality")  # raises: no run knows f*
+        for k in without:
+            del groups[k]
+        if without:
+            names = sorted({json.loads(k).get("problem") for k in without})
+            notes.append(f"--y suboptimality: {len(without)} of {len(groups) + len(without)} methods left out "
+                         f"(no exact f* for {', '.join(names)})")
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
+    labels = [f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+              for cfg, runs in zip(cfgs, groups.values())]
     ncol = 1 if len(groups) <= 6 and len(xs_axes) == 1 else 2
-    legend_in = 0.17 * -(-len(groups) // ncol) + 0.2  # inches below the axes for the legend (7 pt rows)
-    height = 2.8 * len(ys) + 0.8 + legend_in
     width = 7.5 if len(xs_axes) == 1 else 5.2 * len(xs_axes)
+    chars = int(width * 17.5 / ncol)  # 7-pt characters a legend column holds (with its marker) on the canvas
+    if ncol == 2 and max(len(t) for t in labels) > chars:  # long labels: one column, wrapped if still too long
+        ncol, chars = 1, int(width * 17.5)
+    labels = [textwrap.fill(t, chars, subsequent_indent="  ") for t in labels]
+    rows = -(-sum(t.count("\n") + 1 for t in labels) // ncol)
+    legend_in = 0.17 * rows + 0.2  # inches below the axes for the legend (7 pt rows)
+    height = 2.8 * len(ys) + 0.8 + legend_in
     fig, axes = plt.subplots(len(ys), len(xs_axes), figsize=(width, height), sharex="col", squeeze=False)
-    if len(groups) > 10:  # more lines than tab10 has colours
-        for ax in axes.ravel():
-            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
-    for g, ((key, runs), cfg) in enumerate(zip(groups.items(), cfgs)):
-        label = f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
-        dash = LINE_STYLES[g % len(LINE_STYLES)]  # methods with the same trace stay visible under each other
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    for g, ((key, runs), label) in enumerate(zip(groups.items(), labels)):
+        # a (colour, dash) pair of its own for up to 4 × the colours: the dash moves on by one every time the
+        # colours wrap; methods with the same trace stay visible under each other
+        colour = colours[g % len(colours)]
+        dash = LINE_STYLES[(g + g // len(colours)) % len(LINE_STYLES)]
         for i, y in enumerate(ys):
             _, mean, lo, hi = band_stats(runs, y, band, series=_series)
             for j, xa in enumerate(xs_axes):
                 ax = axes[i, j]
-                xv = _x_of(runs[0], y, xa)[:mean.size]
+                # the x of a point: the median over the seeds too (wall time and the bits of a random-size
+                # compressor differ between seeds; the first seed's alone would stretch or shift the axis)
+                xv = np.median(np.stack([_x_of(r, y, xa)[:mean.size] for r in runs]), axis=0)
                 # a log axis has no 0 (no bits sent before the first step): drop such points, or
                 # matplotlib draws them at the axis' left edge as a flat line
                 keep = xv > 0 if log_x and xa != "iteration" else np.ones(xv.size, dtype=bool)
-                line, = ax.plot(xv[keep], mean[keep], lw=1.3, ls=dash, label=label,
-                                marker="o" if xv.size < 20 else None, ms=4)
-                ax.fill_between(xv[keep], lo[keep], hi[keep], color=line.get_color(), alpha=0.2, lw=0)
+                ax.plot(xv[keep], mean[keep], lw=1.3, ls=dash, color=colour, label=label,
+                        marker="o" if xv.size < 20 else None, ms=4)
+                if len(runs) > 1:
+                    ax.fill_between(xv[keep], lo[keep], hi[keep], color=colour, alpha=0.2, lw=0)
     for i, y in enumerate(ys):
         for j, xa in enumerate(xs_axes):
             ax = axes[i, j]
@@ -196,14 +235,21 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
             if log_x and xa != "iteration":
                 ax.set_xscale("log")
             elif log_x and len(xs_axes) == 1:
-                ax.set_xscale("symlog")
+                ax.set_xscale("symlog", linthresh=1)
+                ax.set_xlim(left=0)  # iterations are >= 0: no empty negative half
             ax.grid(True, alpha=0.3)
     for j, xa in enumerate(xs_axes):
         axes[-1, j].set_xlabel(LABELS.get(xa, xa))
     first = cfgs[0]
-    ds = groups[next(iter(groups))][0]["meta"].get("dataset", {}).get("name", first.get("dataset"))
-    common = f"{first['problem']} on {ds}, n = {first['clients']}" if "problem" not in varying else "several problems"
-    title = f"{common} — median over seeds, {band[0]:g}–{band[1]:g}% band"
+    datasets = sorted({str(r["meta"].get("dataset", {}).get("name", c.get("dataset")))
+                       for c, runs in zip(cfgs, groups.values()) for r in runs})
+    ds = datasets[0] if len(datasets) == 1 else "several datasets"
+    common = f"{first['problem']} on {ds}" if "problem" not in varying else "several problems"
+    if "clients" not in varying:
+        common += f", n = {first['clients']}"
+    seeds = max(len(r) for r in groups.values())
+    stat = (f"median over seeds, {band[0]:g}–{band[1]:g}% band" if seeds > 1 else "one seed per line")
+    title = f"{common} — {stat}"
     if len(xs_axes) == 1:
         axes[0, 0].set_title(title, fontsize=9)
     else:
@@ -213,11 +259,15 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # the legend sits below the axes, on the canvas
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return {"groups": len(groups), "runs": sum(len(r) for r in groups.values()), "axes": axes}
+    return {"groups": len(groups), "runs": sum(len(r) for r in groups.values()), "axes": axes, "notes": notes}
 
 
 def _values(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _any_f_star(path) -> bool:
+    return any(_f_star(store.read_run(path, i)) is not None for i in store.list_runs(path))
 
 
 def _present(path) -> list[str]:

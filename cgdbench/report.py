@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 
 
 def _check_out(out, suffixes) -> Path:
@@ -91,44 +91,66 @@ def _figure(path, where, ys) -> str | None:
         return base64.b64encode(png.read_bytes()).decode()
 
 
-def write_report(path, out, target: float = 1e-2) -> dict:
+def default_target(runs) -> tuple[float, str]:
+    """The ε² of the "to ε²" columns when none is given: the runs' own (Corollary 1's ``eps2``, which a suite
+    such as detcgd-distributed also targets) when they all agree, else 1e-2; and where it came from."""
+    eps2 = {r["config"].get("eps2") for r in runs} - {None}
+    if len(eps2) == 1:
+        return float(eps2.pop()), "the runs' ε² (--eps2)"
+    return 1e-2, "the default; --target sets another"
+
+
+def write_report(path, out, target: float | None = None) -> dict:
     from .sweep import format_summary, summary_rows
     out = _check_out(out, (".html", ".htm"))
     runs = _runs(path)
     e = html.escape
+    if target is not None and not (np.isfinite(target) and target > 0):
+        raise ConfigError(f"--target {target}: need a number > 0")
+    target, target_from = (target, "--target") if target is not None else default_target(runs)
     rows = summary_rows(path, target)
-    problems = sorted({(r["config"]["problem"], str(r["config"].get("dataset"))) for r in runs
-                       if r["status"] == "completed"})
+    done = [r for r in runs if r["status"] == "completed"]
+    problems = sorted({(r["config"]["problem"], str(r["config"].get("dataset"))) for r in done})
     figs = []
     for problem, dataset in problems:
-        ys = ("loss", "grad_norm_sq")
+        mine = [r for r in done if r["config"]["problem"] == problem and str(r["config"].get("dataset")) == dataset]
+        ys = ("loss", "grad_norm_sq") + (("test_accuracy",) if all("test_accuracy" in r for r in mine) else ())
         img = _figure(path, {"problem": problem, "dataset": dataset}, ys)
         if img:
-            figs.append((f"{problem} on {dataset if dataset != 'None' else 'the default data'}", img))
-    warnings = [(r["run_id"], w) for r in runs for w in r.get("meta", {}).get("warnings", [])]
+            name = mine[0]["meta"].get("dataset", {}).get("name") or (dataset if dataset != "None" else "its data")
+            figs.append((f"{problem} on {name}", img))
+    # each warning once, with the runs that carry it (a suite's seeds repeat the same one)
+    warned: dict = {}
+    for r in runs:
+        for w in r.get("meta", {}).get("warnings", []):
+            warned.setdefault(str(w), []).append(r["run_id"])
     summary = e(format_summary(rows, target, warnings=False)) if rows else "no completed runs"  # listed below
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cgdbench report: {e(Path(path).name)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
              "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top} "
              "pre{font-size:11px;overflow-x:auto;background:#f6f6f6;padding:8px} img{max-width:100%}"
-             " .failed{color:#b00}</style></head><body>",
+             " .failed{color:#b00} @media print{pre{white-space:pre-wrap;overflow-x:visible}}</style></head><body>",
              f"<h1>cgdbench report: {e(str(path))}</h1>",
              f"<p>{len(runs)} runs: " + ", ".join(f"{sum(r['status'] == s for r in runs)} {s}"
                                                   for s in store.STATUSES if any(r['status'] == s for r in runs))
-             + "</p>", "<h2 id='summary'>Summary</h2>", f"<pre id='summary-table'>{summary}</pre>",
+             + "</p>", "<h2 id='summary'>Summary</h2>",
+             f"<p>The “to ε²” columns: the first iteration with ‖∇f‖²_D ≤ ε² = {target:g} ({e(target_from)}).</p>",
+             f"<pre id='summary-table'>{summary}</pre>",
              "<h2 id='figures'>Figures</h2>"]
     for title, img in figs:
         parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='data:image/png;base64,{img}'>")
     parts.append("<h2 id='warnings'>Warnings</h2>")
-    parts.append("<ul>" + "".join(f"<li><code>{e(i)}</code>: {e(str(w))}</li>" for i, w in warnings) + "</ul>"
-                 if warnings else "<p>none</p>")
+    parts.append("<ul>" + "".join(f"<li>{e(w)} <small>({len(ids)} run{'s' if len(ids) > 1 else ''}: "
+                                  + ", ".join(f"<code>{e(i)}</code>" for i in ids) + ")</small></li>"
+                                  for w, ids in warned.items()) + "</ul>" if warned else "<p>none</p>")
     parts.append("<h2 id='runs'>Runs</h2><table id='runs-table'><tr><th>run</th><th>status</th><th>config</th>"
                  "<th>environment</th><th>commit</th></tr>")
     for r in runs:
         env = r.get("meta", {}).get("environment", {})
         env_text = ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "threads", "threading_layer",
                                                          "cpu", "cpu_target") if k in env)
-        cfg = {k: v for k, v in r["config"].items() if v is not None}
+        unread = _unread(r["config"])  # another algorithm's options: not this run's settings
+        cfg = {k: v for k, v in r["config"].items() if v is not None and k not in unread}
         err = r.get("meta", {}).get("error")
         parts.append(f"<tr><td><code>{e(r['run_id'])}</code></td><td class='{e(r['status'])}'>{e(r['status'])}"
                      + (f"<br>{e(err)}" if err else "") + f"</td><td><code>{e(json.dumps(cfg))}</code></td>"

@@ -158,6 +158,7 @@ def test_escape_experiment_resumes(tmp_path, capsys):
     assert main(args) == 0
     first = capsys.readouterr()
     assert "8 to run" in first.err and (tmp_path / "e.png").stat().st_size
+    assert "over seeds: final loss mean [10th, 90th percentile]" in first.out  # the summary's brackets, said
     assert main(args) == 0
     assert "8 already completed in" in capsys.readouterr().err        # nothing redone
     assert main(args[:-2] + ["--lr", "0.1,0.2,0.3", "--out", str(tmp_path / "x.h5")]) == 2

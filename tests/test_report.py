@@ -141,3 +141,103 @@ def test_html_report_renders_in_headless_chromium(results, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 2000 and img.shape[1] >= 1300
     assert img[..., :3].std() > 0.05  # text, tables and figures, not a blank page
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, results):
+    """least-squares (exact f*) on two datasets, two seeds; copied next to the logistic and saddle runs."""
+    out = tmp_path_factory.mktemp("mixed") / "m.h5"
+    shutil.copy(results, out)
+    for ds in (None, "mushrooms"):
+        for seed in (0, 1):
+            cgdbench.run(cgdbench.RunConfig(problem="least-squares", dataset=ds, algorithm="dcgd",
+                                            compressor="rand-1", stepsize="matrix-smoothness", eps2=1e-3, clients=2,
+                                            iters=40, seed=seed), out=out)
+    return out
+
+
+def test_suboptimality_uses_the_exact_minimum_and_leaves_out_who_has_none(mixed, tmp_path):
+    """least-squares records f* as its exact f_lower; a file mixing it with logistic runs (no f*) draws the
+    runs that have it and says which were left out."""
+    fig = plot.plot_file(mixed, tmp_path / "s.png", ys=("suboptimality",))
+    assert fig["groups"] == 3  # least-squares on two datasets, the quartic saddle: the logistic runs left out
+    assert fig["notes"] == ["--y suboptimality: 2 of 5 methods left out (no exact f* for logreg-nonconvex)"]
+    ls = [r for r in map(lambda i: store.read_run(mixed, i), store.list_runs(mixed))
+          if r["config"]["problem"] == "least-squares"]
+    assert min(float(np.min(r["loss"] - r["meta"]["f_lower"])) for r in ls) >= -1e-12  # f* really is a minimum
+    drawn = sorted(float(ln.get_ydata()[-1]) for ln in fig["axes"][0, 0].get_lines())
+    want = sorted([float(np.median([r["loss"][-1] - r["meta"]["f_lower"] for r in ls
+                                    if r["config"].get("dataset") == ds])) for ds in (None, "mushrooms")]
+                  + [float(r["loss"][-1] - r["meta"]["f_star"]) for r in map(lambda i: store.read_run(mixed, i),
+                     store.list_runs(mixed)) if r["config"]["problem"] == "saddle-quartic"])
+    np.testing.assert_allclose(drawn, want, rtol=1e-12)
+    with pytest.raises(StoreError, match="needs f\\*"):
+        plot.plot_file(mixed, tmp_path / "t.png", ys=("suboptimality",), where={"problem": "logreg-nonconvex"})
+
+
+def test_titles_bands_and_labels_say_what_is_drawn(mixed, results, tmp_path):
+    # two datasets on one axes: the title does not name one of them; the legend names each
+    fig = plot.plot_file(mixed, tmp_path / "d.png", ys=("loss",), where={"problem": "least-squares"})
+    ax = fig["axes"][0, 0]
+    assert "least-squares on several datasets" in ax.get_title()
+    assert {"mushrooms" in t.get_text() for t in ax.figure.legends[0].get_texts()} == {True, False}
+    # one seed per line: no band is claimed in the title, none is drawn
+    fig = plot.plot_file(results, tmp_path / "o.png", ys=("loss",), where={"problem": "saddle-quartic"})
+    ax = fig["axes"][0, 0]
+    assert "one seed per line" in ax.get_title() and "band" not in ax.get_title() and not ax.collections
+    # a label names only the options its algorithm reads (no SGD batch size on a det-CGD line)
+    fig = plot.plot_file(results, tmp_path / "a.png", ys=("loss",))
+    texts = [t.get_text() for t in fig["axes"][0, 0].figure.legends[0].get_texts()]
+    det = [t for t in texts if t.startswith("det-cgd1")][0]
+    assert "batch_size" not in det and "noise" not in det and "lr=" not in det
+    assert "batch_size=8" in [t for t in texts if t.startswith("ef-sgd")][0]
+    # --log-x on the iteration axis alone: symlog from 0, no empty negative half
+    fig = plot.plot_file(results, tmp_path / "l.png", ys=("loss",), log_x=True, where={"algorithm": "gd"})
+    assert fig["axes"][0, 0].get_xscale() == "symlog" and fig["axes"][0, 0].get_xlim()[0] == 0
+
+
+def test_x_axis_is_the_median_over_seeds(results, tmp_path):
+    """Wall time differs between seeds: a point's x is the seeds' median, not the first seed's."""
+    fig = plot.plot_file(results, tmp_path / "w.png", x="wall_time", ys=("loss",), where={"algorithm": "gd"})
+    runs = list(plot.load_groups(results, ("loss", "wall_time"), {"algorithm": "gd"}).values())[0]
+    want = np.median(np.stack([r["wall_time"] for r in runs]), axis=0)
+    np.testing.assert_array_equal(fig["axes"][0, 0].get_lines()[0].get_xdata(), want)
+
+
+def test_many_methods_get_a_colour_and_dash_pair_each(tmp_path):
+    """More methods than colours: the dash moves on each time the colours wrap, so no two lines share both."""
+    out = tmp_path / "many.h5"
+    for k in range(1, 24):
+        cgdbench.run(cgdbench.RunConfig(algorithm="det-cgd1", compressor=f"rand-k:{k}", stepsize="diag-inv",
+                                        clients=1, iters=3), out=out)
+    fig = plot.plot_file(out, tmp_path / "m.png", ys=("loss",))
+    lines = fig["axes"][0, 0].get_lines()
+    assert len(lines) == 23 and len({(ln.get_color(), ln.get_linestyle()) for ln in lines}) == 23
+    # the legend (long labels wrap, one column) stays on the canvas
+    f = fig["axes"][0, 0].figure
+    f.canvas.draw()
+    box = f.legends[0].get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= f.bbox.width and box.y0 >= 0
+
+
+def test_report_target_and_warnings(mixed, tmp_path):
+    """The report's "to ε²" target is the runs' common ε² unless given; each warning is listed once."""
+    assert report.default_target([store.read_run(mixed, i) for i in store.list_runs(mixed)]) == (
+        1e-3, "the runs' ε² (--eps2)")
+    page = tmp_path / "r.html"
+    runs = [store.read_run(mixed, i) for i in store.list_runs(mixed)]
+    report.write_report(mixed, page)
+    text = page.read_text()
+    assert "ε² = 0.001 (the runs&#x27; ε² (--eps2))" in text
+    warned = [w for r in runs for w in r["meta"].get("warnings", [])]
+    assert text.count("<li>") == len(set(warned))
+    # two seeds of a stepsize that violates its condition: the same warning, listed once for both runs
+    bad = tmp_path / "bad.h5"
+    for seed in (0, 1):
+        cgdbench.run(cgdbench.RunConfig(algorithm="det-cgd1", compressor="rand-1", stepsize="scalar:1000",
+                                        clients=2, iters=20, seed=seed), out=bad)
+    report.write_report(bad, page)
+    text = page.read_text()
+    assert text.count("violates the stepsize condition (7)") == 1 and "(2 runs: " in text
+    report.write_report(mixed, page, target=0.5)
+    assert "ε² = 0.5 (--target)" in page.read_text()

@@ -81,7 +81,9 @@ def test_same_seed_same_sample_different_client_different_stream():
 
 @pytest.mark.parametrize("spec,explicit,nnz", [
     ("identity", 0, 6), ("rand-1", 3, 1), ("rand-k:3", 9, 3), ("importance-rand-1", 3, 1),
-    ("block-rand-k:1", 1 * 1 + 1 * 2, 2), ("block-rand-k:2,3", 2 * 1 + 3 * 2, 5), ("bern-q:0.5", 2, 3.0),
+    ("block-rand-k:1", 1 * 1 + 1 * 2, 2), ("bern-q:0.5", 2, 3.0),
+    # every position of the vector, or of a block, is implied: no index bits for it
+    ("rand-k:6", 0, 6), ("block-rand-k:2,3", 0 + 3 * 2, 5), ("block-rand-k:2,4", 0, 6),
 ])
 def test_bits_per_message(spec, explicit, nnz):
     sk = make(spec)

@@ -106,6 +106,8 @@ def test_bits():
     assert b("top-k:7") == 7 * (32 + ib) and b("top-k:7", mode="shared-seed") == 7 * (32 + ib)
     assert b("rand-k:7") == 7 * (32 + ib) and b("rand-k:7", mode="shared-seed") == 7 * 32
     assert b("rand-k-unscaled:0.01", 64) == 10 * (64 + ib)
+    # k = d keeps every coordinate: a dense message, charged as the identity (Figure 1's "100%" column)
+    assert b("rand-k:1.0") == b("rand-k:1000") == b("top-k:1000") == b("identity") == 32 * d
     assert b("sign") == d + 32
     assert b("qsgd:1") == 32 + d * 2 and b("qsgd:4") == 32 + d * 4 and b("qsgd:7") == 32 + d * 4
     assert b("natural") == 9 * d and b("natural", 64) == 12 * d

@@ -263,7 +263,7 @@ class RandK(Sketch):
         return float(self.k)
 
     def _explicit_index_bits(self):
-        return self.k * _ceil_log2(self.d)
+        return 0 if self.k >= self.d else self.k * _ceil_log2(self.d)  # k = d: every position, none to name
 
     def _k(self):
         return self.k
@@ -347,7 +347,7 @@ class BlockRandK(Sketch):
         return float(sum(self.ks))
 
     def _explicit_index_bits(self):
-        return sum(k * _ceil_log2(n) for k, n in zip(self.ks, self.block_sizes))
+        return sum(k * _ceil_log2(n) for k, n in zip(self.ks, self.block_sizes) if k < n)  # k = n: the whole block
 
     def _block_k(self):
         return np.asarray(self.ks, dtype=np.int64)

@@ -400,6 +400,8 @@ class Compressor:
     def bits_up(self, value_bits: int = 32, index_mode: str = "explicit") -> int:
         """Uplink bits of one message (both rounds for sketch-top-k)."""
         d, ib = self.d, _ceil_log2(self.d)
+        if self.kind in (C_RAND_K, C_TOP_K) and self.k >= d:  # every coordinate: a dense message, no positions
+            return d * value_bits
         if self.kind == C_IDENTITY:
             return d * value_bits
         if self.kind == C_RAND_K:
