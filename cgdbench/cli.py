@@ -329,7 +329,10 @@ def _compare(ns) -> int:
         print(sw.format_summary(rows, sweep.target))
     if ns.plot:
         from .plot import plot_file
-        fig = plot_file(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **sweep.figure)
+        figure = dict(sweep.figure)
+        on = figure.pop("target_on", ())
+        fig = plot_file(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **figure,
+                        hlines={y: (sweep.target, f"ε² = {sweep.target:g} (the target)") for y in on})
         for note in fig["notes"]:
             print(f"cgdbench: note: {note}", file=sys.stderr)
         print(f"figure: {ns.plot} ({fig['groups']} method(s), {fig['runs']} run(s))", file=sys.stderr if ns.json

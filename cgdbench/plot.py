@@ -144,11 +144,12 @@ def check_figure_path(out, option: str = "-o"):
 
 
 def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
-              where: dict | None = None, ids=None) -> dict:
+              where: dict | None = None, ids=None, hlines: dict | None = None) -> dict:
     """Paper-style figure: one panel per y and x, one line per method (median over seeds) with a quantile band.
 
     ``x``: one x axis or several (a sequence or ``"iteration,bits_up"``: one column each).
     ``log_x``: log scale on the bits and time axes (the iteration axis too when it is the only one: symlog).
+    ``hlines``: ``{y: (value, label)}``, a reference level drawn on each panel of ``y`` (a suite's ε²).
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -228,6 +229,8 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
             ax = axes[i, j]
             if j == 0 or len(xs_axes) > 1:
                 ax.set_ylabel(LABELS.get(y, y))
+            if hlines and y in hlines:
+                ax.axhline(hlines[y][0], color="black", lw=0.9, ls=(0, (1, 2)), label=hlines[y][1])
             if (y in LOG_Y) if log_y is None else log_y:
                 ax.set_yscale("log")
             else:
@@ -255,6 +258,11 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     else:
         fig.suptitle(title, fontsize=9)
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes.ravel():  # a reference line drawn on a lower panel only
+        for h, t in zip(*ax.get_legend_handles_labels()):
+            if t not in labels:
+                handles.append(h)
+                labels.append(t)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # the legend sits below the axes, on the canvas
     fig.savefig(out, dpi=120)

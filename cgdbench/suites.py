@@ -55,7 +55,8 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
             if c.id not in seen:
                 seen.add(c.id)
                 cells.append(c)
-        sw = Sweep(s.name, cells, target=parts[0].target, notes=[f"datasets: {', '.join(found)}"])
+        sw = Sweep(s.name, cells, target=parts[0].target, notes=[f"datasets: {', '.join(found)}"],
+                   figure=parts[0].figure)
     else:
         sw = s.factory(dataset, seeds, iters)
         own = [c for c in sw.cells if c.config.dataset != (None if dataset is None else str(dataset))]
@@ -138,9 +139,12 @@ def _d21(dataset, seeds, iters):
     ds = _paper_dataset(dataset)
     methods = [("dcgd", "khaled-richtarik"), ("dcgd", "matrix-smoothness"), ("det-cgd1", "corollary1"),
                ("det-cgd2", "corollary1")]
-    return Sweep("detcgd-distributed", _cells(
+    sw = Sweep("detcgd-distributed", _cells(
         dict(dataset=ds, lam=0.1, clients=100, algorithm=a, compressor="rand-1", stepsize=s, eps2=1e-4,
              iters=iters, seed=seed, log_every=1) for a, s in methods for seed in range(seeds)), target=1e-4)
+    # the paper's Figure 1: G_{K,D} against iterations and bits, with the ε² level
+    sw.figure = {"x": ("iteration", "bits_up"), "ys": ("G",), "log_x": True, "target_on": ("G",)}
+    return sw
 
 
 @suite("compression-for-free", "det-CGD Table 1 rows 9/12: det-CGD2 with Bern-q (q = 1/2 per layer, 3 layers) "

@@ -241,3 +241,16 @@ def test_report_target_and_warnings(mixed, tmp_path):
     assert text.count("violates the stepsize condition (7)") == 1 and "(2 runs: " in text
     report.write_report(mixed, page, target=0.5)
     assert "ε² = 0.5 (--target)" in page.read_text()
+
+
+def test_reference_level_and_the_d21_suite_figure(results, tmp_path):
+    """A suite's ε² is drawn as a level on its G panels and named in the legend (detcgd-distributed: the
+    paper's Figure 1, G_{K,D} against iterations and bits)."""
+    from cgdbench import suites
+    fig = plot.plot_file(results, tmp_path / "h.png", x=("iteration", "bits_up"), ys=("G",),
+                         hlines={"G": (1e-4, "ε² = 0.0001 (the target)")}, where={"problem": "logreg-nonconvex"})
+    for ax in fig["axes"][0]:
+        assert any(list(ln.get_ydata()) == [1e-4, 1e-4] for ln in ax.get_lines())
+    assert "ε² = 0.0001 (the target)" in [t.get_text() for t in fig["axes"][0, 0].figure.legends[0].get_texts()]
+    sw = suites.make("detcgd-distributed", seeds=1, iters=10)
+    assert sw.figure["ys"] == ("G",) and sw.figure["target_on"] == ("G",) and sw.target == 1e-4
