@@ -39,7 +39,7 @@ def layer_products(C, ly, nb: int, first: bool):
     return [c for c in calls if not (first and c[0] == "din")]
 
 
-def time_products(C, arch, batch: int, repeats: int) -> dict:
+def measure_products(C, arch, batch: int, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     out, total = {}, 0.0
     blocks = -(-batch // arch.block)
@@ -159,7 +159,7 @@ def main(argv=None):
            for k, v in times.items()}
     res["total (sum of medians)"] = round(sum(res[k]["median_ms"] for k in keys), 3)
     if ns.products:
-        res["products"] = time_products(C, arch, ns.batch, ns.repeats)
+        res["products"] = measure_products(C, arch, ns.batch, ns.repeats)
     print(json.dumps(res, indent=1))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return res
