@@ -6,7 +6,7 @@ are cached on disk), never inside ``time_``.  One Numba thread unless NUMBA_NUM_
 is set (``benchmarks/__init__.py``).  (A per-iteration ``track_`` was dropped: a timing
 reported as a track has no samples, so asv flagged its noise as a change.)
 """
-from cgdbench import RunConfig, build, run
+from cgdbench import RunConfig, algorithms, build, run
 
 from ._common import DATA_DIR, DATASET
 
@@ -21,6 +21,8 @@ ALGORITHMS = {
     "marina": dict(compressor="rand-k:1", stepsize="marina"),
     "det-marina": dict(compressor="rand-1", stepsize="det-marina"),
 }
+# every other full-gradient algorithm registered (one added later, say) at its own default compressor and stepsize
+ALGORITHMS.update({a: {} for a in algorithms.REGISTRY.names(oracle="full") if a not in ALGORITHMS})
 
 
 class Iteration:

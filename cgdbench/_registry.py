@@ -53,7 +53,10 @@ class Registry(Mapping):
             taken = set(self.entries) | set(self.aliases)
             clash = [a for a in (name, *aliases) if a in taken] + [a for a in aliases if a == name]
             if clash or len(set(aliases)) != len(aliases):
-                raise ValueError(f"{self.what} {name!r}: name or alias already registered: {clash or aliases}")
+                owners = sorted({getattr(self.entries[self.aliases.get(a, a)].factory, "__module__", "?")
+                                 for a in clash if self.aliases.get(a, a) in self.entries})
+                raise ValueError(f"{self.what} {name!r}: name or alias already registered: {clash or aliases}"
+                                 + (f" (by {', '.join(owners)})" if owners else ""))
             self.entries[name] = Entry(name, aliases, params, doc, traits, factory)
             for a in aliases:
                 self.aliases[a] = name

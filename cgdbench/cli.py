@@ -293,13 +293,13 @@ def _compare(ns) -> int:
     store.check_writable(ns.out)
     if ns.suite:
         sweep = suites.make(ns.suite, dataset=ns.dataset, seeds=ns.seeds, iters=ns.iters)
-        for note in sweep.notes:
-            print(f"cgdbench: note: {note}", file=sys.stderr)
     else:
         given = [o for o in ("dataset", "seeds", "iters") if getattr(ns, o) is not None]
         if given:
             raise ConfigError(f"--{given[0]} applies to --suite; in a --config grid set {given[0]} in the file")
         sweep = sw.load_toml(ns.config)
+    for note in sweep.notes:
+        print(f"cgdbench: note: {note}", file=sys.stderr)
     if ns.target is not None:
         if not (ns.target > 0 and np.isfinite(ns.target)):
             raise ConfigError(f"--target {ns.target}: need a number > 0")
@@ -562,6 +562,10 @@ def _main(argv=None) -> int:
             from .history import export
             res = export(ns.results, ns.out)
             print(f"history: {res['read']} results read, {res['added']} new rows, {res['total']} in {ns.out}")
+            if res["read"] == 0:
+                print(f"cgdbench: note: {ns.results} holds no asv result yet: `asv run --python=same` stores one "
+                      "only with --set-commit-hash $(git rev-parse HEAD); `asv run COMMITS` and `asv continuous` "
+                      "always do", file=sys.stderr)
             return 0
         if ns.command == "gate":
             from .gate import DEFAULT_BASELINE, run_gate

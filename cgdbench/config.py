@@ -271,3 +271,17 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; allowed: {', '.join(sorted(known))}")
         return cls(**d)
+
+
+def _check_reads() -> None:
+    """Every option an algorithm declares it reads is a RunConfig field (a typo would make the algorithm
+    refuse its own option): checked once, when the config module loads."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for e in algorithms.REGISTRY.values():
+        bad = [k for k in e.reads if k not in fields]
+        if bad:
+            raise ValueError(f"algorithm {e.name!r} declares reads={bad}, which are not RunConfig fields; "
+                             f"choose from: {', '.join(sorted(fields))}")
+
+
+_check_reads()

@@ -33,7 +33,7 @@ def _check_out(out, suffixes) -> Path:
 def _runs(path):
     runs = [store.read_run(path, i) for i in store.list_runs(path)]
     if not runs:
-        raise StoreError(f"{str(path)!r} holds no runs")
+        store.read_run(path)  # raises the store's "holds no runs", with its hint for a history file
     return runs
 
 

@@ -232,7 +232,9 @@ def read_run(path, run_id: str | None = None) -> dict:
         runs = _runs_group(f, path)
         ids = [k for k in runs if not k.startswith(".")]
         if not ids:
-            raise StoreError(f"{str(path)!r} holds no runs")
+            raise StoreError(f"{str(path)!r} holds no runs" + (
+                " (it holds the asv history table /history, which `cgdbench history` writes: read it with "
+                "h5py or cgdbench.history.read_table)" if "history" in f else ""))
         if run_id is None:
             run_id = max(ids, key=lambda k: runs[k].attrs.get("created", ""))
         if run_id not in ids:

@@ -18,7 +18,9 @@ and running it again does exactly the unfinished ones.  A failing cell is stored
 
 Grid files (TOML): top-level keys are RunConfig field names; a list is a grid axis (the
 cells are the Cartesian product), anything else a fixed value.  An optional ``[compare]``
-table holds ``target`` (the ε² of the summary's "to ε²" columns)::
+table holds ``target`` (the ε² of the summary's "to ε²" columns) and ``skip_incompatible`` (true: leave out
+the combinations a config refuses, e.g. ``gd`` with a compressor, with a note; default false: such a cell is an
+error naming it)::
 
     algorithm = ["det-cgd1", "det-cgd2"]
     compressor = "rand-1"
@@ -51,7 +53,7 @@ from .errors import CgdbenchError, ConfigError
 MAX_CELLS = 500
 #: fields that do not change what ``engine.build`` makes for det-CGD cells
 _NOT_BUILT = ("seed", "log_every")
-COMPARE_KEYS = ("target",)
+COMPARE_KEYS = ("target", "skip_incompatible")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
         raise ConfigError(f"unknown [compare] key(s) {bad}; allowed: {', '.join(COMPARE_KEYS)}")
     known = _fields()
     unknown = sorted(set(spec) - set(known))
+    tables = [k for k in unknown if isinstance(spec[k], dict)]
+    if tables:
+        raise ConfigError(f"unknown table [{tables[0]}]; the only table is [compare] (keys: {', '.join(COMPARE_KEYS)})")
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; RunConfig fields are: {', '.join(known)}")
     axes = {k: v for k, v in spec.items() if isinstance(v, list)}
@@ -98,9 +103,21 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
     if empty:
         raise ConfigError(f"grid axis {empty[0]!r} is an empty list: the grid has no cells")
     fixed = {k: v for k, v in spec.items() if k not in axes}
-    cells, seen = [], set()
+    skip = opts.get("skip_incompatible", False)
+    if not isinstance(skip, bool):
+        raise ConfigError(f"[compare] skip_incompatible {skip!r}: must be true or false")
+    cells, seen, skipped = [], set(), []
     for combo in itertools.product(*axes.values()):
-        cfg = RunConfig(**fixed, **dict(zip(axes, combo)))
+        try:
+            cfg = RunConfig(**fixed, **dict(zip(axes, combo)))
+        except ConfigError as exc:
+            where = ", ".join(f"{k} = {v!r}" for k, v in zip(axes, combo))
+            if skip:
+                skipped.append(f"{where}: {exc}")
+                continue
+            raise ConfigError(f"grid cell ({where}): {exc}; to leave out the combinations that do not fit (e.g. "
+                              "an uncompressed method with compressors), set skip_incompatible = true in [compare]"
+                              ) from None
         cell = Cell(cfg)
         if cell.id not in seen:
             seen.add(cell.id)
@@ -112,7 +129,11 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
         raise ConfigError(f"[compare] target {target!r}: must be a number > 0") from None
     if not (math.isfinite(target) and target > 0):
         raise ConfigError(f"[compare] target {target!r}: must be a number > 0")
-    return Sweep(name, cells, target)
+    if not cells:
+        raise ConfigError(f"no cell of the grid fits: {skipped[0]}")
+    notes = ([f"skip_incompatible: {len(skipped)} grid combination(s) left out, e.g. {skipped[0]}"]
+             if skipped else [])
+    return Sweep(name, cells, target, notes=notes)
 
 
 def load_toml(path) -> Sweep:
@@ -124,7 +145,10 @@ def load_toml(path) -> Sweep:
         spec = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {str(path)!r} is not valid TOML: {exc}") from None
-    return expand(spec, name=path.stem)
+    try:
+        return expand(spec, name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {str(path)!r}: {exc}") from None
 
 
 def check_size(sweep: Sweep, yes: bool = False) -> None:

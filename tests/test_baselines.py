@@ -229,6 +229,27 @@ def test_registry_declares_every_algorithm():
         RunConfig(algorithm=e.name, **({"problem": "saddle-quartic"} if e.oracle == "minibatch" else {}))
 
 
+def test_registration_mistakes_are_named(monkeypatch):
+    """Adding an algorithm: a wrong trait, a default the registry does not know, a name taken, a `reads` typo
+    each fail at import with the bad value and the allowed ones (not at a user's first run)."""
+    from cgdbench import config
+    from cgdbench.algorithms.det_cgd import DetCgdJob
+    monkeypatch.setattr(algorithms.REGISTRY, "entries", dict(algorithms.REGISTRY.entries))
+    kw = dict(doc="test", oracle="full", contract="sketch", default_compressor="identity", default_stepsize="scalar")
+    with pytest.raises(ValueError, match="contract 'sketches'; choose one of: sketch, unbiased, contractive, vector"):
+        algorithms.register("new-a", **{**kw, "contract": "sketches"})
+    with pytest.raises(ValueError, match="oracle 'ful'; choose one of: full, minibatch"):
+        algorithms.register("new-a", **{**kw, "oracle": "ful"})
+    with pytest.raises(ValueError, match="default_stepsize 'diag-invv'.*unknown stepsize 'diag-invv'; choose one of"):
+        algorithms.register("new-a", **{**kw, "default_stepsize": "diag-invv"})(DetCgdJob)
+    with pytest.raises(ValueError, match=r"'gd': name or alias already registered: \['gd'\] "
+                                         r"\(by cgdbench.algorithms.det_cgd\)"):
+        algorithms.register("gd", **kw)(DetCgdJob)
+    algorithms.register("new-a", reads=("metric",), **kw)(DetCgdJob)
+    with pytest.raises(ValueError, match=r"'new-a' declares reads=\['metric'\], which are not RunConfig fields"):
+        config._check_reads()
+
+
 def test_summary_and_store(tmp_path, data_dir):
     from cgdbench import store
     cfg = RunConfig(dataset="a1a", algorithm="marina", compressor="rand-k:5", clients=3, iters=20)

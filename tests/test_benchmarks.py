@@ -80,6 +80,24 @@ def test_asv_suite_uses_no_reserved_attribute_for_its_own_data(benchmarks_import
     assert not misuse, "\n".join(misuse)
 
 
+def test_asv_times_every_full_gradient_algorithm(benchmarks_importable, monkeypatch):
+    """bench_engine.Iteration's algorithms are the registry's: one registered later is timed at its defaults."""
+    import importlib
+
+    from cgdbench import algorithms
+    from cgdbench.algorithms import det_cgd
+    mod = importlib.import_module("benchmarks.bench_engine")
+    assert set(mod.ALGORITHMS) == set(algorithms.REGISTRY.names(oracle="full"))
+    assert set(mod.Iteration.params[1]) == set(mod.ALGORITHMS)
+    # a new algorithm (registered the documented way) joins at its own default compressor and stepsize
+    monkeypatch.setattr(algorithms.REGISTRY, "entries", dict(algorithms.REGISTRY.entries))
+    algorithms.register("gd-copy", doc="test", oracle="full", contract="sketch", default_compressor="identity",
+                        default_stepsize="scalar")(det_cgd.DetCgdJob)
+    assert importlib.reload(mod).ALGORITHMS["gd-copy"] == {}
+    monkeypatch.undo()
+    importlib.reload(mod)
+
+
 def test_asv_tracks_are_positive(data_dir, benchmarks_importable):
     """Every fast ``track_*`` with a "lower is better" meaning returns a positive value (asv compares ratios)."""
     from benchmarks import bench_compressors

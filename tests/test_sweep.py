@@ -40,6 +40,19 @@ def test_bad_grids():
         sweep.expand({**GRID, "seed": []})
     with pytest.raises(ConfigError, match=r"unknown \[compare\] key"):
         sweep.expand({**GRID, "compare": {"targt": 1}})
+    with pytest.raises(ConfigError, match=r"unknown table \[comapre\]; the only table is \[compare\]"):
+        sweep.expand({**GRID, "comapre": {"target": 1}})
+    # an uncompressed method in a grid of compressors: the cell is named, and the way out
+    mixed = {**GRID, "algorithm": ["gd", "det-cgd1"], "compressor": ["identity", "rand-1"], "stepsize": "scalar"}
+    with pytest.raises(ConfigError, match=r"grid cell \(algorithm = 'gd', compressor = 'rand-1', seed = 0\): algorithm 'gd' "
+                                         r"does not compress.*skip_incompatible = true"):
+        sweep.expand(mixed)
+    sw = sweep.expand({**mixed, "compare": {"skip_incompatible": True}})
+    assert {(c.config.algorithm, c.config.compressor) for c in sw.cells} == {
+        ("gd", "identity"), ("det-cgd1", "identity"), ("det-cgd1", "rand-1")}
+    assert sw.notes[0].startswith("skip_incompatible: 2 grid combination(s) left out, e.g. algorithm = 'gd', ")
+    with pytest.raises(ConfigError, match="skip_incompatible 'yes': must be true or false"):
+        sweep.expand({**mixed, "compare": {"skip_incompatible": "yes"}})
     # a compressor's range that needs no data is refused when the grid expands, before any cell runs
     for spec, msg in (("rand-k:2.5", "fraction 2.5 is out of range"), ("rand-k:0", "k = 0 is out of range"),
                       ("bern-q:1.5", "q = 1.5 is out of range"), ("block-rand-k:0.0", "fraction 0.0")):

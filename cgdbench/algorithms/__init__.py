@@ -28,9 +28,21 @@ ORACLES = ("full", "minibatch")
 def register(name, *, doc, oracle, contract, reads=(), rules=None, default_compressor, default_stepsize,
              aliases=(), **traits):
     """Class decorator: register a :class:`~._common.Job` subclass under ``name`` (stackable)."""
-    assert oracle in ORACLES and contract in CONTRACTS, (oracle, contract)
+    if oracle not in ORACLES:
+        raise ValueError(f"algorithm {name!r}: oracle {oracle!r}; choose one of: {', '.join(ORACLES)}")
+    if contract not in CONTRACTS:
+        raise ValueError(f"algorithm {name!r}: contract {contract!r}; choose one of: {', '.join(CONTRACTS)}")
 
     def deco(job_cls):
+        # the defaults are checked now, not when a user who typed neither runs it
+        from .. import compressors, stepsizes
+        try:
+            compressors.parse(default_compressor)
+            if default_stepsize != "lr":  # the SGD methods: scalar:η from --lr
+                stepsizes.parse(default_stepsize)
+        except ConfigError as exc:
+            raise ValueError(f"algorithm {name!r}: its default_compressor {default_compressor!r} or "
+                             f"default_stepsize {default_stepsize!r}: {exc}") from None
         REGISTRY.register(name, aliases=aliases, doc=doc, oracle=oracle, contract=contract, reads=tuple(reads),
                           rules=rules, default_compressor=default_compressor, default_stepsize=default_stepsize,
                           **traits)(job_cls)
