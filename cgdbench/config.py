@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import algorithms, compressors, problems, stepsizes
 from .algorithms.ef_sgd import noise_schedule
-from .errors import ConfigError, choices_error
+from .errors import ConfigError, IncompatibleError, choices_error
 
 X0_CHOICES = ("ones-over-sqrt-d", "zeros", "saddle", "random")
 VALUE_BITS = (32, 64)
@@ -43,7 +43,7 @@ def not_read(algorithm: str, given) -> list[str]:
     return [k for k in given if k in algorithms.OWN_OPTIONS and k not in algo.reads]
 
 
-def own_options_error(algo, bad) -> ConfigError:
+def own_options_error(algo, bad) -> IncompatibleError:
     """The error for options ``bad`` given to ``algo``, which does not read them: who does."""
     readers = [e.name for e in algorithms.REGISTRY.values() if all(k in e.reads for k in bad)]
     where = ", ".join(readers) if readers else "other algorithms"
@@ -51,13 +51,14 @@ def own_options_error(algo, bad) -> ConfigError:
         where = ("the sketch methods (det-CGD, det-MARINA)" if algo.oracle == "full" else
                  "det-CGD methods (the saddle problems bring their own layer blocks)")
     opts = ", ".join("--" + k.replace("_", "-") for k in bad)
-    if set(bad) <= PROBLEM_SIZE:  # options of the saddle problems, which run only with the SGD methods
+    if set(bad) <= PROBLEM_SIZE:  # options of the minibatch problems, which run only with the SGD methods
         mine = [n for n, e in problems.REGISTRY.items() if e.oracle == algo.oracle]
-        theirs = [n for n, e in problems.REGISTRY.items() if e.oracle != algo.oracle]
-        return ConfigError(f"{opts} {'sizes' if len(bad) == 1 else 'size'} the saddle problems ({', '.join(theirs)}: "
-                           f"--hidden their layer widths, --dim saddle-quartic's dimension), which run with {where}; "
-                           f"algorithm {algo.name!r} runs on {', '.join(mine)}")
-    return ConfigError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
+        layered = [n for n, e in problems.REGISTRY.items() if e.oracle != algo.oracle and n != "saddle-quartic"]
+        return IncompatibleError(f"{opts} {'is an option' if len(bad) == 1 else 'are options'} of the minibatch "
+                                 f"problems (--hidden: the layer widths of {', '.join(layered)}; --dim: "
+                                 f"saddle-quartic's dimension), which run with {where}; algorithm {algo.name!r} "
+                                 f"runs on {', '.join(mine)}")
+    return IncompatibleError(f"{opts} {'does' if len(bad) == 1 else 'do'} not apply to algorithm "
                        f"{algo.name!r}; only to {where}")
 
 
@@ -138,7 +139,7 @@ class RunConfig:
         prob = problems.get(self.problem)
         if prob.oracle != algo.oracle:
             fitting = algorithms.REGISTRY.names(oracle=prob.oracle)
-            raise ConfigError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
+            raise IncompatibleError(f"problem {self.problem!r} is not defined for algorithm {algo.name!r}; "
                               f"use one of: {', '.join(fitting)}")
         own = {**RUN_DEFAULTS, **getattr(prob, "run_defaults", {})}
         late = BUILD_RESOLVED if prob.oracle == "minibatch" else ()
@@ -164,7 +165,7 @@ class RunConfig:
                                   "(the paper uses 1e-4); K is --iters")
             s("eps2", _float("eps2", self.eps2, 0.0, strict=True))
         elif self.eps2 is not None:
-            raise ConfigError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
+            raise IncompatibleError(f"--eps2 only applies to the stepsizes {', '.join(stepsizes.DISTRIBUTED)}, "
                               f"not to {self.stepsize!r}")
         if from_lr and (sname != "scalar" or (param is not None and param != self.lr)):
             eta = f"η = {self.lr:g}" if self.lr is not None else "default: the problem's"
@@ -273,11 +274,11 @@ class RunConfig:
         return cls(**d)
 
 
-def _check_reads() -> None:
+def _check_reads(entries=None) -> None:
     """Every option an algorithm declares it reads is a RunConfig field (a typo would make the algorithm
-    refuse its own option): checked once, when the config module loads."""
+    refuse its own option): every algorithm when the config module loads, a later one when it registers."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    for e in algorithms.REGISTRY.values():
+    for e in (algorithms.REGISTRY.values() if entries is None else entries):
         bad = [k for k in e.reads if k not in fields]
         if bad:
             raise ValueError(f"algorithm {e.name!r} declares reads={bad}, which are not RunConfig fields; "

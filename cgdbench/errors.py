@@ -9,6 +9,11 @@ class ConfigError(CgdbenchError, ValueError):
     """A bad option value; the message names the value and the allowed ones."""
 
 
+class IncompatibleError(ConfigError):
+    """Options that are each valid but do not go together (a compressor outside the algorithm's contract, an
+    option another algorithm reads, a problem it does not run on): what a grid's skip_incompatible leaves out."""
+
+
 class DataError(CgdbenchError):
     """A dataset that cannot be found, read or verified."""
 

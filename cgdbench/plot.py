@@ -228,9 +228,11 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
         for j, xa in enumerate(xs_axes):
             ax = axes[i, j]
             if j == 0 or len(xs_axes) > 1:
-                ax.set_ylabel(LABELS.get(y, y))
+                sparse = y == "G" and any((json.loads(k).get("log_every") or 1) > 1 for k in groups)
+                # logged every L > 1: the running mean is over the logged rows, not G_{K,D} over every iterate
+                ax.set_ylabel(LABELS[y] + "\n(over the logged rows)" if sparse else LABELS.get(y, y))
             if hlines and y in hlines:
-                ax.axhline(hlines[y][0], color="black", lw=0.9, ls=(0, (1, 2)), label=hlines[y][1])
+                ax.axhline(hlines[y][0], color="black", lw=1.1, ls=(0, (8, 2, 1, 2, 1, 2)), label=hlines[y][1])
             if (y in LOG_Y) if log_y is None else log_y:
                 ax.set_yscale("log")
             else:

@@ -91,15 +91,6 @@ def _figure(path, where, ys) -> str | None:
         return base64.b64encode(png.read_bytes()).decode()
 
 
-def default_target(runs) -> tuple[float, str]:
-    """The ε² of the "to ε²" columns when none is given: the runs' own (Corollary 1's ``eps2``, which a suite
-    such as detcgd-distributed also targets) when they all agree, else 1e-2; and where it came from."""
-    eps2 = {r["config"].get("eps2") for r in runs} - {None}
-    if len(eps2) == 1:
-        return float(eps2.pop()), "the runs' ε² (--eps2)"
-    return 1e-2, "the default; --target sets another"
-
-
 def write_report(path, out, target: float | None = None) -> dict:
     from .sweep import format_summary, summary_rows
     out = _check_out(out, (".html", ".htm"))
@@ -107,7 +98,9 @@ def write_report(path, out, target: float | None = None) -> dict:
     e = html.escape
     if target is not None and not (np.isfinite(target) and target > 0):
         raise ConfigError(f"--target {target}: need a number > 0")
-    target, target_from = (target, "--target") if target is not None else default_target(runs)
+    from .sweep import default_target
+    target, target_from = (target, "--target") if target is not None else default_target(
+        [r["config"] for r in runs])
     rows = summary_rows(path, target)
     done = [r for r in runs if r["status"] == "completed"]
     problems = sorted({(r["config"]["problem"], str(r["config"].get("dataset"))) for r in done})
@@ -134,7 +127,8 @@ def write_report(path, out, target: float | None = None) -> dict:
              f"<p>{len(runs)} runs: " + ", ".join(f"{sum(r['status'] == s for r in runs)} {s}"
                                                   for s in store.STATUSES if any(r['status'] == s for r in runs))
              + "</p>", "<h2 id='summary'>Summary</h2>",
-             f"<p>The “to ε²” columns: the first iteration with ‖∇f‖²_D ≤ ε² = {target:g} ({e(target_from)}).</p>",
+             f"<p>The “to ε²” columns: the first logged iteration where the running mean of ‖∇f‖²_D is ≤ ε² = "
+             f"{target:g} ({e(target_from)}).</p>",
              f"<pre id='summary-table'>{summary}</pre>",
              "<h2 id='figures'>Figures</h2>"]
     for title, img in figs:

@@ -47,7 +47,7 @@ import numpy as np
 
 from . import algorithms, store
 from .config import RunConfig
-from .errors import CgdbenchError, ConfigError
+from .errors import CgdbenchError, ConfigError, IncompatibleError
 
 #: a grid larger than this needs ``yes=True`` (``--yes``)
 MAX_CELLS = 500
@@ -76,6 +76,15 @@ class Sweep:
     notes: list = field(default_factory=list)
     #: what ``compare --plot`` draws (:func:`cgdbench.plot.plot_file` keywords)
     figure: dict = field(default_factory=lambda: {"x": ("iteration",), "ys": ("loss", "grad_norm_sq")})
+
+
+def default_target(configs) -> tuple[float, str]:
+    """The ε² of the "to ε²" columns when none is given, and where it came from: the ``eps2`` (Corollary 1's
+    target ε²) every config shares, else 1e-2.  ``configs``: RunConfigs or their dicts."""
+    eps2 = {c.get("eps2") if isinstance(c, dict) else c.eps2 for c in configs}
+    if len(eps2) == 1 and None not in eps2:
+        return float(eps2.pop()), "the ε² (--eps2) every run shares"
+    return 1e-2, "the default; --target sets another"
 
 
 def _fields() -> list[str]:
@@ -110,19 +119,22 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
     for combo in itertools.product(*axes.values()):
         try:
             cfg = RunConfig(**fixed, **dict(zip(axes, combo)))
-        except ConfigError as exc:
-            where = ", ".join(f"{k} = {v!r}" for k, v in zip(axes, combo))
+        except IncompatibleError as exc:  # valid values that do not go together (gd with a compressor, ...)
+            where = ", ".join(f"{k} = {v!r}" for k, v in zip(axes, combo)) or "its fixed values"
             if skip:
                 skipped.append(f"{where}: {exc}")
                 continue
             raise ConfigError(f"grid cell ({where}): {exc}; to leave out the combinations that do not fit (e.g. "
                               "an uncompressed method with compressors), set skip_incompatible = true in [compare]"
                               ) from None
+        except ConfigError as exc:  # a bad value (a misspelt name, out of range): an error, whatever the flag
+            where = ", ".join(f"{k} = {v!r}" for k, v in zip(axes, combo)) or "its fixed values"
+            raise ConfigError(f"grid cell ({where}): {exc}") from None
         cell = Cell(cfg)
         if cell.id not in seen:
             seen.add(cell.id)
             cells.append(cell)
-    target = opts.get("target", 1e-2)
+    target = opts.get("target", default_target([c.config for c in cells])[0] if cells else 1e-2)
     try:
         target = float(target)
     except (TypeError, ValueError):
@@ -130,8 +142,9 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
     if not (math.isfinite(target) and target > 0):
         raise ConfigError(f"[compare] target {target!r}: must be a number > 0")
     if not cells:
-        raise ConfigError(f"no cell of the grid fits: {skipped[0]}")
-    notes = ([f"skip_incompatible: {len(skipped)} grid combination(s) left out, e.g. {skipped[0]}"]
+        raise ConfigError(f"no cell of the grid fits ({len(skipped)} left out by skip_incompatible), e.g. "
+                          f"{skipped[0]}")
+    notes = ([f"skip_incompatible: {len(skipped)} grid cell(s) left out (seeds counted), e.g. {skipped[0]}"]
              if skipped else [])
     return Sweep(name, cells, target, notes=notes)
 

@@ -240,14 +240,20 @@ def test_registration_mistakes_are_named(monkeypatch):
         algorithms.register("new-a", **{**kw, "contract": "sketches"})
     with pytest.raises(ValueError, match="oracle 'ful'; choose one of: full, minibatch"):
         algorithms.register("new-a", **{**kw, "oracle": "ful"})
-    with pytest.raises(ValueError, match="default_stepsize 'diag-invv'.*unknown stepsize 'diag-invv'; choose one of"):
+    with pytest.raises(ValueError, match="default stepsize 'diag-invv'.*unknown stepsize 'diag-invv'; choose one of"):
         algorithms.register("new-a", **{**kw, "default_stepsize": "diag-invv"})(DetCgdJob)
+    # a default outside the algorithm's own contract, a misspelt trait
+    with pytest.raises(ValueError, match="needs an unbiased diagonal sketch S; 'top-k' is not one"):
+        algorithms.register("new-a", **{**kw, "default_compressor": "top-k:1"})(DetCgdJob)
+    with pytest.raises(ValueError, match=r"unknown trait\(s\) \['identiy_only'\]; the engine reads: code, "):
+        algorithms.register("new-a", identiy_only=True, **kw)
+    assert "new-a" not in algorithms.REGISTRY  # a refused registration leaves nothing behind
     with pytest.raises(ValueError, match=r"'gd': name or alias already registered: \['gd'\] "
                                          r"\(by cgdbench.algorithms.det_cgd\)"):
         algorithms.register("gd", **kw)(DetCgdJob)
-    algorithms.register("new-a", reads=("metric",), **kw)(DetCgdJob)
     with pytest.raises(ValueError, match=r"'new-a' declares reads=\['metric'\], which are not RunConfig fields"):
-        config._check_reads()
+        algorithms.register("new-a", reads=("metric",), **kw)(DetCgdJob)
+    assert config._check_reads() is None  # the registered ones are fine
 
 
 def test_summary_and_store(tmp_path, data_dir):

@@ -184,7 +184,8 @@ def test_a_closed_pipe_ends_quietly():
     (["run", "--algorithm", "det-cgd1", "--eps", "0.001"], "--eps does not apply"),
     (["run", "--algorithm", "det-cgd1", "--batch-size", "64"], "--batch-size does not apply"),
     # the saddle problems' size options name those problems and where det-CGD runs instead
-    (["run", "--algorithm", "det-cgd1", "--hidden", "4"], "--hidden sizes the saddle problems (saddle-quartic, "),
+    (["run", "--algorithm", "det-cgd1", "--hidden", "4"], "--hidden is an option of the minibatch problems "
+     "(--hidden: the layer widths of linear-autoencoder, "),
     (["run", "--algorithm", "ef21", "--dim", "4"], "which run with sgd, ef-sgd; algorithm 'ef21' runs on logreg-nonconvex"),
     (["run", "--problem", "saddle-quartic", "--algorithm", "ef-sgd", "--metrics", "every"], "--metrics does not apply"),
     (["run", "--clients", "4", "--split-seed", "3"], "--split-seed 3: only the shuffled split draws from a seed"),

@@ -191,6 +191,11 @@ def test_titles_bands_and_labels_say_what_is_drawn(mixed, results, tmp_path):
     det = [t for t in texts if t.startswith("det-cgd1")][0]
     assert "batch_size" not in det and "noise" not in det and "lr=" not in det
     assert "batch_size=8" in [t for t in texts if t.startswith("ef-sgd")][0]
+    # G from rows logged every 5 iterations is not G_{K,D} over every iterate: the label says so
+    assert "(over the logged rows)" in plot.plot_file(results, tmp_path / "g.png", ys=("G",), where={
+        "problem": "saddle-quartic"})["axes"][0, 0].get_ylabel()
+    assert "(over the logged rows)" not in plot.plot_file(results, tmp_path / "g.png", ys=("G",), where={
+        "problem": "logreg-nonconvex"})["axes"][0, 0].get_ylabel()
     # --log-x on the iteration axis alone: symlog from 0, no empty negative half
     fig = plot.plot_file(results, tmp_path / "l.png", ys=("loss",), log_x=True, where={"algorithm": "gd"})
     assert fig["axes"][0, 0].get_xscale() == "symlog" and fig["axes"][0, 0].get_xlim()[0] == 0
@@ -222,13 +227,19 @@ def test_many_methods_get_a_colour_and_dash_pair_each(tmp_path):
 
 def test_report_target_and_warnings(mixed, tmp_path):
     """The report's "to ε²" target is the runs' common ε² unless given; each warning is listed once."""
-    assert report.default_target([store.read_run(mixed, i) for i in store.list_runs(mixed)]) == (
-        1e-3, "the runs' ε² (--eps2)")
-    page = tmp_path / "r.html"
+    from cgdbench import sweep
     runs = [store.read_run(mixed, i) for i in store.list_runs(mixed)]
+    # only some runs have an ε² (the least-squares ones): not shared, so the default
+    assert sweep.default_target([r["config"] for r in runs]) == (1e-2, "the default; --target sets another")
+    ls = [r["config"] for r in runs if r["config"]["problem"] == "least-squares"]
+    assert sweep.default_target(ls) == (1e-3, "the ε² (--eps2) every run shares")
+    # compare on a grid without [compare] target uses the same rule: its table and the report agree
+    assert sweep.expand({"problem": "least-squares", "algorithm": "dcgd", "compressor": "rand-1",
+                         "stepsize": "matrix-smoothness", "eps2": 1e-3, "clients": 2, "iters": 5}).target == 1e-3
+    page = tmp_path / "r.html"
     report.write_report(mixed, page)
     text = page.read_text()
-    assert "ε² = 0.001 (the runs&#x27; ε² (--eps2))" in text
+    assert "running mean of ‖∇f‖²_D is ≤ ε² = 0.01 (the default; --target sets another)" in text
     warned = [w for r in runs for w in r["meta"].get("warnings", [])]
     assert text.count("<li>") == len(set(warned))
     # two seeds of a stepsize that violates its condition: the same warning, listed once for both runs

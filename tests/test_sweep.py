@@ -50,7 +50,12 @@ def test_bad_grids():
     sw = sweep.expand({**mixed, "compare": {"skip_incompatible": True}})
     assert {(c.config.algorithm, c.config.compressor) for c in sw.cells} == {
         ("gd", "identity"), ("det-cgd1", "identity"), ("det-cgd1", "rand-1")}
-    assert sw.notes[0].startswith("skip_incompatible: 2 grid combination(s) left out, e.g. algorithm = 'gd', ")
+    assert sw.notes[0].startswith("skip_incompatible: 2 grid cell(s) left out (seeds counted), e.g. algorithm = 'gd', ")
+    # a misspelt value is an error whatever the flag (not a combination left out)
+    with pytest.raises(ConfigError, match=r"grid cell \(algorithm = 'gd', compressor = 'rnd-k:2', seed = 0\): "
+                                         r"unknown compressor 'rnd-k:2'") as err:
+        sweep.expand({**mixed, "compressor": ["identity", "rnd-k:2"], "compare": {"skip_incompatible": True}})
+    assert "skip_incompatible" not in str(err.value)
     with pytest.raises(ConfigError, match="skip_incompatible 'yes': must be true or false"):
         sweep.expand({**mixed, "compare": {"skip_incompatible": "yes"}})
     # a compressor's range that needs no data is refused when the grid expands, before any cell runs

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._registry import Registry
-from ..errors import ConfigError
+from ..errors import ConfigError, IncompatibleError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
 from .vector import Compressor, measure, parse_k
@@ -124,7 +124,7 @@ def check_contract(spec: str, contract: str, algorithm: str) -> None:
     kind, ok = _CONTRACT[contract]
     if not ok(REGISTRY[name]):
         allowed = REGISTRY.select(ok)
-        raise ConfigError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
+        raise IncompatibleError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
                           f"Choose one of: {', '.join(allowed)}")
 
 

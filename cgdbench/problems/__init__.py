@@ -44,7 +44,7 @@ def describe_long() -> list[tuple[str, str]]:
         shown = [f"--{k.replace('_', '-')} {own[k]:g}" if isinstance(own[k], float) else
                  f"--{k.replace('_', '-')} {own[k]}" for k in keys]
         if e.oracle == "minibatch":
-            shown.append(f"--lr {e.factory.eta0:g} (a random compressor: μ/L where smaller)")
+            shown.append(f"--lr {e.factory.eta0:g} (μ/L instead for a random compressor, when smaller)")
         out += [(name, doc), ("", f"  with {', '.join(algorithms.REGISTRY.names(oracle=e.oracle))}; "
                                   f"defaults {', '.join(shown)}")]
     return out
