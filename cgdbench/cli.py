@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, algorithms, compressors, data, problems, stepsizes, store, suites
+from . import sweep as sw
 from .config import DOWNLINK, EF21_INIT, METRICS_MODES, RUN_DEFAULTS, VALUE_BITS, X0_CHOICES, RunConfig
 from .config import not_read, own_options_error
 from .errors import CgdbenchError, ConfigError
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--workers", type=int, default=1, help="processes (default 1: in this process)")
     cp.add_argument("--dask", action="store_true", help="run on a Dask LocalCluster of --workers processes")
     cp.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://HOST:8786")
-    cp.add_argument("--yes", action="store_true", help=f"allow grids of more than {500} cells")
+    cp.add_argument("--yes", action="store_true", help=f"allow grids of more than {sw.MAX_CELLS} cells")
     cp.add_argument("--quiet", action="store_true", help="no progress bar")
     cp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     cp.add_argument("--plot", default=None, metavar="FILE",
@@ -128,9 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("--problem", default="mlp-autoencoder", help="saddle problem (default mlp-autoencoder)")
     es.add_argument("--dataset", default=None)
     es.add_argument("--data-dir", default=None)
-    es.add_argument("--hidden", default="32",
-                    help="mlp-autoencoder widths (default 32: one hidden layer, a strict saddle; "
-                         "32,8,32 is degenerate)")
+    es.add_argument("--hidden", default=None,
+                    help="hidden widths: mlp-autoencoder (default here 32: one hidden layer, a strict saddle; "
+                         "32,8,32 is degenerate), linear-autoencoder H (default 8)")
     es.add_argument("--dim", type=int, default=None)
     es.add_argument("--compressors", default="identity,top-k:0.001,rand-k:0.001",
                     help="comma-separated, ';' between specs with commas (default identity,top-k:0.001,rand-k:0.001)")
@@ -289,7 +290,6 @@ def _where(items) -> dict:
 
 
 def _compare(ns) -> int:
-    from . import sweep as sw
     store.check_writable(ns.out)
     if ns.suite:
         sweep = suites.make(ns.suite, dataset=ns.dataset, seeds=ns.seeds, iters=ns.iters)

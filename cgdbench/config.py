@@ -103,8 +103,8 @@ class RunConfig:
     blocks: str | None = None           # None: one block; "3": three equal blocks; "40,40,43": sizes
     x0: str | None = None               # None: the problem's default starting point
     algorithm: str = "det-cgd1"
-    compressor: str | None = None       # None: rand-1 for det-CGD methods, identity for sgd/ef-sgd
-    stepsize: str | None = None         # None: diag-inv for det-CGD methods; sgd/ef-sgd: scalar:LR
+    compressor: str | None = None       # None: the algorithm's default_compressor (cgdbench list algorithms)
+    stepsize: str | None = None         # None: the algorithm's default_stepsize (sgd/ef-sgd: scalar:LR)
     iters: int | None = None            # None: the problem's default (1000 unless it says otherwise)
     eps2: float | None = None           # ε² of Corollary 1 (the stepsizes.DISTRIBUTED rules)
     seed: int = 0

@@ -20,7 +20,7 @@ def _split_specs(text: str) -> list[str]:
     return [t.strip() for t in (text.split(";") if ";" in text else text.split(",")) if t.strip()]
 
 
-def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidden="32", dim=None,
+def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidden=None, dim=None,
                compressors="identity,top-k:0.001,rand-k:0.001", noise=0.01, lr="0.1", batch_size=64, iters=3000,
                log_every=25, reset_iters=100, seeds=10, plot=None, progress=False) -> dict:
     """Run the noise × compressor × seed grid from the saddle into ``out`` (stored runs are skipped), plot it.
@@ -47,8 +47,11 @@ def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidd
     if problems.REGISTRY.get(ns.problem).name not in saddles:  # an unknown name: the registry's error
         raise ConfigError(f"escape --problem {ns.problem!r}: the experiment starts at a saddle of one of: "
                           f"{', '.join(saddles)}")
-    hidden = ns.hidden if ns.problem in ("mlp-autoencoder", "mlp-ae", "autoencoder") else None
-    grid = [RunConfig(problem=ns.problem, dataset=ns.dataset, hidden=hidden, dim=ns.dim, algorithm="ef-sgd",
+    problem = problems.canonical(ns.problem)
+    # the experiment's own default for the MLP: one hidden layer, a strict saddle (the run default 32,8,32 is
+    # degenerate); any other problem takes --hidden as `cgdbench run` does
+    hidden = "32" if ns.hidden is None and problem == "mlp-autoencoder" else ns.hidden
+    grid = [RunConfig(problem=problem, dataset=ns.dataset, hidden=hidden, dim=ns.dim, algorithm="ef-sgd",
                       compressor=spec, noise=noise, lr=lr, batch_size=ns.batch_size, iters=ns.iters,
                       log_every=ns.log_every, reset_iters=ns.reset_iters, x0="saddle", seed=seed)
             for spec, lr in zip(specs, lrs) for noise in (0.0, ns.noise) for seed in range(ns.seeds)]

@@ -96,7 +96,7 @@ def _series(rec, name):
         f_star = _f_star(rec)
         if f_star is None:
             raise StoreError("--y suboptimality needs f*, which only problems with an exact minimum record "
-                             "(least-squares, saddle-quartic, linear-autoencoder)")
+                             "(least-squares, saddle-quartic, linear-autoencoder without --lam)")
         return np.asarray(rec["loss"], dtype=float) - f_star
     if name == "bits_total":
         return np.asarray(rec["bits_up"], dtype=float) + np.asarray(rec["bits_down"], dtype=float)

@@ -51,7 +51,7 @@ from .errors import CgdbenchError, ConfigError, IncompatibleError
 
 #: a grid larger than this needs ``yes=True`` (``--yes``)
 MAX_CELLS = 500
-#: fields that do not change what ``engine.build`` makes for det-CGD cells
+#: fields that do not change what ``engine.build`` makes (for an algorithm without ``seeded_x0``)
 _NOT_BUILT = ("seed", "log_every")
 COMPARE_KEYS = ("target", "skip_incompatible")
 

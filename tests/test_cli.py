@@ -164,6 +164,19 @@ def test_escape_experiment_resumes(tmp_path, capsys):
     assert main(args[:-2] + ["--lr", "0.1,0.2,0.3", "--out", str(tmp_path / "x.h5")]) == 2
 
 
+@pytest.mark.parametrize("problem,hidden,stored", [("MLP-AE", None, "32"), ("mlp-ae", "4", "4"),
+                                                   ("linear-autoencoder", "3", "3")])
+def test_escape_reads_hidden_for_any_spelling(tmp_path, problem, hidden, stored):
+    """--hidden was dropped unless the problem was spelt exactly as one of the MLP's names."""
+    from cgdbench import store
+    from cgdbench.escape import run_escape
+    out = tmp_path / "e.h5"
+    run_escape(out, problem=problem, hidden=hidden, compressors="identity", seeds=1, iters=4, log_every=2,
+               batch_size=8, plot=str(tmp_path / "e.png"))
+    configs = [store.read_run(out, i)["config"] for i in store.list_runs(out)]
+    assert len(configs) == 2 and {c["hidden"] for c in configs} == {stored}
+
+
 def test_a_closed_pipe_ends_quietly():
     """`cgdbench list compressors | head -1`: the reader has gone; exit 141 (128 + SIGPIPE) without a traceback."""
     import os

@@ -84,6 +84,7 @@ def test_same_seed_same_sample_different_client_different_stream():
     ("block-rand-k:1", 1 * 1 + 1 * 2, 2), ("bern-q:0.5", 2, 3.0),
     # every position of the vector, or of a block, is implied: no index bits for it
     ("rand-k:6", 0, 6), ("block-rand-k:2,3", 0 + 3 * 2, 5), ("block-rand-k:2,4", 0, 6),
+    ("bern-q:1", 0, 6), ("bern-q:1,0.5", 1, 2 + 2.0),  # a block with q = 1 is always sent: no mask bit
 ])
 def test_bits_per_message(spec, explicit, nnz):
     sk = make(spec)

@@ -120,6 +120,9 @@ def test_bits():
     ("rand-k:0.0", "fraction"), ("top-k:-3", "out of range"), ("qsgd:0", "levels"), ("qsgd:2.5", "levels"),
     ("sketch-top-k:10,5,12", "cannot recover k = 10"), ("sketch-top-k:2,5,80", "exceed d"),
     ("top-k:abc", "not a number"), ("bern-q:0.5", "vector compressor"), ("sign:3", "takes no parameter"),
+    # one value too many was read as the first alone (top-k:3,4 ran as top-k:3)
+    ("top-k:3,4", r"takes K \(1 value\), got 2"), ("qsgd:4,9", "takes S"), ("rand-k:3,7", "1 value"),
+    ("rand-k-unscaled:1,1", "got 2"), ("sketch-top-k:2,5,40,3", "1 to 3 values"),
 ])
 def test_bad_input(spec, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -131,7 +134,8 @@ def test_fractions_and_registry():
     assert compressors.make_vector("top-k:1.0", D).k == D
     assert compressors.make_vector("top-k:1", D).k == 1
     assert compressors.make_vector("randomk:0.001", 10**4).spec() == "rand-k-unscaled:10"
-    with pytest.raises(ConfigError, match="det-cgd1.*needs an unbiased diagonal sketch"):
+    with pytest.raises(ConfigError, match="'top-k' is a vector compressor, not a diagonal sketch; the sketch "
+                                          "methods take: identity, rand-k"):
         compressors.make("top-k:3", D)
 
 

@@ -13,7 +13,8 @@ reports) and registers itself with :func:`register`, declaring
   given to it is an error naming both);
 * ``rules`` — the stepsize rules it takes (``None``: det-CGD's matrix rules).
 
-Adding an algorithm is one new module and one import line below.
+Adding an algorithm is one new module and one import line below; options of its own (a new RunConfig
+field, a CLI flag) are still declared in config.py and cli.py (docs/architecture.md, step by step).
 """
 from __future__ import annotations
 

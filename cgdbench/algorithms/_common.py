@@ -247,8 +247,6 @@ class Job:
     """
 
     kernel = None
-    #: the registry entry (set by :func:`cgdbench.algorithms.register`)
-    entry = None
 
     def __init__(self, b: Built):
         c, p = b.config, b.problem

@@ -3,7 +3,7 @@
 Two kinds share one namespace.  *Sketches* (``sketches.py``) are the random
 diagonal matrices S with E[S] = I that det-CGD and DCGD multiply gradients by;
 *vector compressors* (``vector.py``) are the maps C(x) compressed SGD and error
-feedback send.  identity and rand-k are both; ``Entry.uses`` says which
+feedback send.  identity, rand-k and rand-1 are both; ``Entry.uses`` says which
 algorithms take each name.
 
 ``parse`` checks the name and the syntax of the parameters (no data needed);
@@ -23,7 +23,7 @@ from .._registry import Registry
 from ..errors import ConfigError, IncompatibleError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
-from .vector import Compressor, measure, parse_k
+from .vector import Compressor, measure, parse_k, qsgd_levels
 from .vector import make_vector as _make_vector
 
 __all__ = ["Sketch", "Identity", "RandK", "ImportanceRand1", "BlockRandK", "BernQ", "Compressor",
@@ -90,7 +90,10 @@ def parse(spec: str, contract: str | None = None) -> tuple[str, str]:
     if name in ("rand-k", "block-rand-k", "bern-q", "rand-k-unscaled", "top-k", "qsgd", "sketch-top-k"):
         vals = _numbers(name, params)
         toks = [t.strip() for t in params.split(",")]
-        from .vector import parse_k, qsgd_levels
+        counts = _arity(entry.params)
+        if counts is not None and len(toks) not in counts:
+            raise ConfigError(f"compressor {name!r} takes {entry.params} ({_count_text(counts)}), "
+                              f"got {len(toks)}: {spec!r}")
         if name in ("rand-k", "rand-k-unscaled", "top-k", "sketch-top-k"):
             parse_k(name, toks[0], None)
         elif name == "block-rand-k":
@@ -105,9 +108,18 @@ def parse(spec: str, contract: str | None = None) -> tuple[str, str]:
     return name, params
 
 
-def check_use(spec: str, use: str, algorithm: str) -> None:
-    """Reject a compressor the algorithm cannot use, listing the ones it can."""
-    check_contract(spec, "sketch" if use == SKETCH else "vector", algorithm)
+def _count_text(counts: set[int]) -> str:
+    lo, hi = min(counts), max(counts)
+    return f"{lo} value" + ("s" if lo > 1 else "") if lo == hi else f"{lo} to {hi} values"
+
+
+def _arity(syntax: str) -> set[int] | None:
+    """How many comma-separated values a parameter syntax such as ``K[,ROWS,COLS]`` allows (None: any)."""
+    if "..." in syntax:
+        return None
+    head, _, opt = syntax.partition("[")
+    n = len([t for t in head.split(",") if t])
+    return set(range(n, n + len([t for t in opt.rstrip("]").split(",") if t]) + 1))  # trailing ones optional
 
 
 #: what each algorithm contract (cgdbench.algorithms.CONTRACTS) accepts, and how it is said
@@ -132,8 +144,8 @@ def make_vector(spec: str, d: int) -> Compressor:
     """Bind ``spec`` to dimension ``d`` as a vector compressor C(x)."""
     name, params = parse(spec)
     if VECTOR not in REGISTRY[name].uses:
-        raise ConfigError(f"{name!r} is a det-CGD sketch, not a vector compressor; compressed SGD takes: "
-                          + ", ".join(vector_names()))
+        raise ConfigError(f"{name!r} is a diagonal sketch, not a vector compressor; the vector-compressor methods "
+                          "take: " + ", ".join(vector_names()))
     return _make_vector(name, params, d)
 
 
@@ -158,14 +170,14 @@ def _numbers(name: str, params: str) -> list[float]:
 def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
     """Bind ``spec`` to dimension ``d`` and partition ``block_ptr`` (default: one block)."""
     name, params = parse(spec)
-    check_use(spec, SKETCH, "det-cgd1/det-cgd2/dcgd")
+    if SKETCH not in REGISTRY[name].uses:
+        raise IncompatibleError(f"{name!r} is a vector compressor, not a diagonal sketch; the sketch methods take: "
+                          + ", ".join(REGISTRY.select(lambda e: SKETCH in e.uses)))
     block_ptr = np.asarray([0, d] if block_ptr is None else block_ptr, dtype=np.int64)
     if name == "identity":
         return Identity(d, block_ptr)
     if name in ("rand-k", "rand-1"):
-        k = 1 if name == "rand-1" else parse_k("rand-k", params.split(",")[0].strip(), d)
-        if len(params.split(",")) > 1:
-            raise ConfigError(f"rand-k takes one value of k, got {params!r}")
+        k = 1 if name == "rand-1" else parse_k("rand-k", params.strip(), d)
         return RandK(d, block_ptr, k)
     if name == "importance-rand-1":
         if params:

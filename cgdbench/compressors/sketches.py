@@ -386,7 +386,7 @@ class BernQ(Sketch):
         return float(np.dot(self.qs, self.block_sizes))
 
     def _explicit_index_bits(self):
-        return self.n_blocks  # one mask bit per block
+        return sum(q < 1.0 for q in self.qs)  # one mask bit per block that may be left out (q = 1: always sent)
 
     def _block_q(self):
         return np.asarray(self.qs, dtype=float)

@@ -529,8 +529,6 @@ def make_vector(name: str, params: str, d: int) -> Compressor:
         k = parse_k(name, toks[0], d)
         r = int(vals[1]) if len(vals) > 1 else 5
         c = int(vals[2]) if len(vals) > 2 else min(d, max(10 * k, 64))
-        if len(vals) > 3:
-            raise ConfigError(f"sketch-top-k takes K[,ROWS,COLS], got {params!r}")
         if r < 1 or (len(vals) > 1 and vals[1] != r) or r > MAX_SKETCH_ROWS:
             raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer in [1, {MAX_SKETCH_ROWS}] "
                               "(a count sketch takes the median of its rows: 3 to 7 are usual)")

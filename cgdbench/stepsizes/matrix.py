@@ -29,7 +29,9 @@ class StepsizeMatrix:
         if self.kind == "scalar" and not (self.gamma > 0 and math.isfinite(self.gamma)):
             raise ConfigError(f"scalar stepsize γ = {self.gamma!r} must be a finite number > 0")
         if self.kind == "diagonal" and not np.all(self.diag > 0):
-            raise ConfigError("diagonal stepsize must have positive entries")
+            j = int(np.flatnonzero(~(np.asarray(self.diag) > 0))[0])
+            raise ConfigError(f"diagonal stepsize: entry D[{j}] = {float(self.diag[j]):g} is not > 0; "
+                              "every entry must be")
         if self.kind in ("block", "dense") and self.block_ptr is None:
             object.__setattr__(self, "block_ptr", np.array([0, self.d], dtype=np.int64))
 
@@ -76,10 +78,11 @@ class StepsizeMatrix:
         if self.kind == "diagonal":
             return float(np.sum(np.log(self.diag)))
         total = 0.0
-        for lo, hi in zip(self.block_ptr[:-1], self.block_ptr[1:]):
+        for b, (lo, hi) in enumerate(zip(self.block_ptr[:-1], self.block_ptr[1:])):
             sign, ld = np.linalg.slogdet(self.mat[lo:hi, lo:hi])
             if sign <= 0:
-                raise ConfigError("stepsize matrix is not positive definite")
+                raise ConfigError(f"stepsize matrix: block {b} (coordinates {lo}..{hi - 1}) is not positive definite "
+                                  f"(its determinant is {'0' if sign == 0 else 'negative'})")
             total += ld
         return float(total)
 
