@@ -84,6 +84,11 @@ class Registry(Mapping):
     def get(self, name) -> Entry:  # noqa: D102  (Mapping.get semantics replaced: unknown names raise)
         return self.entries[self.canonical(name)]
 
+    def find(self, name):
+        """The entry of ``name`` (or an alias), or None for a name not registered (e.g. read from an old file)."""
+        key = str(name).strip().lower() if name is not None else None
+        return self.entries.get(self.aliases.get(key, key))
+
     def split(self, spec, what: str | None = None) -> tuple[str, str]:
         """``NAME[:PARAMS]`` -> (canonical name, raw parameter text); unknown names list the registered ones."""
         return split_spec(what or self.what, spec, self.entries, self.aliases)

@@ -6,12 +6,17 @@ import numpy as np
 from .errors import ConfigError
 
 
+def running_mean(v) -> np.ndarray:
+    """``(1/k) Σ_{j<k} v_j`` for k = 1..len(v): G_{k,D} from the logged ‖∇f‖²_D (over the logged rows)."""
+    v = np.asarray(v, dtype=float)
+    return np.cumsum(v) / np.arange(1, v.size + 1)
+
+
 def running_G(trace) -> np.ndarray:
     """``G_{k,D} = (1/k) Σ_{j<k} ‖∇f(x^j)‖²_{D/det(D)^{1/d}}`` for k = 1..K (needs ``log_every = 1``)."""
     if trace.config.log_every != 1:
         raise ConfigError("running G_{k,D} needs every iterate: run with log_every = 1")
-    v = trace.grad_norm_sq_D[: trace.iterations]
-    return np.cumsum(v) / np.arange(1, v.size + 1)
+    return running_mean(trace.grad_norm_sq_D[: trace.iterations])
 
 
 def to_target(iteration, grad_norm_sq_D, bits_up, bits_down, eps2: float):
@@ -23,7 +28,7 @@ def to_target(iteration, grad_norm_sq_D, bits_up, bits_down, eps2: float):
     if never reached.
     """
     g = np.asarray(grad_norm_sq_D, dtype=float)
-    hit = np.flatnonzero(np.cumsum(g) / np.arange(1, g.size + 1) <= eps2) if g.size else []
+    hit = np.flatnonzero(running_mean(g) <= eps2) if g.size else []
     if len(hit) == 0:
         return -1, -1, -1
     j = int(hit[0])

@@ -16,6 +16,7 @@ from . import store
 from . import algorithms
 from .config import OMIT_AT_DEFAULT, not_read
 from .errors import ConfigError, StoreError
+from .metrics import running_mean
 
 
 def load_groups(path, ys, where: dict | None = None, ids=None) -> dict:
@@ -47,7 +48,7 @@ def _matches(value, wanted) -> bool:
 def _label(cfg: dict, varying: list[str]) -> str:
     """The method (algorithm | compressor | stepsize), then any other field that differs between lines."""
     head = f"{cfg['algorithm']} | {cfg['compressor']} | {cfg['stepsize']}"
-    unread = set(not_read(cfg["algorithm"], varying)) if cfg.get("algorithm") in algorithms.REGISTRY else set()
+    unread = set(not_read(cfg["algorithm"], varying)) if algorithms.REGISTRY.find(cfg.get("algorithm")) else set()
     rest = [f"{k}={cfg[k]}" for k in varying if k not in ("algorithm", "compressor", "stepsize")
             and k not in unread and cfg.get(k) is not None]
     return ", ".join([head] + rest)
@@ -90,8 +91,7 @@ LINE_STYLES = ("-", "--", ":", "-.")
 def _series(rec, name):
     """A per-iteration dataset, or one derived from them; its own x (λ_min has its own iterations)."""
     if name == "G":
-        g = np.asarray(rec["grad_norm_sq_D"], dtype=float)
-        return np.cumsum(g) / np.arange(1, g.size + 1)
+        return running_mean(rec["grad_norm_sq_D"])
     if name == "suboptimality":
         f_star = _f_star(rec)
         if f_star is None:

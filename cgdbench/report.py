@@ -40,8 +40,9 @@ def _runs(path):
 def _unread(config: dict) -> set:
     """The algorithm-specific options a run's algorithm does not read (another algorithm's: left blank)."""
     from .algorithms import OWN_OPTIONS, REGISTRY
-    entry = REGISTRY.get(config.get("algorithm")) if config.get("algorithm") in REGISTRY else None
-    return set(OWN_OPTIONS) - set(entry.reads) if entry is not None else set()
+    from .config import not_read
+    entry = REGISTRY.find(config.get("algorithm"))
+    return set(not_read(entry.name, OWN_OPTIONS)) if entry is not None else set()
 
 
 def export_csv(path, out) -> int:

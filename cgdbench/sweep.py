@@ -522,7 +522,7 @@ def _warning_lines(rows) -> list[str]:
 
 def _full_gradient(r) -> bool:
     """A full-gradient method's row (its "to ε²" columns mean something; from a saddle they do not)."""
-    entry = algorithms.REGISTRY.get(r.get("algorithm")) if r.get("algorithm") in algorithms.REGISTRY else None
+    entry = algorithms.REGISTRY.find(r.get("algorithm"))
     return entry is None or entry.oracle != "minibatch"
 
 

@@ -315,22 +315,28 @@ class Job:
     def stored_D(D):
         return store.stepsize_array(D)
 
+    @staticmethod
+    def common_rows(trace, run: str, lam_always: bool = True, loss_note: str = "") -> list[tuple[str, str]]:
+        """The rows every algorithm's summary starts with: run (``run``), problem, status, final loss, ‖∇f‖²."""
+        c, ds = trace.config, trace.meta.get("dataset", {})
+        last = trace.loss.size > 0
+        return [
+            ("run", run),
+            ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size})"
+                        + (f", λ={c.lam:g}" if lam_always or c.lam else "") + split_note(c, ds)),
+            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
+            ("final loss", (f"{trace.loss[-1]:.10g}" if last else "n/a") + (loss_note if last else "")),
+            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if last else "n/a"),
+        ]
+
     @classmethod
     def summary_rows(cls, trace) -> list[tuple[str, str]]:
         c, m = trace.config, trace.meta
-        last = trace.loss.size > 0
-        ds = m.get("dataset", {})
-        return [
-            ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | stepsize "
-                    f"{c.stepsize} ({trace.D.kind}{', γ = %.6g' % trace.D.gamma if trace.D.kind == 'scalar' else ''})"
-                    f" | {c.clients} client(s) | seed {c.seed}"),
-            ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size}), "
-                        f"λ={c.lam:g}{split_note(c, ds)}"),
-            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
-            ("final loss", f"{trace.loss[-1]:.10g}" if last else "n/a"),
-            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if last else "n/a"),
-            ("G_{K,D}", f"{trace.G_KD:.6e}   (det(D)^(1/d) = {m.get('det_root', float('nan')):.4e})"),
-        ]
+        run = (f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | stepsize "
+               f"{c.stepsize} ({trace.D.kind}{', γ = %.6g' % trace.D.gamma if trace.D.kind == 'scalar' else ''})"
+               f" | {c.clients} client(s) | seed {c.seed}")
+        return cls.common_rows(trace, run) + [
+            ("G_{K,D}", f"{trace.G_KD:.6e}   (det(D)^(1/d) = {m.get('det_root', float('nan')):.4e})")]
 
 
 # --- the vector-compressor baselines (EF21, DIANA, MARINA) ----------------------------

@@ -40,7 +40,7 @@ from ..stepsizes.kernels import D_BLOCK, D_SCALAR, d_apply, d_row_dot
 from . import register
 from ._common import A_DOWN, A_G, A_UP, DIVERGED, RUNNING, Built, SketchJob, SketchS
 from ._common import finite_sum_problem, mean_of_ranges, metrics_row, server_step, sketch_bits, sketch_bufs, step_pack
-from ._common import split_note, work
+from ._common import work
 
 DET_CGD1, DET_CGD2 = 0, 1
 #: rows whose margins det_cgd_chunk computes per call (see the kernel)
@@ -331,17 +331,9 @@ class DetCgdJob(SketchJob):
     @classmethod
     def summary_rows(cls, trace):
         c, m = trace.config, trace.meta
-        rows = [
-            ("run", f"{c.algorithm} | {c.compressor} | stepsize {c.stepsize} ({trace.D.kind}) | "
-                    f"{c.clients} client(s) | seed {c.seed}"),
-            ("problem", f"{c.problem} on {m.get('dataset', {}).get('name', '?')} "
-                        f"(m={m.get('dataset', {}).get('rows', '?')}, d={trace.x_final.size}), λ={c.lam:g}"
-                        f"{split_note(c, m.get('dataset', {}))}"),
-            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
-            ("final loss", f"{trace.loss[-1]:.10g}" if trace.loss.size else "n/a"),
-            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if trace.loss.size else "n/a"),
-            ("G_{K,D}", f"{trace.G_KD:.6e}   {_theorem1(trace)}{_estimated(trace)}"),
-        ]
+        rows = cls.common_rows(trace, f"{c.algorithm} | {c.compressor} | stepsize {c.stepsize} ({trace.D.kind}) | "
+                                      f"{c.clients} client(s) | seed {c.seed}")
+        rows.append(("G_{K,D}", f"{trace.G_KD:.6e}   {_theorem1(trace)}{_estimated(trace)}"))
         cor = m.get("stepsize", {}).get("corollary1")
         if cor:
             st = m["stepsize"]

@@ -36,7 +36,7 @@ from ..problems.saddles import P_CONV_AE, P_LINEAR_AE, P_MLP_CLS, batch_loss_gra
 from ..rng import stream_key, uniform
 from . import register
 from ._common import DIVERGED, RUNNING, Built, Job, cbufs, client_ranges, down_values, rows_for
-from ._common import blowup_level, problem_of, split_note, vector_pack
+from ._common import blowup_level, problem_of, vector_pack
 # acc slots carried between chunks
 A_ROWS, A_BITS_UP, A_BITS_DOWN, A_SGN_SUM, A_SGN_COUNT, A_RESETS, A_F_ANCHOR, A_T_ANCHOR, A_F_MAX, A_RESCUES = range(10)
 
@@ -429,17 +429,11 @@ class EfSgdJob(Job):
         if get(c.algorithm).use_ef:
             flags.append(f"reset I={st.get('reset_iters', c.reset_iters)}, "
                          f"R={c.escape_radius if c.escape_radius else '∞'}" if c.reset else "no reset")
-        rows = [
-            ("run", f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
-                    f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}"),
-            ("problem", f"{c.problem} on {ds.get('name', '?')} (m={ds.get('rows', '?')}, d={trace.x_final.size})"
-                        + (f", λ={c.lam:g}" if c.lam else "") + split_note(c, ds)),
-            ("status", f"{trace.status} after {trace.iterations} of {c.iters} iterations"),
-            ("final loss", (f"{trace.loss[-1]:.10g}" if last else "n/a")
-             + (f"   (f* = {m['f_star']:.10g}, gap {trace.loss[-1] - m['f_star']:.3e})"
-                if last and m.get("f_star") is not None else "")),
-            ("‖∇f‖²", f"{trace.grad_norm_sq[-1]:.6e}" if last else "n/a"),
-        ]
+        run = (f"{c.algorithm} | {m.get('stepsize', {}).get('compressor', c.compressor)} | {', '.join(flags)} | "
+               f"{c.clients} worker(s) | seed {c.seed} | x0 {c.x0}")
+        gap = (f"   (f* = {m['f_star']:.10g}, gap {trace.loss[-1] - m['f_star']:.3e})"
+               if last and m.get("f_star") is not None else "")
+        rows = cls.common_rows(trace, run, lam_always=False, loss_note=gap)
         if m.get("stepsize", {}).get("compressor_note"):
             rows.append(("compressor", m["stepsize"]["compressor_note"]))
         if "test_accuracy" in trace.extras and trace.extras["test_accuracy"].size:
