@@ -189,7 +189,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
             bar.close()
     run_seconds = (t_end or time.perf_counter()) - t0 - paused  # the iterations, not the final checks
     if interrupted is not None and k > K:  # interrupted in the final checks: every iteration ran
-        final = {"sosp": None, "sosp_skipped": "interrupted during the final second-order check"}
+        final = job.final_interrupted()
 
     completed = min(k, K) if status != "completed" else K
     tr, extras, G_KD = job.collect(completed)

@@ -265,6 +265,24 @@ def test_interrupt_counts_match_the_stored_rows(tmp_path):
     assert signal.getsignal(signal.SIGINT) is not None  # the engine put the previous handler back
 
 
+def test_interrupt_in_the_final_check_keeps_every_iteration(tmp_path, monkeypatch):
+    """Ctrl-C during ef-sgd's final second-order check: every iteration is stored, the check says it was cut."""
+    from cgdbench import store
+    from cgdbench.algorithms.ef_sgd import EfSgdJob
+
+    def interrupted(self, status):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(EfSgdJob, "final", interrupted)
+    out = tmp_path / "r.h5"
+    cfg = RunConfig(problem="saddle-quartic", algorithm="ef-sgd", x0="saddle", noise=0.01, iters=30)
+    with pytest.raises(KeyboardInterrupt) as info:
+        engine.run(cfg, out=out)
+    rec = store.read_run(out, info.value.trace.run_id)
+    assert rec["status"] == "interrupted" and rec["iterations_completed"] == 30
+    assert rec["meta"]["sosp"] is None and "interrupted during the final" in rec["meta"]["sosp_skipped"]
+    assert "ε-SOSP  not checked (interrupted" in info.value.trace.summary()
+
+
 def test_escape_interrupted_mid_run_exits_130_without_traceback(tmp_path):
     import signal
     import time

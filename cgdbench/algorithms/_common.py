@@ -304,6 +304,11 @@ class Job:
         return {"ranges": self.R}
 
     def final(self, status):
+        """Meta computed once the iterations are done (the saddle methods' second-order check)."""
+        return {}
+
+    def final_interrupted(self):
+        """The meta :meth:`final` leaves when an interrupt cuts it short (every iteration ran)."""
         return {}
 
     def unseen_losses(self) -> tuple[float, int]:
