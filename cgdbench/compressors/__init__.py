@@ -23,8 +23,8 @@ from .._registry import Registry
 from ..errors import ConfigError, IncompatibleError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
+from . import vector as _vec
 from .vector import Compressor, measure, parse_k, qsgd_levels
-from .vector import make_vector as _make_vector
 
 __all__ = ["Sketch", "Identity", "RandK", "ImportanceRand1", "BlockRandK", "BernQ", "Compressor",
            "REGISTRY", "INDEX_MODES", "parse", "make", "make_vector", "measure", "describe", "sample_sketch"]
@@ -33,40 +33,111 @@ SKETCH, VECTOR = "sketch", "vector"
 
 
 #: traits: ``params_required``; ``uses`` — SKETCH (det-CGD, DCGD, GD, det-MARINA) and/or VECTOR (the
-#: vector-compressor methods); ``unbiased`` — as a vector compressor, E C(x) = x (DIANA and MARINA need it);
-#: ``stated_mu`` — its contraction μ is known in closed form (EF21's stepsize needs it; sketch-top-k's is data
-#: dependent)
+#: vector-compressor methods), the kinds it has a factory for; ``unbiased`` — as a vector compressor, E C(x) = x
+#: (DIANA and MARINA need it); ``stated_mu`` — its contraction μ is known in closed form (EF21's stepsize needs
+#: it; sketch-top-k's is data dependent); ``check(name, tokens, values)`` — the syntax and the ranges that need
+#: no data; ``sketch(params, d, block_ptr, L_diag)`` and ``vector(tokens, d)`` — the factories
 REGISTRY = Registry("compressor")
 
 
-def _entry(name, params, required, doc, uses=(SKETCH,), unbiased=False, aliases=(), stated_mu=True):
+# --- checks of the parameters that need no data (a sweep refuses a bad cell before it runs anything) ----------
+def _one_k(name, toks, vals):
+    parse_k(name, toks[0], None)
+
+
+def _every_k(name, toks, vals):
+    for t in toks:
+        parse_k(name, t, None)
+
+
+def _qs(name, toks, vals):
+    for q in vals:
+        if not 0.0 < q <= 1.0:
+            raise ConfigError(f"bern-q: q = {q:g} is out of range; need 0 < q <= 1")
+
+
+def _levels(name, toks, vals):
+    qsgd_levels(vals[0])
+
+
+# --- sketch factories: (params, d, block_ptr, diag(L) or None) -> Sketch --------------------------------------
+def _identity(params, d, block_ptr, L_diag):
+    return Identity(d, block_ptr)
+
+
+def _rand_k(params, d, block_ptr, L_diag):
+    return RandK(d, block_ptr, parse_k("rand-k", params.strip(), d))
+
+
+def _rand_1(params, d, block_ptr, L_diag):
+    return RandK(d, block_ptr, 1)
+
+
+def _importance(params, d, block_ptr, L_diag):
+    if params:
+        path = Path(params)
+        if not path.is_file():
+            raise ConfigError(f"importance-rand-1: probability file {params!r} does not exist")
+        try:
+            p = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+        except Exception as exc:  # binary junk, a pickled array, text that is not numbers
+            raise ConfigError(f"importance-rand-1: cannot read probabilities from {params!r} "
+                              f"({type(exc).__name__}: {str(exc)[:120]}); give a .npy array or a text file "
+                              "of d numbers") from None
+    else:
+        if L_diag is None:
+            raise ConfigError("importance-rand-1 without a probability file needs diag(L)")
+        L_diag = np.asarray(L_diag, dtype=float)
+        if np.any(L_diag <= 0):
+            raise ConfigError("importance-rand-1: diag(L) has non-positive entries; "
+                              "give probabilities explicitly")
+        p = L_diag / L_diag.sum()
+    return ImportanceRand1(d, block_ptr, p)
+
+
+def _block_rand_k(params, d, block_ptr, L_diag):
+    sizes = np.diff(block_ptr)
+    toks = [t.strip() for t in params.split(",")]
+    ks = [parse_k(f"block-rand-k (block {i} of size {sizes[min(i, len(sizes) - 1)]})", t,
+                  int(sizes[min(i, len(sizes) - 1)])) for i, t in enumerate(toks)]
+    return BlockRandK(d, block_ptr, tuple(ks))
+
+
+def _bern_q(params, d, block_ptr, L_diag):
+    return BernQ(d, block_ptr, tuple(_numbers("bern-q", params)))
+
+
+def _entry(name, params, required, doc, sketch=None, vector=None, unbiased=False, aliases=(), stated_mu=True,
+           check=None):
+    uses = tuple(kind for kind, f in ((SKETCH, sketch), (VECTOR, vector)) if f is not None)
     REGISTRY.register(name, aliases=aliases, params=params, doc=doc, params_required=required, uses=uses,
-                      unbiased=unbiased, stated_mu=stated_mu)(None)
+                      unbiased=unbiased, stated_mu=stated_mu, check=check, sketch=sketch, vector=vector)(None)
 
 
-_entry("identity", "", False, "S = I (no compression).", (SKETCH, VECTOR), True, aliases=("none",))
+_entry("identity", "", False, "S = I (no compression).", _identity, _vec.identity, True, aliases=("none",))
 _entry("rand-k", "K", True, "unbiased: K uniform coordinates scaled by d/K (ω = d/K − 1); K an integer in [1, d] or "
        "a fraction in (0, 1] such as 0.001. Error feedback applies it as C/(1+ω) = unscaled RandomK.",
-       (SKETCH, VECTOR), True, aliases=("randk", "rand-k-unbiased"))
-_entry("rand-1", "", False, "rand-k with K = 1.", (SKETCH, VECTOR), True, aliases=("rand1",))
+       _rand_k, _vec.rand_k, True, aliases=("randk", "rand-k-unbiased"), check=_one_k)
+_entry("rand-1", "", False, "rand-k with K = 1.", _rand_1, _vec.rand_1, True, aliases=("rand1",))
 _entry("importance-rand-1", "[FILE]", False, "one coordinate j with probability p_j, scaled 1/p_j; p ∝ diag(L) "
-       "unless FILE (.npy or text, d probabilities) is given.", aliases=("importance",))
-_entry("block-rand-k", "K[,K2,...]", True, "rand-K inside every block of the partition (one K, or one per block).")
+       "unless FILE (.npy or text, d probabilities) is given.", _importance, aliases=("importance",))
+_entry("block-rand-k", "K[,K2,...]", True, "rand-K inside every block of the partition (one K, or one per block).",
+       _block_rand_k, check=_every_k)
 _entry("bern-q", "Q[,Q2,...]", True, "each block kept with probability Q (one, or one per block) and scaled 1/Q.",
-       aliases=("bernoulli",))
+       _bern_q, aliases=("bernoulli",), check=_qs)
 _entry("rand-k-unscaled", "K", True, "contractive (biased): K uniform coordinates, unscaled — the paper's RandomK, "
-       "μ = K/d exactly.", (VECTOR,), aliases=("randomk", "rand-k-contractive"))
+       "μ = K/d exactly.", vector=_vec.rand_k_unscaled, aliases=("randomk", "rand-k-contractive"), check=_one_k)
 _entry("top-k", "K", True, "contractive (biased): the K largest |x_j| (ties to the lower index), μ >= K/d; O(d) "
-       "selection.", (VECTOR,), aliases=("topk",))
+       "selection.", vector=_vec.top_k, aliases=("topk",), check=_one_k)
 _entry("sign", "", False, "contractive (biased): (‖x‖₁/d)·sign(x), μ = ‖x‖₁²/(d‖x‖²) >= 1/d; d bits + one scale.",
-       (VECTOR,), aliases=("scaled-sign",))
-_entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).", (VECTOR,),
-       True)
+       vector=_vec.sign, aliases=("scaled-sign",))
+_entry("qsgd", "S", True, "unbiased: QSGD with S levels (Alistarh et al. 2017), ω <= min(d/S², √d/S).",
+       vector=_vec.qsgd, unbiased=True, check=_levels)
 _entry("natural", "", False, "unbiased: stochastic rounding to powers of two (Horváth et al. 2019), ω <= 1/8; "
-       "sign + exponent per coordinate.", (VECTOR,), True)
+       "sign + exponent per coordinate.", vector=_vec.natural, unbiased=True)
 _entry("sketch-top-k", "K[,ROWS,COLS]", True, "biased: count sketch (ROWS×COLS, default 5×max(10K, 64)) → 2K "
-       "candidates, whose exact values a second round sends; the K largest are kept (Ivkin et al. 2019).", (VECTOR,),
-       aliases=("count-sketch", "sketched-top-k"), stated_mu=False)
+       "candidates, whose exact values a second round sends; the K largest are kept (Ivkin et al. 2019).",
+       vector=_vec.sketch_top_k, aliases=("count-sketch", "sketched-top-k"), stated_mu=False, check=_one_k)
 
 
 def parse(spec: str, contract: str | None = None) -> tuple[str, str]:
@@ -85,26 +156,15 @@ def parse(spec: str, contract: str | None = None) -> tuple[str, str]:
         raise ConfigError(f"compressor {name!r} needs a parameter: write {name}:{entry.params}")
     if not entry.params and params:
         raise ConfigError(f"compressor {name!r} takes no parameter, got {spec!r}")
-    # syntax, and the ranges that need no data, now (a sweep refuses a bad cell before it runs anything);
-    # k <= d and the block sizes in make()
-    if name in ("rand-k", "block-rand-k", "bern-q", "rand-k-unscaled", "top-k", "qsgd", "sketch-top-k"):
+    # syntax, and the ranges that need no data, now; k <= d and the block sizes when it is bound
+    if entry.check is not None:
         vals = _numbers(name, params)
         toks = [t.strip() for t in params.split(",")]
         counts = _arity(entry.params)
         if counts is not None and len(toks) not in counts:
             raise ConfigError(f"compressor {name!r} takes {entry.params} ({_count_text(counts)}), "
                               f"got {len(toks)}: {spec!r}")
-        if name in ("rand-k", "rand-k-unscaled", "top-k", "sketch-top-k"):
-            parse_k(name, toks[0], None)
-        elif name == "block-rand-k":
-            for t in toks:
-                parse_k(name, t, None)
-        elif name == "bern-q":
-            for q in vals:
-                if not 0.0 < q <= 1.0:
-                    raise ConfigError(f"bern-q: q = {q:g} is out of range; need 0 < q <= 1")
-        else:
-            qsgd_levels(vals[0])
+        entry.check(name, toks, vals)
     return name, params
 
 
@@ -137,16 +197,17 @@ def check_contract(spec: str, contract: str, algorithm: str) -> None:
     if not ok(REGISTRY[name]):
         allowed = REGISTRY.select(ok)
         raise IncompatibleError(f"algorithm {algorithm!r} needs {kind}; {name!r} is not one. "
-                          f"Choose one of: {', '.join(allowed)}")
+                                f"Choose one of: {', '.join(allowed)}")
 
 
 def make_vector(spec: str, d: int) -> Compressor:
     """Bind ``spec`` to dimension ``d`` as a vector compressor C(x)."""
     name, params = parse(spec)
-    if VECTOR not in REGISTRY[name].uses:
+    entry = REGISTRY[name]
+    if entry.vector is None:
         raise ConfigError(f"{name!r} is a diagonal sketch, not a vector compressor; the vector-compressor methods "
                           "take: " + ", ".join(vector_names()))
-    return _make_vector(name, params, d)
+    return entry.vector([t.strip() for t in params.split(",")] if params else [], d)
 
 
 def vector_names() -> list[str]:
@@ -170,44 +231,12 @@ def _numbers(name: str, params: str) -> list[float]:
 def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
     """Bind ``spec`` to dimension ``d`` and partition ``block_ptr`` (default: one block)."""
     name, params = parse(spec)
-    if SKETCH not in REGISTRY[name].uses:
+    entry = REGISTRY[name]
+    if entry.sketch is None:
         raise IncompatibleError(f"{name!r} is a vector compressor, not a diagonal sketch; the sketch methods take: "
-                          + ", ".join(REGISTRY.select(lambda e: SKETCH in e.uses)))
+                                + ", ".join(REGISTRY.select(lambda e: SKETCH in e.uses)))
     block_ptr = np.asarray([0, d] if block_ptr is None else block_ptr, dtype=np.int64)
-    if name == "identity":
-        return Identity(d, block_ptr)
-    if name in ("rand-k", "rand-1"):
-        k = 1 if name == "rand-1" else parse_k("rand-k", params.strip(), d)
-        return RandK(d, block_ptr, k)
-    if name == "importance-rand-1":
-        if params:
-            path = Path(params)
-            if not path.is_file():
-                raise ConfigError(f"importance-rand-1: probability file {params!r} does not exist")
-            try:
-                p = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
-            except Exception as exc:  # binary junk, a pickled array, text that is not numbers
-                raise ConfigError(f"importance-rand-1: cannot read probabilities from {params!r} "
-                                  f"({type(exc).__name__}: {str(exc)[:120]}); give a .npy array or a text file "
-                                  "of d numbers") from None
-        else:
-            if L_diag is None:
-                raise ConfigError("importance-rand-1 without a probability file needs diag(L)")
-            L_diag = np.asarray(L_diag, dtype=float)
-            if np.any(L_diag <= 0):
-                raise ConfigError("importance-rand-1: diag(L) has non-positive entries; "
-                                  "give probabilities explicitly")
-            p = L_diag / L_diag.sum()
-        return ImportanceRand1(d, block_ptr, p)
-    if name == "block-rand-k":
-        sizes = np.diff(block_ptr)
-        toks = [t.strip() for t in params.split(",")]
-        ks = [parse_k(f"block-rand-k (block {i} of size {sizes[min(i, len(sizes) - 1)]})", t,
-                      int(sizes[min(i, len(sizes) - 1)])) for i, t in enumerate(toks)]
-        return BlockRandK(d, block_ptr, tuple(ks))
-    if name == "bern-q":
-        return BernQ(d, block_ptr, tuple(_numbers(name, params)))
-    raise AssertionError(name)  # parse() only returns registered names
+    return entry.sketch(params, d, block_ptr, L_diag)
 
 
 def describe() -> list[tuple[str, str]]:

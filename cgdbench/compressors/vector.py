@@ -499,47 +499,59 @@ def qsgd_levels(s: float) -> int:
     return int(s)
 
 
-def make_vector(name: str, params: str, d: int) -> Compressor:
-    """Build the compressor ``name[:params]`` for dimension ``d`` (names already canonical)."""
-    toks = [t.strip() for t in params.split(",")] if params else []
-    vals = []
-    for tok in toks:
-        try:
-            vals.append(float(tok))
-        except ValueError:
-            raise ConfigError(f"compressor {name!r}: parameter {tok!r} is not a number") from None
-    if name == "identity":
-        return Compressor("identity", C_IDENTITY, d, unbiased=True, omega=0.0, mu=1.0)
-    if name in ("rand-k", "rand-1", "rand-k-unscaled"):
-        k = 1 if name == "rand-1" else parse_k(name, toks[0], d)
-        if name == "rand-k-unscaled":
-            return Compressor(name, C_RAND_K, d, k=k, scale=1.0, mu=k / d)
-        return Compressor("rand-k", C_RAND_K, d, k=k, scale=d / k, unbiased=True, omega=d / k - 1.0)
-    if name == "top-k":
-        k = parse_k(name, toks[0], d)
-        return Compressor(name, C_TOP_K, d, k=k, mu=k / d)
-    if name == "sign":
-        return Compressor(name, C_SIGN, d, mu=1.0 / d)
-    if name == "qsgd":
-        s = qsgd_levels(vals[0])
-        return Compressor(name, C_QSGD, d, s=s, unbiased=True, omega=min(d / s**2, math.sqrt(d) / s))
-    if name == "natural":
-        return Compressor(name, C_NATURAL, d, unbiased=True, omega=0.125)
-    if name == "sketch-top-k":
-        k = parse_k(name, toks[0], d)
-        r = int(vals[1]) if len(vals) > 1 else 5
-        c = int(vals[2]) if len(vals) > 2 else min(d, max(10 * k, 64))
-        if r < 1 or (len(vals) > 1 and vals[1] != r) or r > MAX_SKETCH_ROWS:
-            raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer in [1, {MAX_SKETCH_ROWS}] "
-                              "(a count sketch takes the median of its rows: 3 to 7 are usual)")
-        if c < 2 * k:
-            raise ConfigError(f"sketch-top-k: a count sketch with {c} columns cannot recover k = {k} heavy "
-                              f"hitters; need at least 2k = {2 * k} columns (write sketch-top-k:{k},{r},{10 * k})")
-        if c > d:
-            raise ConfigError(f"sketch-top-k: {c} columns exceed d = {d}; a sketch wider than the vector "
-                              "saves nothing")
-        return Compressor(name, C_SKETCH_TOP_K, d, k=k, r=r, c=c)
-    raise AssertionError(name)  # compressors.make_vector checks the name first
+# --- factories: ``(parameter tokens, d) -> Compressor``, one per registry entry (compressors/__init__.py); the
+# tokens have passed the entry's syntax check (their count, numbers, the ranges that need no d)
+def identity(toks, d):
+    return Compressor("identity", C_IDENTITY, d, unbiased=True, omega=0.0, mu=1.0)
+
+
+def rand_k(toks, d, k=None):
+    k = parse_k("rand-k", toks[0], d) if k is None else k
+    return Compressor("rand-k", C_RAND_K, d, k=k, scale=d / k, unbiased=True, omega=d / k - 1.0)
+
+
+def rand_1(toks, d):
+    return rand_k(toks, d, k=1)
+
+
+def rand_k_unscaled(toks, d):
+    k = parse_k("rand-k-unscaled", toks[0], d)
+    return Compressor("rand-k-unscaled", C_RAND_K, d, k=k, scale=1.0, mu=k / d)
+
+
+def top_k(toks, d):
+    k = parse_k("top-k", toks[0], d)
+    return Compressor("top-k", C_TOP_K, d, k=k, mu=k / d)
+
+
+def sign(toks, d):
+    return Compressor("sign", C_SIGN, d, mu=1.0 / d)
+
+
+def qsgd(toks, d):
+    s = qsgd_levels(float(toks[0]))
+    return Compressor("qsgd", C_QSGD, d, s=s, unbiased=True, omega=min(d / s**2, math.sqrt(d) / s))
+
+
+def natural(toks, d):
+    return Compressor("natural", C_NATURAL, d, unbiased=True, omega=0.125)
+
+
+def sketch_top_k(toks, d):
+    vals = [float(t) for t in toks]
+    k = parse_k("sketch-top-k", toks[0], d)
+    r = int(vals[1]) if len(vals) > 1 else 5
+    c = int(vals[2]) if len(vals) > 2 else min(d, max(10 * k, 64))
+    if r < 1 or (len(vals) > 1 and vals[1] != r) or r > MAX_SKETCH_ROWS:
+        raise ConfigError(f"sketch-top-k: rows = {vals[1]:g} must be an integer in [1, {MAX_SKETCH_ROWS}] "
+                          "(a count sketch takes the median of its rows: 3 to 7 are usual)")
+    if c < 2 * k:
+        raise ConfigError(f"sketch-top-k: a count sketch with {c} columns cannot recover k = {k} heavy "
+                          f"hitters; need at least 2k = {2 * k} columns (write sketch-top-k:{k},{r},{10 * k})")
+    if c > d:
+        raise ConfigError(f"sketch-top-k: {c} columns exceed d = {d}; a sketch wider than the vector "
+                          "saves nothing")
+    return Compressor("sketch-top-k", C_SKETCH_TOP_K, d, k=k, r=r, c=c)
 
 
 #: a count sketch's rows: each costs a pass over the vector per message, and its median needs only a few
