@@ -12,7 +12,7 @@ import numpy as np
 from . import problems
 from .config import RunConfig
 from .errors import ConfigError, StoreError
-from .plot import LABELS, band_stats, load_groups
+from .plot import LABELS, _compressor_text, band_stats, load_groups
 from .sweep import Cell, Sweep, run_sweep
 
 
@@ -123,7 +123,7 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
                             "escape_iter_median": int(np.median(first)) if min(first) >= 0 else
                             f"not escaped in {sum(f < 0 for f in first)} of {len(first)} runs"})
         lrs = sorted({r["config"]["lr"] for (c, _), runs in by.items() if c == comp for r in runs})
-        axes[0, j].set_title(f"{comp}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
+        axes[0, j].set_title(f"{_compressor_text(comp)}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
         axes[0, j].ticklabel_format(axis="y", useOffset=False)  # a flat loss must look flat, not "1e-7 + ..."
         with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on a log axis
             warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)

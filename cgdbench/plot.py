@@ -45,9 +45,22 @@ def _matches(value, wanted) -> bool:
     return False
 
 
+def _compressor_text(spec) -> str:
+    """A compressor as the legend shows it: a fraction of the coordinates also as a percentage (rand-k:0.001 (0.1%))."""
+    params = str(spec).partition(":")[2]
+    if "." in params and "," not in params:
+        try:
+            frac = float(params)
+        except ValueError:
+            return str(spec)
+        if 0.0 < frac <= 1.0:
+            return f"{spec} ({100 * frac:g}%)"
+    return str(spec)
+
+
 def _label(cfg: dict, varying: list[str]) -> str:
     """The method (algorithm | compressor | stepsize), then any other field that differs between lines."""
-    head = f"{cfg['algorithm']} | {cfg['compressor']} | {cfg['stepsize']}"
+    head = f"{cfg['algorithm']} | {_compressor_text(cfg['compressor'])} | {cfg['stepsize']}"
     unread = set(not_read(cfg["algorithm"], varying)) if algorithms.REGISTRY.find(cfg.get("algorithm")) else set()
     rest = [f"{k}={cfg[k]}" for k in varying if k not in ("algorithm", "compressor", "stepsize")
             and k not in unread and cfg.get(k) is not None]

@@ -47,6 +47,15 @@ def test_plot_defaults_log_y_labels_and_title(results, tmp_path):
     assert fig["axes"][0, 0].get_xlabel() == "bits sent up (cumulative)"
 
 
+def test_legend_gives_fractions_as_percentages():
+    """Figure 1's columns are fractions of the coordinates: the legend says 0.1%, not only rand-k:0.001."""
+    t = plot._compressor_text
+    assert t("rand-k:0.001") == "rand-k:0.001 (0.1%)" and t("rand-k:1.0") == "rand-k:1.0 (100%)"
+    assert t("top-k:0.01") == "top-k:0.01 (1%)" and t("bern-q:0.5") == "bern-q:0.5 (50%)"
+    for spec in ("rand-k:3", "identity", "qsgd:4", "bern-q:0.5,0.2", "sketch-top-k:2,5,40"):
+        assert t(spec) == spec  # a count of coordinates, a level or a list: as written
+
+
 def test_every_label_renders_as_mathtext():
     """Labels are matplotlib mathtext (f(x^k) set as maths, not as the characters '^k'): each one parses."""
     import matplotlib.pyplot as plt
