@@ -18,8 +18,10 @@ from .sweep import Cell, Sweep
 REGISTRY = Registry("suite")
 
 
-def suite(name, doc, seeds, iters, aliases=()):
-    return REGISTRY.register(name, aliases=aliases, doc=doc, default_seeds=seeds, default_iters=iters)
+def suite(name, doc, seeds, iters, aliases=(), own_data=False):
+    """``own_data``: the suite's problems carry their data (a saddle's MNIST or digits), not the det-CGD datasets."""
+    return REGISTRY.register(name, aliases=aliases, doc=doc, default_seeds=seeds, default_iters=iters,
+                             own_data=own_data)
 
 
 def get(name: str):
@@ -46,7 +48,7 @@ def make(name: str, dataset=None, seeds: int | None = None, iters: int | None = 
         if not found:
             raise choices_error("--dataset all: none of the paper's datasets is found; dataset", dataset,
                                 list(PAPER_DATASETS))
-        if s.name in ("saddle-escape", "saddle-randomk-classes"):
+        if s.own_data:
             raise ConfigError(f"--dataset all applies to the det-CGD suites; {s.name} runs on its own data "
                               "(give --dataset NAME to change it)")
         parts = [s.factory(d, seeds, iters) for d in found]
@@ -160,7 +162,7 @@ def _free(dataset, seeds, iters):
 @suite("saddle-escape", "saddle paper Figure 2 (in spirit, on the MLP autoencoder of 8×8 digits): from the saddle, "
                         "ef-sgd without and with noise r = 0.01 × uncompressed / TopK 0.1% / RandomK 0.1% "
                         "(η = 0.1, 0.1, 0.0005), 10 seeds",
-       seeds=10, iters=3000, aliases=("escape", "figure2"))
+       seeds=10, iters=3000, aliases=("escape", "figure2"), own_data=True)
 def _escape(dataset, seeds, iters):
     comps = [("identity", 0.1), ("top-k:0.001", 0.1), ("rand-k:0.001", 0.0005)]
     return Sweep("saddle-escape", _cells(
@@ -173,7 +175,7 @@ def _escape(dataset, seeds, iters):
                                  "CIFAR-10): 10 workers holding one class each, ef-sgd with RandomK keeping 100%, "
                                  "10%, 1%, 0.1% of the coordinates, η = 0.1, batch 8 per worker; loss and test "
                                  "accuracy against iterations and bits (--plot)",
-       seeds=3, iters=3000, aliases=("figure1", "randomk-classes"))
+       seeds=3, iters=3000, aliases=("figure1", "randomk-classes"), own_data=True)
 def _randomk_classes(dataset, seeds, iters):
     sw = Sweep("saddle-randomk-classes", _cells(
         dict(problem="mlp-classifier", dataset=dataset, split="by-label", clients=10, algorithm="ef-sgd",

@@ -84,6 +84,9 @@ def test_every_suite_expands_and_names_its_cells():
     assert suites.get("d.2.1").name == "detcgd-distributed" and suites.get("figure2").name == "saddle-escape"
     every = suites.make("detcgd-scalar-vs-matrix", dataset="all", seeds=1, iters=10)  # ../shared has all five
     assert {c.config.dataset for c in every.cells} == set(suites.PAPER_DATASETS)
+    for own in ("saddle-escape", "saddle-randomk-classes"):  # their problems carry their own data
+        with pytest.raises(ConfigError, match=f"{own} runs on its own data"):
+            suites.make(own, dataset="all", seeds=1, iters=10)
     with pytest.raises(ConfigError, match="unknown suite 'nope'.*smoke"):
         suites.get("nope")
 
