@@ -63,6 +63,8 @@ def own_options_error(algo, bad) -> IncompatibleError:
 
 
 def _float(name: str, value, lo: float, strict: bool = False, allow_inf: bool = False) -> float:
+    if isinstance(value, bool):  # a TOML `true` is not 1.0
+        raise ConfigError(f"--{name} {value!r}: must be a number")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -188,6 +190,8 @@ class RunConfig:
         if self.lam is None:
             s("lam", prob.default_lam)
         try:
+            if isinstance(self.lam, bool):  # a TOML `true` is not 1.0
+                raise TypeError
             lam = float(self.lam)
         except (TypeError, ValueError):
             raise ConfigError(f"--lam {self.lam!r}: λ must be a number >= 0") from None
@@ -200,6 +204,8 @@ class RunConfig:
             s("reset_iters", _int("reset-iters", self.reset_iters, 1))
         if self.escape_radius is not None:
             s("escape_radius", _float("escape-radius", self.escape_radius, 0.0, strict=True, allow_inf=True))
+        if not isinstance(self.reset, bool) and type(self.reset).__name__ != "bool_":  # a TOML "no" reads as True
+            raise ConfigError(f"reset {self.reset!r}: must be true or false (--no-reset on the command line)")
         s("reset", bool(self.reset))
         s("sosp_every", _int("sosp-every", self.sosp_every, 0))
         s("eps", _float("eps", self.eps, 0.0, strict=True))

@@ -178,21 +178,36 @@ _PROBLEM_FIELDS = ("problem", "dataset", "clients", "split", "split_seed", "bloc
 
 
 def check_problems(cells, data_dir=None) -> None:
-    """Each distinct problem of the cells built once before any runs: a bad dataset, or more clients than the data
-    has rows, is one error naming the cell (nothing written), not a failed record per cell."""
+    """Each distinct problem of the cells built once before any runs, and each compressor bound to its
+    dimension: a bad dataset, more clients than the data has rows, or k > d is one error naming the cell
+    (nothing written), not a failed record per cell."""
+    from . import compressors
     from .algorithms._common import problem_of
-    seen = set()
+    built, seen = {}, set()
     for cell in cells:
         c = cell.config
         key = tuple(getattr(c, f) for f in _PROBLEM_FIELDS)
-        if key in seen:
+        sketch = algorithms.get(c.algorithm).contract == "sketch"
+        if (key, c.compressor, sketch) in seen:
             continue
-        seen.add(key)
+        seen.add((key, c.compressor, sketch))
+        what = "problem"
         try:
-            problem_of(c, data_dir)
+            if key not in built:
+                built[key] = None
+                built[key] = problem_of(c, data_dir)
+            p = built[key]
+            if p is None:
+                continue
+            what = "problem and compressor"
+            if sketch:  # k within each block; diag(L) only sets importance-rand-1's default probabilities
+                compressors.make(c.compressor, p.d, p.block_ptr, np.ones(p.d))
+            else:
+                compressors.make_vector(c.compressor, p.d)
         except CgdbenchError as exc:
-            same = sum(tuple(getattr(o.config, f) for f in _PROBLEM_FIELDS) == key for o in cells)
-            raise ConfigError(f"{exc} (cell {cell.id}" + (f" and {same - 1} more with its problem" if same > 1 else "")
+            same = sum(tuple(getattr(o.config, f) for f in _PROBLEM_FIELDS) == key
+                       and (what == "problem" or o.config.compressor == c.compressor) for o in cells)
+            raise ConfigError(f"{exc} (cell {cell.id}" + (f" and {same - 1} more with its {what}" if same > 1 else "")
                             + "; no cell was run)") from None
         except Exception:  # noqa: BLE001 — not bad input: the cell's own run records it, the others go on
             continue
@@ -380,10 +395,18 @@ def _run_pool(todo, store_one, workers, data_dir):
         for f in as_completed(futs):
             store_one(futs[f], _result(f, futs[f]))
     except BaseException:
-        # Ctrl-C / SIGTERM: what is stored stays; queued cells are dropped, running ones ended
+        # Ctrl-C / SIGTERM: what is stored stays; queued cells are dropped, running ones ended.  The processes are
+        # taken before shutdown (which drops the executor's table of them); one that outlives SIGTERM (its cell
+        # stops only between chunks, then blocks writing a result nobody reads) is killed, or the exit waits on it
+        procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(ex, "_processes", {}).values()):
+        for p in procs:
             p.terminate()
+        for p in procs:
+            p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
         raise
     ex.shutdown()
 

@@ -23,6 +23,17 @@ def test_non_finite_spec_parameters_are_one_line_errors(spec):
             compressors.make(spec, 50)
 
 
+@pytest.mark.parametrize("kw,words", [
+    ({"lam": True}, "--lam True: λ must be a number"), ({"eps2": True, "stepsize": "corollary1"}, "--eps2 True"),
+    ({"algorithm": "ef-sgd", "problem": "saddle-quartic", "noise": True}, "--noise True: must be a number"),
+    ({"algorithm": "ef-sgd", "problem": "saddle-quartic", "reset": "no"}, "reset 'no': must be true or false"),
+    ({"iters": True}, "must be an integer")])
+def test_a_toml_bool_is_not_a_number(kw, words):
+    """`lam = true` in a grid ran with λ = 1; `reset = "no"` with resets on."""
+    with pytest.raises(ConfigError, match=words):
+        RunConfig(**kw)
+
+
 def test_parse_k_refuses_non_finite_directly():
     from cgdbench.compressors.vector import parse_k
     for tok in ("nan", "inf"):

@@ -176,7 +176,10 @@ def test_a_bad_problem_is_one_error_before_any_cell_runs(tmp_path):
     out = tmp_path / "f.h5"
     for grid, words in (({"dataset": [None, str(tmp_path / "missing.svm")], "iters": 20}, "does not exist"),
                         ({"dataset": "nosuch", "iters": 20}, "a1a"),
-                        ({"clients": [10, 5000], "iters": 20}, "--clients 5000: more clients than rows")):
+                        ({"clients": [10, 5000], "iters": 20}, "--clients 5000: more clients than rows"),
+                        # the compressors bound to the problem's d (k > d was a failed cell per seed)
+                        ({"compressor": ["rand-1", "rand-k:100000"], "iters": 20}, "k = 100000 is out of range"),
+                        ({"algorithm": "ef21", "compressor": "top-k:500", "iters": 20}, "d = 123")):
         with pytest.raises(ConfigError, match="no cell was run") as err:
             sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
         assert words in str(err.value) and not out.exists()
@@ -189,15 +192,24 @@ def test_dask_and_a_scheduler_together_are_refused(tmp_path):
     assert not (tmp_path / "d.h5").exists()
 
 
-def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path):
+def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    from cgdbench import compressors
+    entry = compressors.REGISTRY["rand-k"]
+    real = entry.traits["sketch"]
+
+    def broken(params, d, block_ptr, L_diag):  # a bug (not bad input) in one cell's build
+        if params == "7":
+            raise RuntimeError("the rand-k:7 sketch is broken")
+        return real(params, d, block_ptr, L_diag)
+    monkeypatch.setitem(entry.traits, "sketch", broken)
     out = tmp_path / "f.h5"
-    grid = {"compressor": ["rand-1", "rand-k:100000"], "iters": 20}  # k > d: found when the cell is built
+    grid = {"compressor": ["rand-1", "rand-k:7"], "iters": 20}
     counts = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
     assert counts["failed"] == 1 and counts["ran"] == 2
     status = {store.read_run(out, i)["status"] for i in store.list_runs(out)}
     assert status == {"completed", "failed"}
     failed = next(store.read_run(out, i) for i in store.list_runs(out) if store.read_run(out, i)["status"] == "failed")
-    assert "100000" in failed["meta"]["error"]
+    assert "rand-k:7 sketch is broken" in failed["meta"]["error"]
     # a failed cell is not done: the next sweep tries it again (and replaces it)
     again = sweep.run_sweep(sweep.expand(grid), out, progress=False, log=lambda m: None)
     assert (again["ran"], again["skipped"]) == (1, 1) and len(store.list_runs(out)) == 2
@@ -262,6 +274,22 @@ def test_process_pool_workers(tmp_path):
     sweep.run_sweep(sweep.expand(GRID), ref, progress=False, log=lambda m: None)
     for i in store.list_runs(ref):
         np.testing.assert_array_equal(store.read_run(out, i)["loss"], store.read_run(ref, i)["loss"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_process_pool_workers_exits_cleanly(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) of `compare --workers 2` mid-cell: exit 130 with the one-line message, soon, no
+    traceback (the pool's process table was read after shutdown had dropped it: AttributeError, exit 1)."""
+    grid = tmp_path / "g.toml"
+    grid.write_text('algorithm = "det-cgd1"\niters = 3000000\nlog_every = 100000\nseed = [0, 1, 2]\n')
+    p = subprocess.Popen([sys.executable, "-m", "cgdbench", "compare", "--config", str(grid), "--out",
+                          str(tmp_path / "w.h5"), "--workers", "2", "--quiet"], stderr=subprocess.PIPE, text=True)
+    time.sleep(12)  # the spawned workers import, compile and start their cells
+    p.send_signal(sig)
+    t0 = time.perf_counter()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err and time.perf_counter() - t0 < 60
 
 
 def _free_port():
