@@ -551,6 +551,9 @@ def _main(argv=None) -> int:
             from .report import write_report
             r = write_report(ns.file, ns.out, ns.target)
             print(f"report: {r['runs']} runs, {r['methods']} methods, {r['figures']} figure(s) -> {ns.out}")
+            if not r["completed"]:
+                print(f"cgdbench: note: {ns.file} has no completed runs (figures and the summary draw those); the "
+                      "page lists the runs and their warnings", file=sys.stderr)
             return 0
         if ns.command == "export":
             from .report import export_csv

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections import Counter
 import warnings
 
 import numpy as np
@@ -81,6 +82,10 @@ def band_stats(runs: list[dict], y: str, band: tuple[float, float], series=None)
         lo, hi = np.nanpercentile(Y, band, axis=0) if Y.shape[0] > 1 else (Y[0], Y[0])
         return runs[0]["iteration"][:n], np.nanmedian(Y, axis=0), lo, hi
 
+
+#: the series' names in a legend's words
+LABELS_PLAIN = {"loss": "loss", "grad_norm_sq": "‖∇f‖²", "grad_norm_sq_D": "‖∇f‖²_D", "G": "G", "suboptimality":
+                "f − f*", "stoch_grad_norm_sq": "‖g‖²", "lambda_min": "λ_min", "test_accuracy": "accuracy"}
 
 #: human labels (with units) of the per-iteration datasets and the x axes
 LABELS = {
@@ -167,6 +172,7 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = check_figure_path(out)
     xs_axes = tuple(x.split(",")) if isinstance(x, str) else tuple(x)
@@ -180,6 +186,14 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
                    | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
     groups = load_groups(path, needs, where, ids)
     if not groups:
+        statuses = store.run_statuses(path)
+        if ids is not None:
+            statuses = {i: s for i, s in statuses.items() if i in ids}
+        if statuses and "completed" not in statuses.values():
+            tally = ", ".join(f"{n} {s}" for s, n in sorted(Counter(statuses.values()).items()))
+            raise StoreError(f"{str(path)!r} has no completed runs (it holds {tally}); plot draws completed runs. "
+                             "Finish them by running the same command again (stored cells are skipped), or read "
+                             "a partial trace with `cgdbench export`")
         present = set(_present(path))
         unfiltered = load_groups(path, needs, None, ids) if where else {}
         if unfiltered:  # the series are there: the filter matched nothing; name what it could match
@@ -205,8 +219,17 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
                          f"(no exact f* for {', '.join(names)})")
     cfgs = [json.loads(k) for k in groups]
     varying = sorted(k for k in cfgs[0] if len({json.dumps(c.get(k)) for c in cfgs}) > 1)
-    labels = [f"{_label(cfg, varying)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
-              for cfg, runs in zip(cfgs, groups.values())]
+    heads = [_label(cfg, varying) for cfg in cfgs]
+    labels = [f"{h} ({len(runs)} seed{'s' if len(runs) > 1 else ''})" for h, runs in zip(heads, groups.values())]
+    # methods that compute the same iterates (det-CGD1 and det-CGD2 with a diagonal D, GD and det-CGD with S = I)
+    # draw one line over the other: the legend says which, or the reader counts lines and finds some missing
+    meds = [[band_stats(runs, y, band, series=_series)[1] for y in ys] for runs in groups.values()]
+    for g in range(len(meds)):
+        same = next((h for h in range(g) if all(a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=0,
+                                                                                   equal_nan=True)
+                                                for a, b in zip(meds[g], meds[h]))), None)
+        if same is not None:  # to 9 digits: indistinguishable on any axis
+            labels[g] += f" = {heads[same]} (the same {', '.join(LABELS_PLAIN.get(y, y) for y in ys)})"
     ncol = 1 if len(groups) <= 6 and len(xs_axes) == 1 else 2
     width = 7.5 if len(xs_axes) == 1 else 5.2 * len(xs_axes)
     chars = int(width * 17.5 / ncol)  # 7-pt characters a legend column holds (with its marker) on the canvas
@@ -255,6 +278,9 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
             elif log_x and len(xs_axes) == 1:
                 ax.set_xscale("symlog", linthresh=1)
                 ax.set_xlim(left=0)  # iterations are >= 0: no empty negative half
+            else:  # a linear axis: 300000-bit ticks side by side ran into each other; ×10^k from 10^4 on
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useOffset=False)
+                ax.xaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
             ax.grid(True, alpha=0.3)
     for j, xa in enumerate(xs_axes):
         axes[-1, j].set_xlabel(LABELS.get(xa, xa))

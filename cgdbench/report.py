@@ -152,4 +152,4 @@ def write_report(path, out, target: float | None = None) -> dict:
                      f"<td>{e(env_text)}</td><td><code>{e(str(r.get('git_commit', '')))}</code></td></tr>")
     parts.append("</table></body></html>")
     out.write_text("\n".join(parts))
-    return {"runs": len(runs), "figures": len(figs), "methods": len(rows)}
+    return {"runs": len(runs), "figures": len(figs), "methods": len(rows), "completed": len(done)}

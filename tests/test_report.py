@@ -47,6 +47,30 @@ def test_plot_defaults_log_y_labels_and_title(results, tmp_path):
     assert fig["axes"][0, 0].get_xlabel() == "bits sent up (cumulative)"
 
 
+def test_a_file_without_completed_runs_says_so(tmp_path, capsys):
+    """plot said 'no completed runs with grad_norm_sq, loss; --y can be one of: loss, ...' (a contradiction)."""
+    from cgdbench.cli import main
+    out = tmp_path / "f.h5"
+    store.write_run(out, store.failed_record(cgdbench.RunConfig(iters=5), "a bug"))
+    with pytest.raises(StoreError, match=r"has no completed runs \(it holds 1 failed\); plot draws completed runs"):
+        plot.plot_file(out, tmp_path / "p.png")
+    assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
+    assert "note: " in capsys.readouterr().err
+
+
+def test_legend_names_methods_that_draw_the_same_line(tmp_path):
+    """GD and det-CGD1 with S = I and a scalar D compute the same iterates: one line hides the other, so the
+    legend says which is which; a method with different iterates is not marked."""
+    out = tmp_path / "s.h5"
+    for algo, comp in (("det-cgd1", "identity"), ("gd", "identity"), ("det-cgd1", "rand-1")):
+        cgdbench.run(cgdbench.RunConfig(algorithm=algo, compressor=comp, stepsize="scalar", iters=30), out=out)
+    fig = plot.plot_file(out, tmp_path / "s.png", ys=("loss", "grad_norm_sq"))
+    labels = [t.get_text() for t in fig["axes"][0, 0].figure.legends[0].get_texts()]
+    marked = [t for t in labels if " = " in t]
+    assert len(marked) == 1 and marked[0].startswith("gd | identity") and "= det-cgd1 | identity | scalar (the " \
+        "same loss, ‖∇f‖²)" in marked[0].replace("\n  ", " ")
+
+
 def test_legend_gives_fractions_as_percentages():
     """Figure 1's columns are fractions of the coordinates: the legend says 0.1%, not only rand-k:0.001."""
     t = plot._compressor_text
