@@ -328,15 +328,16 @@ def _compare(ns) -> int:
               f"{counts['skipped']} skipped; results in {ns.out}")
         print(sw.format_summary(rows, sweep.target))
     if ns.plot:
-        from .plot import plot_file
+        from .plot import plot_per_problem
         figure = dict(sweep.figure)
         on = figure.pop("target_on", ())
-        fig = plot_file(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **figure,
-                        hlines={y: (sweep.target, f"ε² = {sweep.target:g} (the target)") for y in on})
-        for note in fig["notes"]:
-            print(f"cgdbench: note: {note}", file=sys.stderr)
-        print(f"figure: {ns.plot} ({fig['groups']} method(s), {fig['runs']} run(s))", file=sys.stderr if ns.json
-              else sys.stdout)
+        for name, fig in plot_per_problem(ns.out, ns.plot, ids={c.id for c in sweep.cells}, **figure,
+                                          hlines={y: (sweep.target, f"ε² = {sweep.target:g} (the target)")
+                                                  for y in on}):
+            for note in fig["notes"]:
+                print(f"cgdbench: note: {note}", file=sys.stderr)
+            print(f"figure: {name} ({fig['groups']} method(s), {fig['runs']} run(s))", file=sys.stderr if ns.json
+                  else sys.stdout)
     return 1 if counts["failed"] or counts["diverged"] else 0  # exit 1: some cells failed or diverged
 
 
@@ -536,12 +537,12 @@ def _main(argv=None) -> int:
         if ns.command == "compressors":
             return _compressors(ns)
         if ns.command == "plot":
-            from .plot import plot_file
-            fig = plot_file(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band), log_y=ns.log_y,
-                            log_x=ns.log_x, where=_where(ns.where))
-            for note in fig["notes"]:
-                print(f"cgdbench: note: {note}", file=sys.stderr)
-            print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {ns.out}")
+            from .plot import plot_per_problem
+            for name, fig in plot_per_problem(ns.file, ns.out, x=ns.x, ys=ns.y.split(","), band=_band(ns.band),
+                                              log_y=ns.log_y, log_x=ns.log_x, where=_where(ns.where)):
+                for note in fig["notes"]:
+                    print(f"cgdbench: note: {note}", file=sys.stderr)
+                print(f"plot: {fig['groups']} group(s) from {fig['runs']} run(s) -> {name}")
             return 0
         if ns.command == "escape":
             return _escape(ns)

@@ -161,6 +161,25 @@ def check_figure_path(out, option: str = "-o"):
     return out
 
 
+def plot_per_problem(path, out, where: dict | None = None, ids=None, **kw) -> list[tuple[str, dict]]:
+    """:func:`plot_file`, one figure per problem when the runs hold several (``out`` stem + ``-PROBLEM``):
+    a logistic loss and a saddle's quartic on one axis are unreadable.  ``[(file, figure), ...]``."""
+    from pathlib import Path
+    where = dict(where or {})
+    found = sorted({json.loads(k).get("problem") for k in load_groups(path, (), where, ids)} - {None})
+    if len(found) <= 1 or "problem" in where:
+        return [(str(out), plot_file(path, out, where=where or None, ids=ids, **kw))]
+    out = check_figure_path(out)
+    figs = []
+    for problem in found:
+        name = out.with_name(f"{out.stem}-{problem}{out.suffix}")
+        fig = plot_file(path, name, where={**where, "problem": problem}, ids=ids, **kw)
+        figs.append((str(name), fig))
+    figs[0][1]["notes"].insert(0, f"{len(found)} problems ({', '.join(found)}): one figure each, "
+                                  f"{out.stem}-PROBLEM{out.suffix} (--where problem=NAME draws one)")
+    return figs
+
+
 def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
               where: dict | None = None, ids=None, hlines: dict | None = None) -> dict:
     """Paper-style figure: one panel per y and x, one line per method (median over seeds) with a quantile band.
@@ -269,7 +288,12 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
                 ax.set_ylabel(LABELS[y] + "\n(over the logged rows)" if sparse else LABELS.get(y, y))
             if hlines and y in hlines:
                 ax.axhline(hlines[y][0], color="black", lw=1.1, ls=(0, (8, 2, 1, 2, 1, 2)), label=hlines[y][1])
-            if (y in LOG_Y) if log_y is None else log_y:
+            positive = any(np.any(np.asarray(m[i]) > 0) for m in meds)  # a saddle's exact ‖∇f‖² = 0 has no log
+            wants_log = (y in LOG_Y) if log_y is None else log_y
+            if wants_log and not positive and j == 0:
+                notes.append(f"--y {y}: no positive value on any drawn row (e.g. the exact 0 gradient at a saddle), "
+                             "so a linear axis")
+            if wants_log and positive:
                 ax.set_yscale("log")
             else:
                 ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-7 +" offset making a flat line look busy

@@ -71,6 +71,22 @@ def test_legend_names_methods_that_draw_the_same_line(tmp_path):
         "same loss, ‖∇f‖²)" in marked[0].replace("\n  ", " ")
 
 
+def test_several_problems_get_a_figure_each(tmp_path, capsys):
+    """`cgdbench plot` of the README's smoke file drew a logistic loss and a quartic saddle on one axis."""
+    from cgdbench.cli import main
+    out = tmp_path / "m.h5"
+    cgdbench.run(cgdbench.RunConfig(iters=10), out=out)
+    cgdbench.run(cgdbench.RunConfig(problem="saddle-quartic", algorithm="ef-sgd", x0="saddle", iters=10), out=out)
+    assert main(["plot", str(out), "-o", str(tmp_path / "f.png")]) == 0
+    captured = capsys.readouterr()
+    assert "one figure each" in captured.err and not (tmp_path / "f.png").exists()
+    assert "--y grad_norm_sq: no positive value" in captured.err  # ef-sgd without noise stays at the saddle
+    for problem in ("logreg-nonconvex", "saddle-quartic"):
+        assert (tmp_path / f"f-{problem}.png").stat().st_size and f"f-{problem}.png" in captured.out
+    assert main(["plot", str(out), "-o", str(tmp_path / "q.png"), "--where", "problem=saddle-quartic"]) == 0
+    assert (tmp_path / "q.png").stat().st_size  # one problem asked for: the file named
+
+
 def test_legend_gives_fractions_as_percentages():
     """Figure 1's columns are fractions of the coordinates: the legend says 0.1%, not only rand-k:0.001."""
     t = plot._compressor_text
