@@ -164,7 +164,6 @@ def check_figure_path(out, option: str = "-o"):
 def plot_per_problem(path, out, where: dict | None = None, ids=None, **kw) -> list[tuple[str, dict]]:
     """:func:`plot_file`, one figure per problem when the runs hold several (``out`` stem + ``-PROBLEM``):
     a logistic loss and a saddle's quartic on one axis are unreadable.  ``[(file, figure), ...]``."""
-    from pathlib import Path
     where = dict(where or {})
     found = sorted({json.loads(k).get("problem") for k in load_groups(path, (), where, ids)} - {None})
     if len(found) <= 1 or "problem" in where:
