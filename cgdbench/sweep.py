@@ -502,8 +502,13 @@ def summary_rows(path, target: float, ids=None) -> list[dict]:
                 warns[w] = warns.get(w, 0) + 1
         row["warnings"] = [[w, n] for w, n in warns.items()]
         # compressed SGD on the saddle problems: how many seeds ended at an ε-SOSP (of those checked)
-        verdicts = [r["meta"]["sosp"]["is_sosp"] for r in recs if isinstance(r["meta"].get("sosp"), dict)]
-        row["sosp"] = [int(sum(map(bool, verdicts))), len(verdicts)]
+        checks = [r["meta"]["sosp"] for r in recs if isinstance(r["meta"].get("sosp"), dict)]
+        row["sosp"] = [int(sum(bool(s["is_sosp"]) for s in checks)), len(checks)]
+        # why the others are not: the worst first-order ratio ‖∇f‖/ε, and how many fail the λ_min condition
+        missed = [s for s in checks if not s["is_sosp"]]
+        row["sosp_missed"] = {"grad_over_eps": max((s["grad_norm"] / s["eps"] for s in missed
+                                                    if not s["first_order"]), default=None),
+                              "lambda_min_fails": sum(not s["second_order"] for s in missed)} if missed else None
         for k, v in vals.items():
             v = np.asarray(v, dtype=float)
             fin = v[np.isfinite(v)]
@@ -549,6 +554,15 @@ def _full_gradient(r) -> bool:
     return entry is None or entry.oracle != "minibatch"
 
 
+def _sosp_missed(r) -> str:
+    m = r.get("sosp_missed")
+    if not m:
+        return ""
+    why = ([f"‖∇f‖ up to {m['grad_over_eps']:.2g}ε"] if m["grad_over_eps"] is not None else []) + \
+        ([f"λ_min < −√(ρε) in {m['lambda_min_fails']}"] if m["lambda_min_fails"] else [])
+    return f" ({', '.join(why)})"
+
+
 def format_summary(rows, target: float, warnings: bool = True) -> str:
     """The summary table, a footnote on its columns and (``warnings``) each distinct run warning once."""
     cols = [("method", _method),
@@ -566,7 +580,8 @@ def format_summary(rows, target: float, warnings: bool = True) -> str:
                ("bits up to ε²", lambda r: _q(r["bits_up_to_target"], ".3g")),
                ("bits down to ε²", lambda r: _q(r["bits_down_to_target"], ".3g"))]
               if any(map(_full_gradient, rows)) else []),
-            *([("ε-SOSP (seeds)", lambda r: f"{r['sosp'][0]}/{r['sosp'][1]}" if r.get("sosp", [0, 0])[1] else "—")]
+            *([("ε-SOSP (seeds)", lambda r: f"{r['sosp'][0]}/{r['sosp'][1]}{_sosp_missed(r)}"
+                 if r.get("sosp", [0, 0])[1] else "—")]
               if any(r.get("sosp", [0, 0])[1] for r in rows) else []),
             ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
             ("setup s (build+compile)", lambda r: _q(r["setup_s"], ".2f"))]
@@ -579,7 +594,8 @@ def format_summary(rows, target: float, warnings: bool = True) -> str:
     if to and any(_full_gradient(r) and (r.get("log_every") or 1) > 1 for r in rows):
         to += ("with --log-every L > 1 that mean is over the logged rows only (x⁰ weighs about L times more than "
                "in G_K,D, so G_K,D can be below ε² with no \"to ε²\"); ")
-    sosp = ("ε-SOSP: seeds whose final second-order check passed / seeds checked; "
+    sosp = ("ε-SOSP: seeds whose final second-order check passed / seeds checked, in brackets why the others "
+            "fail (each run's summary has the values); "
             if any(r.get("sosp", [0, 0])[1] for r in rows) else "")
     text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; {to}{sosp}setup: data, stepsize and kernel compile "
                                "or cache load, paid by the first cell of a setting (the others reuse them); a "

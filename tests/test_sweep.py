@@ -152,8 +152,13 @@ def test_saddle_summary_counts_sosp_verdicts_instead_of_to_target_columns(tmp_pa
     assert sweep.run_sweep(sw, out, progress=False, log=lambda m: None)["failed"] == 0
     rows = sweep.summary_rows(out, 1e-2)
     assert sorted((r["also"]["noise"], tuple(r["sosp"])) for r in rows) == [(0.0, (0, 2)), (0.01, (2, 2))]
-    head = sweep.format_summary(rows, 1e-2).splitlines()[0]
+    text = sweep.format_summary(rows, 1e-2)
+    head = text.splitlines()[0]
     assert "ε-SOSP (seeds)" in head and "to ε²" not in head
+    # without noise both seeds stay at the saddle: the gradient is 0, λ_min is what fails, and the table says so
+    assert "0/2 (λ_min < −√(ρε) in 2)" in text and "2/2  " in text
+    assert {r["also"]["noise"]: r["sosp_missed"] for r in rows}[0.01] is None
+    assert sweep._sosp_missed({"sosp_missed": {"grad_over_eps": 5.27, "lambda_min_fails": 0}}) == " (‖∇f‖ up to 5.3ε)"
 
 
 def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
