@@ -32,7 +32,12 @@ def _choices(pairs) -> str:
 
 class _Parser(argparse.ArgumentParser):
     """Bad command-line syntax is one line on stderr, exit 2, like every other bad input (argparse would print
-    the command's whole usage block first: 30 lines for ``run``)."""
+    the command's whole usage block first: 30 lines for ``run``).  No abbreviations: ``--iter`` is not
+    ``--iters`` (a script's prefix would silently change meaning when an option is added)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"cgdbench: error: {message} (see `{self.prog} --help`)\n")

@@ -207,6 +207,7 @@ def test_a_closed_pipe_ends_quietly():
     (["escape", "--problem", "logreg-nonconvex", "--out", "e.h5"],
      "escape --problem 'logreg-nonconvex': the experiment starts at a saddle of one of: saddle-quartic"),
     (["plot", "x.h5", "-o", "x.png", "--log-y", "--linear-y"], "not allowed with argument --log-y"),
+    (["run", "--iter", "5"], "unrecognized arguments: --iter 5"),  # no prefixes: a script's --iter stays an error
     # an unknown compressor lists what this algorithm takes (no det-CGD sketch for SGD, no top-k for det-CGD)
     (["run", "--problem", "saddle-quartic", "--algorithm", "sgd", "--compressor", "foo"],
      "this algorithm takes a vector compressor C(x): choose one of: identity, rand-k:K, rand-1, rand-k-unscaled:K"),
