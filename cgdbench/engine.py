@@ -83,7 +83,10 @@ class Trace:
         m, last = self.meta, self.loss.size > 0
         rows = rows + [
             ("bits sent", f"up {_bits(self.bits_up[-1] if last else 0)}, "
-                          f"down {_bits(self.bits_down[-1] if last else 0)}"),
+                          f"down {_bits(self.bits_down[-1] if last else 0)}"
+                          # an interrupted run stops between logged rows: its counts are those of the last row
+                          + (f" (to x^{int(self.iteration[-1])}, the last logged row)"
+                             if last and int(self.iteration[-1]) < self.iterations else "")),
             ("wall time", f"{m.get('run_seconds', float('nan')):.3f} s run + "
                           f"{m.get('compile_seconds', float('nan')):.2f} s setup ("
                           + (f"{m['build_seconds']:.2f} s data and stepsize, " if m.get("build_seconds") else "")

@@ -274,6 +274,8 @@ def test_interrupt_counts_match_the_stored_rows(tmp_path):
     assert rec["G_KD"] == whole.G_KD
     np.testing.assert_array_equal(rec["loss"], whole.loss[:rec["loss"].size])
     assert signal.getsignal(signal.SIGINT) is not None  # the engine put the previous handler back
+    # the bits are the last logged row's, and the summary says which row that is
+    assert f"(to x^{rec['iteration'][-1]}, the last logged row)" in tr.summary()
 
 
 def test_interrupt_in_the_final_check_keeps_every_iteration(tmp_path, monkeypatch):
