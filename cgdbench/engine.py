@@ -34,8 +34,15 @@ MIN_CHUNK_SECONDS = 2e-3
 
 
 def build(config: RunConfig, data_dir=None, allow_hash_mismatch: bool = False) -> Built:
-    """Load data and build what the config's algorithm needs; raises on any bad input."""
-    return algorithms.get(config.algorithm).factory.build(config, data_dir, allow_hash_mismatch)
+    """Load data and build what the config's algorithm needs; raises on any bad input.
+
+    NumPy's BLAS runs on one thread here: the stepsize programs (d <= a few hundred) are as fast on one, many
+    times faster when another process shares the cores (OpenBLAS's threads spin: det-CGD1's optimal D on a1a
+    took 3-6 s alone, 12 s beside one busy process with two BLAS threads, 4.7 s with one), and their result
+    no longer depends on the machine's core count (a threaded product sums in another order)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        return algorithms.get(config.algorithm).factory.build(config, data_dir, allow_hash_mismatch)
 
 
 @dataclass

@@ -93,6 +93,29 @@ def _fresh_memory(monkeypatch):
     monkeypatch.setattr(parallel.PathChooser, "_warmed", set())
 
 
+def test_stepsize_matrices_do_not_depend_on_the_blas_thread_count(tmp_path):
+    """The setup's NumPy products run on one BLAS thread: det-CGD1's L_i^{-1} blocks were different in their last
+    bits with OPENBLAS_NUM_THREADS=2 (a threaded product sums in another order), so a run's D, and every
+    metric after it, depended on the machine's core count."""
+    code = textwrap.dedent("""
+        import hashlib
+        import numpy as np
+        from cgdbench import engine
+        from cgdbench.config import RunConfig
+        for kw in (dict(compressor="bern-q:0.5", stepsize="l-inv", blocks="3", clients=5),
+                   dict(stepsize="optimal-diag")):
+            D = engine.build(RunConfig(algorithm="det-cgd1", iters=5, **kw)).D.dense()
+            print(hashlib.sha256(np.ascontiguousarray(D).tobytes()).hexdigest())
+    """)
+    out = {}
+    for t in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": t, "CGDBENCH_CACHE": str(tmp_path / t)}  # no cached D
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out[t] = r.stdout.split()
+    assert len(out["1"]) == 2 and out["1"] == out["2"]
+
+
 def test_chooser_runs_parallel_on_a_quiet_machine():
     m = FakeMachine(lambda i: 38e-6, lambda i: 72e-6)
     c = m.chooser("quiet")
