@@ -115,7 +115,7 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
     skip = opts.get("skip_incompatible", False)
     if not isinstance(skip, bool):
         raise ConfigError(f"[compare] skip_incompatible {skip!r}: must be true or false")
-    cells, seen, skipped = [], set(), []
+    cells, seen, skipped, repeated = [], set(), [], []
     for combo in itertools.product(*axes.values()):
         try:
             cfg = RunConfig(**fixed, **dict(zip(axes, combo)))
@@ -134,6 +134,8 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
         if cell.id not in seen:
             seen.add(cell.id)
             cells.append(cell)
+        else:
+            repeated.append(", ".join(f"{k} = {v!r}" for k, v in zip(axes, combo)))
     target = opts.get("target", default_target([c.config for c in cells])[0] if cells else 1e-2)
     try:
         target = float(target)
@@ -146,6 +148,9 @@ def expand(spec: dict, name: str = "grid") -> Sweep:
                           f"{skipped[0]}")
     notes = ([f"skip_incompatible: {len(skipped)} grid cell(s) left out (seeds counted), e.g. {skipped[0]}"]
              if skipped else [])
+    if repeated:  # seed = [0, 0], an alias beside its name, a value equal to the default it fills in
+        notes.append(f"{len(repeated)} grid combination(s) name a run already in the grid (the same config), so "
+                     f"it runs once, e.g. {repeated[0]}")
     return Sweep(name, cells, target, notes=notes)
 
 

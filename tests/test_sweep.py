@@ -175,6 +175,14 @@ def test_a_plain_run_of_a_stored_config_is_a_repeat_not_a_seed(tmp_path):
     assert r.returncode == 0 and "already in" in r.stderr and "repeat" in r.stderr
 
 
+def test_repeated_grid_values_are_one_cell_and_said(tmp_path):
+    sw = sweep.expand({"seed": [0, 0, 1], "compressor": ["rand-1", "rand1"], "iters": 5})
+    assert len(sw.cells) == 2 and sw.notes == [
+        "4 grid combination(s) name a run already in the grid (the same config), so it runs once, e.g. "
+        "seed = 0, compressor = 'rand1'"]
+    assert sweep.expand({"seed": [0, 1], "iters": 5}).notes == []
+
+
 def test_a_bad_problem_is_one_error_before_any_cell_runs(tmp_path):
     """A missing dataset, or more clients than rows, in any cell: one error naming the value and the cell,
     and no file written (before, every such cell ran and was stored as failed)."""
