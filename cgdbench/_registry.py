@@ -102,4 +102,9 @@ class Registry(Mapping):
         return [e.name for e in self.values() if pred(e)]
 
     def describe(self) -> list[tuple[str, str]]:
-        return [(e.name + (":" + e.params if e.params else ""), e.doc) for e in self.values()]
+        """``(name[:PARAMS], doc line (aliases: ...))`` of every entry: what ``cgdbench list`` prints."""
+        return [(e.name + (":" + e.params if e.params else ""), e.doc + alias_note(e)) for e in self.values()]
+
+
+def alias_note(entry) -> str:
+    return f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._registry import Registry
+from .._registry import Registry, alias_note
 from ..errors import ConfigError, IncompatibleError
 from .sketches import (INDEX_MODES, BernQ, BlockRandK, Identity, ImportanceRand1, RandK,
                        Sketch, sample_sketch)
@@ -241,5 +241,5 @@ def make(spec: str, d: int, block_ptr=None, L_diag=None) -> Sketch:
 
 def describe() -> list[tuple[str, str]]:
     return [(e.name + (":" + e.params if e.params else ""),
-             f"[{'/'.join('sketch' if u == SKETCH else 'vector' for u in e.uses)}] {e.doc}")
+             f"[{'/'.join('sketch' if u == SKETCH else 'vector' for u in e.uses)}] {e.doc}{alias_note(e)}")
             for e in REGISTRY.values()]
