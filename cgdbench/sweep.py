@@ -432,7 +432,11 @@ def connect(scheduler: str | None, workers: int, timeout: float = 5.0):
         except (OSError, TimeoutError) as exc:
             raise CgdbenchError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
                                 f"({type(exc).__name__}: {exc})") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    import logging
+    # silence_logs: a Ctrl-C cancels the running cells, and each worker would log that as a WARNING (its
+    # CancelledError); errors still show
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
