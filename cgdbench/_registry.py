@@ -107,4 +107,4 @@ class Registry(Mapping):
 
 
 def alias_note(entry) -> str:
-    return f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+    return f" (aliases: {', '.join(repr(a) for a in entry.aliases)})" if entry.aliases else ""

@@ -11,6 +11,8 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import algorithms, compressors, problems, stepsizes
 from .algorithms.ef_sgd import noise_schedule
 from .errors import ConfigError, IncompatibleError, choices_error
@@ -204,7 +206,7 @@ class RunConfig:
             s("reset_iters", _int("reset-iters", self.reset_iters, 1))
         if self.escape_radius is not None:
             s("escape_radius", _float("escape-radius", self.escape_radius, 0.0, strict=True, allow_inf=True))
-        if not isinstance(self.reset, bool) and type(self.reset).__name__ != "bool_":  # a TOML "no" reads as True
+        if not isinstance(self.reset, (bool, np.bool_)):  # a TOML "no" would read as True
             raise ConfigError(f"reset {self.reset!r}: must be true or false (--no-reset on the command line)")
         s("reset", bool(self.reset))
         s("sosp_every", _int("sosp-every", self.sosp_every, 0))

@@ -34,14 +34,9 @@ MIN_CHUNK_SECONDS = 2e-3
 
 
 def build(config: RunConfig, data_dir=None, allow_hash_mismatch: bool = False) -> Built:
-    """Load data and build what the config's algorithm needs; raises on any bad input.
-
-    NumPy's BLAS runs on one thread here: the stepsize programs (d <= a few hundred) are as fast on one, many
-    times faster when another process shares the cores (OpenBLAS's threads spin: det-CGD1's optimal D on a1a
-    took 3-6 s alone, 12 s beside one busy process with two BLAS threads, 4.7 s with one), and their result
-    no longer depends on the machine's core count (a threaded product sums in another order)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
+    """Load data and build what the config's algorithm needs; raises on any bad input.  On one BLAS thread
+    (:func:`cgdbench.parallel.one_blas_thread`: the same L and D on any machine, no stall under load)."""
+    with parallel.one_blas_thread():
         return algorithms.get(config.algorithm).factory.build(config, data_dir, allow_hash_mismatch)
 
 
@@ -188,7 +183,8 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         t_end = time.perf_counter()
         stop.restore()  # the final checks (λ_min) can take a while: Ctrl-C there keeps the finished run
         stop.check()
-        final = job.final(status)
+        with parallel.one_blas_thread():  # λ_min by a dense eigensolver: the same bits on any core count
+            final = job.final(status)
     except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", exc
     except Exception as exc:  # a bug: keep what was computed, mark the run failed, re-raise
@@ -198,8 +194,9 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         if bar is not None:
             bar.close()
     run_seconds = (t_end or time.perf_counter()) - t0 - paused  # the iterations, not the final checks
-    if interrupted is not None and k > K:  # interrupted in the final checks: every iteration ran
-        final = job.final_interrupted()
+    if interrupted is not None and k > K:  # cut short in the final checks: every iteration ran
+        final = job.final_cut("interrupted during the final second-order check" if status == "interrupted" else
+                              f"the final second-order check failed: {type(interrupted).__name__}: {interrupted}")
 
     completed = min(k, K) if status != "completed" else K
     tr, extras, G_KD = job.collect(completed)

@@ -25,11 +25,31 @@ saves most of a first run (EF-SGD's parallel path: ~50 s).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import time
 
 from .errors import ConfigError
+
+_BLAS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """NumPy's BLAS on one thread (the setup's and the final checks' dense algebra, d up to a few thousand).
+
+    Its result then does not depend on the machine's core count (a threaded product sums in another order:
+    det-CGD1's L_i^{-1} blocks differed in their last bits with two BLAS threads), and spinning BLAS threads
+    do not stall it when another process shares the cores (det-CGD1's optimal D on a1a: 11.7 s beside one busy
+    process with two BLAS threads, 4.7 s with one; 3.2-6.2 s and 4.8 s quiet).  The limit is process-wide
+    (threadpoolctl), so threads of one process that build at once take turns.
+    """
+    from threadpoolctl import threadpool_limits
+    with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 
 PATH_ENV = "CGDBENCH_PATH"
 PATH_CHOICES = ("auto", "parallel", "serial")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections import Counter
 import warnings
+from collections import Counter
 
 import numpy as np
 
-from . import store
-from . import algorithms
+from . import algorithms, compressors, store
 from .config import OMIT_AT_DEFAULT, not_read
 from .errors import ConfigError, StoreError
 from .metrics import running_mean
@@ -48,8 +47,9 @@ def _matches(value, wanted) -> bool:
 
 def _compressor_text(spec) -> str:
     """A compressor as the legend shows it: a fraction of the coordinates also as a percentage (rand-k:0.001 (0.1%))."""
-    params = str(spec).partition(":")[2]
-    if "." in params and "," not in params:
+    name, _, params = str(spec).partition(":")
+    entry = compressors.REGISTRY.find(name)
+    if entry is not None and entry.fraction and "." in params and "," not in params:
         try:
             frac = float(params)
         except ValueError:
@@ -165,18 +165,32 @@ def plot_per_problem(path, out, where: dict | None = None, ids=None, **kw) -> li
     """:func:`plot_file`, one figure per problem when the runs hold several (``out`` stem + ``-PROBLEM``):
     a logistic loss and a saddle's quartic on one axis are unreadable.  ``[(file, figure), ...]``."""
     where = dict(where or {})
-    found = sorted({json.loads(k).get("problem") for k in load_groups(path, (), where, ids)} - {None})
+    x = kw.get("x", "iteration")
+    needs = _needs(kw.get("ys", ("loss",)), tuple(x.split(",")) if isinstance(x, str) else tuple(x))
+    found = sorted({json.loads(k).get("problem") for k in load_groups(path, needs, where, ids)} - {None})
     if len(found) <= 1 or "problem" in where:
         return [(str(out), plot_file(path, out, where=where or None, ids=ids, **kw))]
     out = check_figure_path(out)
-    figs = []
+    figs, left = [], []
     for problem in found:
         name = out.with_name(f"{out.stem}-{problem}{out.suffix}")
-        fig = plot_file(path, name, where={**where, "problem": problem}, ids=ids, **kw)
-        figs.append((str(name), fig))
-    figs[0][1]["notes"].insert(0, f"{len(found)} problems ({', '.join(found)}): one figure each, "
-                                  f"{out.stem}-PROBLEM{out.suffix} (--where problem=NAME draws one)")
+        try:
+            figs.append((str(name), plot_file(path, name, where={**where, "problem": problem}, ids=ids, **kw)))
+        except StoreError as exc:  # e.g. --y suboptimality on a problem without f*: the others are drawn
+            left.append((problem, exc))
+    if not figs:
+        raise left[0][1]
+    figs[0][1]["notes"][:0] = [f"{len(found)} problems ({', '.join(found)}): one figure each, "
+                               f"{out.stem}-PROBLEM{out.suffix} (--where problem=NAME draws one)"] + \
+        [f"no figure for {problem}: {exc}" for problem, exc in left]
     return figs
+
+
+def _needs(ys, xs_axes) -> list[str]:
+    """The stored datasets the series ``ys`` against ``xs_axes`` are drawn from."""
+    return sorted({n for y in ys for n in DERIVED.get(y, (y,))}
+                  | {n for xa in xs_axes for n in DERIVED.get(xa, (xa,))} - {"iteration"}
+                  | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
 
 
 def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=None, log_x: bool = False,
@@ -199,9 +213,7 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
             raise ConfigError(f"--x {xa!r}: choose one of {', '.join(X_CHOICES)} (several: comma separated)")
     if "lambda_min" in ys and xs_axes != ("iteration",):
         raise StoreError("--y lambda_min is drawn against its own iterations (lambda_min_iter); use --x iteration")
-    needs = sorted({n for y in ys for n in DERIVED.get(y, (y,))}
-                   | {n for xa in xs_axes for n in DERIVED.get(xa, (xa,))} - {"iteration"}
-                   | ({"lambda_min_iter"} if "lambda_min" in ys else set()))
+    needs = _needs(ys, xs_axes)
     groups = load_groups(path, needs, where, ids)
     if not groups:
         statuses = store.run_statuses(path)
@@ -242,6 +254,11 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     # methods that compute the same iterates (det-CGD1 and det-CGD2 with a diagonal D, GD and det-CGD with S = I)
     # draw one line over the other: the legend says which, or the reader counts lines and finds some missing
     meds = [[band_stats(runs, y, band, series=_series)[1] for y in ys] for runs in groups.values()]
+    # ... and on the bits axes the same x (32- and 64-bit values give the same loss at other bit counts); wall
+    # time always differs, and the label says what is the same
+    for m, runs in zip(meds, groups.values()):
+        m += [np.median(np.stack([_x_of(r, ys[0], xa)[:m[0].size] for r in runs]), axis=0)
+              for xa in xs_axes if xa in ("bits_up", "bits_total")]
     for g in range(len(meds)):
         same = next((h for h in range(g) if all(a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=0,
                                                                                    equal_nan=True)

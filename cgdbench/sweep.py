@@ -200,20 +200,24 @@ def check_problems(cells, data_dir=None) -> None:
         try:
             if key not in built:
                 built[key] = None
-                built[key] = problem_of(c, data_dir)
-            p = built[key]
-            if p is None:
+                p = problem_of(c, data_dir)
+                built[key] = (p.d, p.block_ptr)  # not the problem: a grid of many would hold every data copy
+                del p
+            if built[key] is None:
                 continue
+            d, block_ptr = built[key]
             what = "problem and compressor"
             if sketch:  # k within each block; diag(L) only sets importance-rand-1's default probabilities
-                compressors.make(c.compressor, p.d, p.block_ptr, np.ones(p.d))
+                compressors.make(c.compressor, d, block_ptr, np.ones(d))
             else:
-                compressors.make_vector(c.compressor, p.d)
+                compressors.make_vector(c.compressor, d)
         except CgdbenchError as exc:
             same = sum(tuple(getattr(o.config, f) for f in _PROBLEM_FIELDS) == key
                        and (what == "problem" or o.config.compressor == c.compressor) for o in cells)
+            hint = ("; over datasets of different d, a fraction (rand-k:0.1) fits each" if what != "problem"
+                    and "out of range" in str(exc) else "")
             raise ConfigError(f"{exc} (cell {cell.id}" + (f" and {same - 1} more with its {what}" if same > 1 else "")
-                            + "; no cell was run)") from None
+                            + f"; no cell was run){hint}") from None
         except Exception:  # noqa: BLE001 — not bad input: the cell's own run records it, the others go on
             continue
 

@@ -296,6 +296,28 @@ def test_interrupt_in_the_final_check_keeps_every_iteration(tmp_path, monkeypatc
     assert "ε-SOSP  not checked (interrupted" in info.value.trace.summary()
 
 
+def test_a_failure_in_the_final_check_is_named_and_other_methods_get_no_sosp(tmp_path, monkeypatch):
+    """The engine wrote ef-sgd's "interrupted" ε-SOSP meta for any algorithm and for a bug as well."""
+    from cgdbench import store
+    from cgdbench.algorithms._common import Job
+    from cgdbench.algorithms.ef_sgd import EfSgdJob
+
+    def broken(self, status):
+        raise RuntimeError("eigensolver broke")
+    for cls, cfg in ((EfSgdJob, RunConfig(problem="saddle-quartic", algorithm="ef-sgd", x0="saddle", iters=20)),
+                     (Job, RunConfig(algorithm="ef21", iters=20))):
+        monkeypatch.setattr(cls, "final", broken)
+        out = tmp_path / f"{cfg.algorithm}.h5"
+        with pytest.raises(RuntimeError) as info:
+            engine.run(cfg, out=out)
+        rec = store.read_run(out, info.value.trace.run_id)
+        assert rec["status"] == "failed" and rec["iterations_completed"] == 20
+        if cls is EfSgdJob:
+            assert rec["meta"]["sosp_skipped"] == "the final second-order check failed: RuntimeError: eigensolver broke"
+        else:
+            assert "sosp" not in rec["meta"] and "sosp_skipped" not in rec["meta"]
+
+
 def test_escape_interrupted_mid_run_exits_130_without_traceback(tmp_path):
     import signal
     import time

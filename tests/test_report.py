@@ -69,6 +69,11 @@ def test_legend_names_methods_that_draw_the_same_line(tmp_path):
     marked = [t for t in labels if " = " in t]
     assert len(marked) == 1 and marked[0].startswith("gd | identity") and "= det-cgd1 | identity | scalar (the " \
         "same loss, ‖∇f‖²)" in marked[0].replace("\n  ", " ")
+    # the same losses at other bit counts (64-bit values) are not the same line on a bits axis
+    cgdbench.run(cgdbench.RunConfig(algorithm="gd", compressor="identity", stepsize="scalar", iters=30,
+                                    value_bits=64), out=out)
+    fig = plot.plot_file(out, tmp_path / "b.png", x="iteration,bits_up", where={"algorithm": "gd"})
+    assert not any(" = " in t.get_text() for t in fig["axes"][0, 0].figure.legends[0].get_texts())
 
 
 def test_several_problems_get_a_figure_each(tmp_path, capsys):
@@ -85,6 +90,13 @@ def test_several_problems_get_a_figure_each(tmp_path, capsys):
         assert (tmp_path / f"f-{problem}.png").stat().st_size and f"f-{problem}.png" in captured.out
     assert main(["plot", str(out), "-o", str(tmp_path / "q.png"), "--where", "problem=saddle-quartic"]) == 0
     assert (tmp_path / "q.png").stat().st_size  # one problem asked for: the file named
+    # a series only one problem has: that problem's figure, under the name asked for
+    assert main(["plot", str(out), "-o", str(tmp_path / "l.png"), "--y", "lambda_min"]) == 0
+    assert (tmp_path / "l.png").stat().st_size
+    # f* only on the saddle: its figure, and a note for the other
+    assert main(["plot", str(out), "-o", str(tmp_path / "s.png"), "--y", "suboptimality"]) == 0
+    assert (tmp_path / "s-saddle-quartic.png").stat().st_size and not (tmp_path / "s-logreg-nonconvex.png").exists()
+    assert "no figure for logreg-nonconvex: --y suboptimality needs f*" in capsys.readouterr().err
 
 
 def test_legend_gives_fractions_as_percentages():
@@ -92,7 +104,7 @@ def test_legend_gives_fractions_as_percentages():
     t = plot._compressor_text
     assert t("rand-k:0.001") == "rand-k:0.001 (0.1%)" and t("rand-k:1.0") == "rand-k:1.0 (100%)"
     assert t("top-k:0.01") == "top-k:0.01 (1%)" and t("bern-q:0.5") == "bern-q:0.5 (50%)"
-    for spec in ("rand-k:3", "identity", "qsgd:4", "bern-q:0.5,0.2", "sketch-top-k:2,5,40"):
+    for spec in ("rand-k:3", "identity", "qsgd:4", "qsgd:1.0", "bern-q:0.5,0.2", "sketch-top-k:2,5,40"):
         assert t(spec) == spec  # a count of coordinates, a level or a list: as written
 
 

@@ -297,10 +297,14 @@ def test_interrupting_process_pool_workers_exits_cleanly(tmp_path, sig):
     grid.write_text('algorithm = "det-cgd1"\niters = 3000000\nlog_every = 100000\nseed = [0, 1, 2]\n')
     p = subprocess.Popen([sys.executable, "-m", "cgdbench", "compare", "--config", str(grid), "--out",
                           str(tmp_path / "w.h5"), "--workers", "2", "--quiet"], stderr=subprocess.PIPE, text=True)
-    time.sleep(12)  # the spawned workers import, compile and start their cells
+    first = p.stderr.readline()  # "g: 3 cells, ... 3 to run": the pool starts next
+    assert "3 to run" in first, first
+    time.sleep(8)  # the spawned workers import, compile and start their cells (a cell takes minutes)
+    assert p.poll() is None
     p.send_signal(sig)
     t0 = time.perf_counter()
     _, err = p.communicate(timeout=120)
+    err = first + err
     assert p.returncode == 130 and "Traceback" not in err, err
     assert "interrupted" in err and time.perf_counter() - t0 < 60
 

@@ -307,8 +307,8 @@ class Job:
         """Meta computed once the iterations are done (the saddle methods' second-order check)."""
         return {}
 
-    def final_interrupted(self):
-        """The meta :meth:`final` leaves when an interrupt cuts it short (every iteration ran)."""
+    def final_cut(self, reason: str):
+        """The meta :meth:`final` leaves when an interrupt or an error cuts it short (every iteration ran)."""
         return {}
 
     def unseen_losses(self) -> tuple[float, int]:

@@ -396,8 +396,8 @@ class EfSgdJob(Job):
         return {"bits_per_message": comp.bits_up(c.value_bits, c.index_mode), "ranges": self.R,
                 "f_star": p.f_star, "G_KD_note": "mean ‖∇f‖² over logged iterates (D = ηI)"}
 
-    def final_interrupted(self):
-        return {"sosp": None, "sosp_skipped": "interrupted during the final second-order check"}
+    def final_cut(self, reason: str):
+        return {"sosp": None, "sosp_skipped": reason}
 
     def final(self, status):
         """λ_min at the final point and the ε-SOSP verdict (when the run finished)."""

@@ -36,7 +36,8 @@ SKETCH, VECTOR = "sketch", "vector"
 #: vector-compressor methods), the kinds it has a factory for; ``unbiased`` — as a vector compressor, E C(x) = x
 #: (DIANA and MARINA need it); ``stated_mu`` — its contraction μ is known in closed form (EF21's stepsize needs
 #: it; sketch-top-k's is data dependent); ``check(name, tokens, values)`` — the syntax and the ranges that need
-#: no data; ``sketch(params, d, block_ptr, L_diag)`` and ``vector(tokens, d)`` — the factories
+#: no data; ``sketch(params, d, block_ptr, L_diag)`` and ``vector(tokens, d)`` — the factories; ``fraction`` —
+#: its (first) parameter may be a fraction of the coordinates or a probability (a legend adds it as a percentage)
 REGISTRY = Registry("compressor")
 
 
@@ -111,7 +112,8 @@ def _entry(name, params, required, doc, sketch=None, vector=None, unbiased=False
            check=None):
     uses = tuple(kind for kind, f in ((SKETCH, sketch), (VECTOR, vector)) if f is not None)
     REGISTRY.register(name, aliases=aliases, params=params, doc=doc, params_required=required, uses=uses,
-                      unbiased=unbiased, stated_mu=stated_mu, check=check, sketch=sketch, vector=vector)(None)
+                      unbiased=unbiased, stated_mu=stated_mu, check=check, sketch=sketch, vector=vector,
+                      fraction=check in (_one_k, _every_k, _qs))(None)
 
 
 _entry("identity", "", False, "S = I (no compression).", _identity, _vec.identity, True, aliases=("none",))

@@ -29,6 +29,7 @@ from . import corollary1_full as c1f
 from . import distributed as dist
 from .conditions import FAMILIES, condition_lambda, condition_matrix  # noqa: F401  (the package's face)
 from .linalg import logdet_chol, require_pd, sym_power  # noqa: F401
+from ..parallel import one_blas_thread
 from .matrix import KINDS, StepsizeMatrix  # noqa: F401
 from .shapes import single_node
 
@@ -117,6 +118,11 @@ def build(spec: str, family: str, sketch, L: np.ndarray, block_ptr=None, setting
     holds), ``theorem2_gammas`` where used, and ``warnings``.  The rules in
     ``DISTRIBUTED`` also need ``setting`` (:class:`.distributed.Setting`).
     """
+    with one_blas_thread():  # `cgdbench theory` builds here directly: the same D, and cache, as a run's
+        return _build(spec, family, sketch, L, block_ptr, setting)
+
+
+def _build(spec, family, sketch, L, block_ptr, setting):
     if family not in FAMILIES:
         raise choices_error("algorithm family", family, FAMILIES)
     name, param = parse(spec)
