@@ -93,7 +93,7 @@ def _figure(path, where, ys) -> str | None:
 
 
 def write_report(path, out, target: float | None = None) -> dict:
-    from .sweep import format_summary, summary_rows
+    from .sweep import summary_rows, summary_table
     out = _check_out(out, (".html", ".htm"))
     runs = _runs(path)
     e = html.escape
@@ -118,7 +118,14 @@ def write_report(path, out, target: float | None = None) -> dict:
     for r in runs:
         for w in r.get("meta", {}).get("warnings", []):
             warned.setdefault(str(w), []).append(r["run_id"])
-    summary = e(format_summary(rows, target, warnings=False)) if rows else "no completed runs"  # listed below
+    if rows:  # an HTML table (the console's text table is ~250 characters wide); warnings are listed below
+        table, note = summary_table(rows, target)
+        summary = ("<table id='summary-table'><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in table[0])
+                   + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                                                      for row in table[1:]) + f"</tbody></table><p><small>{e(note)}"
+                   "</small></p>")
+    else:
+        summary = "<p id='summary-table'>no completed runs</p>"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cgdbench report: {e(Path(path).name)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
              "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top} "
@@ -130,7 +137,7 @@ def write_report(path, out, target: float | None = None) -> dict:
              + "</p>", "<h2 id='summary'>Summary</h2>",
              f"<p>The “to ε²” columns: the first logged iteration where the running mean of ‖∇f‖²_D is ≤ ε² = "
              f"{target:g} ({e(target_from)}).</p>",
-             f"<pre id='summary-table'>{summary}</pre>",
+             summary,
              "<h2 id='figures'>Figures</h2>"]
     for title, img in figs:
         parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='data:image/png;base64,{img}'>")

@@ -578,6 +578,18 @@ def _sosp_missed(r) -> str:
 
 def format_summary(rows, target: float, warnings: bool = True) -> str:
     """The summary table, a footnote on its columns and (``warnings``) each distinct run warning once."""
+    table, note = summary_table(rows, target)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    text = "\n".join(lines) + "\n" + note
+    warned = _warning_lines(rows) if warnings else []
+    return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")
+
+
+def summary_table(rows, target: float) -> tuple[list[list[str]], str]:
+    """The summary's cells (a header row, then one row per method) and the footnote on its columns: the text
+    table of :func:`format_summary` and the report's HTML table."""
     cols = [("method", _method),
             ("data", lambda r: f"{r['problem']} / {r['dataset']} / n={r['clients']}"),
             ("seeds", lambda r: f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r.get("diverged") else "")
@@ -599,9 +611,6 @@ def format_summary(rows, target: float, warnings: bool = True) -> str:
             ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
             ("setup s (build+compile)", lambda r: _q(r["setup_s"], ".2f"))]
     table = [[c for c, _ in cols]] + [[f(r) for _, f in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     to = (f"\"to ε²\": first logged iteration where the running mean of ‖∇f‖²_D (G_k,D when every iterate is "
           f"logged) is <= {target:g}, (reached/seeds); " if any(map(_full_gradient, rows)) else "")
     if to and any(_full_gradient(r) and (r.get("log_every") or 1) > 1 for r in rows):
@@ -610,9 +619,6 @@ def format_summary(rows, target: float, warnings: bool = True) -> str:
     sosp = ("ε-SOSP: seeds whose final second-order check passed / seeds checked, in brackets why the others "
             "fail (each run's summary has the values); "
             if any(r.get("sosp", [0, 0])[1] for r in rows) else "")
-    text = "\n".join(lines) + (f"\nmedian [10–90%] over seeds; {to}{sosp}setup: data, stepsize and kernel compile "
-                               "or cache load, paid by the first cell of a setting (the others reuse them); a "
-                               "kernel compiles once per machine, so a first run's compile lands on the cell that "
-                               "first waits for it")
-    warned = _warning_lines(rows) if warnings else []
-    return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")
+    return table, (f"median [10–90%] over seeds; {to}{sosp}setup: data, stepsize and kernel compile or cache load, "
+                   "paid by the first cell of a setting (the others reuse them); a kernel compiles once per machine, "
+                   "so a first run's compile lands on the cell that first waits for it")

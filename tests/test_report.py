@@ -194,7 +194,10 @@ def test_html_report_renders_in_headless_chromium(results, tmp_path):
     dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert "id=\"summary-table\"" in dom and "det-cgd1 | rand-1 | diag-inv" in dom
-    assert dom.count("data:image/png;base64,") == 2 and dom.count("<tr>") == 1 + 5
+    # the summary is a table of its own (a header and one row per method), then the runs' table
+    summary, runs = dom.split("id=\"summary-table\"")[1].split("id=\"runs-table\"")
+    assert summary.count("<tr>") == 1 + info["methods"] and "<th>final loss</th>" in summary
+    assert dom.count("data:image/png;base64,") == 2 and runs.count("<tr>") == 1 + 5
     shot = tmp_path / "shot.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,2400", page.as_uri()],
                    capture_output=True, timeout=120)
