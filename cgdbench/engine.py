@@ -183,8 +183,7 @@ def run(config: RunConfig, out=None, progress: bool = False, data_dir=None,
         t_end = time.perf_counter()
         stop.restore()  # the final checks (λ_min) can take a while: Ctrl-C there keeps the finished run
         stop.check()
-        with parallel.one_blas_thread():  # λ_min by a dense eigensolver: the same bits on any core count
-            final = job.final(status)
+        final = job.final(status)
     except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", exc
     except Exception as exc:  # a bug: keep what was computed, mark the run failed, re-raise

@@ -29,6 +29,7 @@ import numpy as np
 from .. import compressors, stepsizes
 from .._jit import njit, njit_parallel, prange
 from ..errors import CgdbenchError, ConfigError
+from ..parallel import one_blas_thread
 from ..compressors.sketches import _floyd
 from ..compressors.vector import SHARED_COMPRESSOR, SHARED_NOISE, decode_add, encode
 from ..problems.conv import conv_pass, pass_buffers
@@ -367,7 +368,8 @@ class EfSgdJob(Job):
         if say:
             how = "dense eigendecomposition" if d <= DENSE_LIMIT else "Lanczos on Hessian-vector products"
             print(f"λ_min(∇²f) at iteration {k}: {how}, d = {d} ...", end="", file=sys.stderr, flush=True)
-        lam, self.lam_method = lambda_min(self.b.problem, self.x, seed=self.b.config.seed)
+        with one_blas_thread():  # a dense eigensolver: the same λ_min bits on any core count
+            lam, self.lam_method = lambda_min(self.b.problem, self.x, seed=self.b.config.seed)
         self.sosp_seconds += time.perf_counter() - t
         if say:
             print(f" {lam:.4g} ({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
