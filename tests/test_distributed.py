@@ -455,6 +455,10 @@ def test_rules_parse_and_need_the_setting():
     for bad in ("corollary1:corollary1", "corollary1:nope", "corollary1:scalar:0.1", "khaled-richtarik:3"):
         with pytest.raises(ConfigError):
             stepsizes.parse(bad)
+    # an unknown shape lists the shapes (it listed every rule, ef21 and corollary1 among them)
+    with pytest.raises(ConfigError, match=r"'nope'; choose one of: scalar, identity-w, diag-inv, l-inv, l-inv-sqrt, "
+                                          r"optimal, optimal-diag$"):
+        stepsizes.parse("det-marina:nope")
     Ls, L = _clients(4, 2)
     with pytest.raises(ConfigError, match="distributed setting"):
         stepsizes.build("corollary1", "det-cgd1", compressors.make("rand-1", 4), L)

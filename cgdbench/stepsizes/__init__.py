@@ -41,6 +41,9 @@ REGISTRY = Registry("stepsize")
 
 
 def _rule(name, params, doc, scope="det-cgd", distributed=False, shape=False, aliases=()):
+    """``params``: "" (none), "[GAMMA]" (an optional γ > 0) or "[RULE]" (an optional shape rule): what parse reads."""
+    if params not in ("", "[GAMMA]", "[RULE]"):
+        raise ValueError(f"stepsize {name!r}: params {params!r}; parse reads '', '[GAMMA]' or '[RULE]'")
     REGISTRY.register(name, aliases=aliases, params=params, doc=doc, scope=scope, distributed=distributed,
                       shape=shape)(None)
 
@@ -85,12 +88,16 @@ def names(scope: str) -> list[str]:
 def parse(spec: str) -> tuple[str, float | str | None]:
     """``(name, param)``: param is γ for ``scalar:GAMMA``, the shape rule for ``corollary1:RULE``, else None."""
     name, param = REGISTRY.split(spec)
-    if param and name not in ("scalar", "corollary1", "det-marina"):
+    takes = REGISTRY[name].params  # "[GAMMA]": a number; "[RULE]": a shape rule; "": nothing
+    if param and not takes:
         raise ConfigError(f"stepsize {name!r} takes no parameter, got {spec!r}")
     if not param:
         return name, None
-    if name in ("corollary1", "det-marina"):
-        shape, extra = REGISTRY.split(param, f"{name} shape")
+    if takes == "[RULE]":
+        try:
+            shape, extra = REGISTRY.split(param, f"{name} shape")
+        except ConfigError:  # an unknown name: the shapes it can take, not every rule
+            shape, extra = None, None
         if shape not in SHAPES or extra:
             raise choices_error(f"{name} shape ({name}:RULE)", param, SHAPES)
         return name, shape
