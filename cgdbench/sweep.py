@@ -579,10 +579,15 @@ def _sosp_missed(r) -> str:
 def format_summary(rows, target: float, warnings: bool = True) -> str:
     """The summary table, a footnote on its columns and (``warnings``) each distinct run warning once."""
     table, note = summary_table(rows, target)
+    # the context columns every row shares go under the table (the console table was ~250 characters wide)
+    shared = [i for i, c in enumerate(table[0]) if c in ("data", "seeds") and len(table) > 2
+              and len({row[i] for row in table[1:]}) == 1]
+    head = "; ".join(f"{table[0][i]}: {table[1][i]}" for i in shared)
+    table = [[x for i, x in enumerate(row) if i not in shared] for row in table]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    text = "\n".join(lines) + "\n" + note
+    text = "\n".join(lines) + (f"\nevery row: {head}" if head else "") + "\n" + note
     warned = _warning_lines(rows) if warnings else []
     return text + ("\nwarnings (each distinct one once):\n" + "\n".join(warned) if warned else "")
 
@@ -609,7 +614,7 @@ def summary_table(rows, target: float) -> tuple[list[list[str]], str]:
                  if r.get("sosp", [0, 0])[1] else "—")]
               if any(r.get("sosp", [0, 0])[1] for r in rows) else []),
             ("µs/iter", lambda r: _q(r["us_per_iter"], ".1f")),
-            ("setup s (build+compile)", lambda r: _q(r["setup_s"], ".2f"))]
+            ("setup s", lambda r: _q(r["setup_s"], ".2f"))]
     table = [[c for c, _ in cols]] + [[f(r) for _, f in cols] for r in rows]
     to = (f"\"to ε²\": first logged iteration where the running mean of ‖∇f‖²_D (G_k,D when every iterate is "
           f"logged) is <= {target:g}, (reached/seeds); " if any(map(_full_gradient, rows)) else "")

@@ -119,6 +119,9 @@ def test_skip_if_done_rerun_and_summary(tmp_path):
     text = sweep.format_summary(rows, 1e-2)
     assert "det-cgd1 | rand-1 | diag-inv" in text and "median [10–90%] over seeds" in text
     assert "iters to ε²=0.01" in text.splitlines()[0] and "ε-SOSP" not in text  # det-CGD: no SOSP column
+    # what every row shares is said once under the table, not a column (the console table was ~250 wide)
+    assert "every row: data: logreg-nonconvex / synthetic-a1a / n=3; seeds: 2" in text
+    assert "data" not in text.splitlines()[0].split()
     # every iterate logged: no caveat on the "to ε²" mean; logged every 10: said under the table
     assert "over the logged rows only" not in text
     assert "over the logged rows only" in sweep.format_summary([{**r, "log_every": 10} for r in rows], 1e-2)
