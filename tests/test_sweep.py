@@ -305,11 +305,11 @@ def test_interrupting_process_pool_workers_exits_cleanly(tmp_path, sig):
     time.sleep(8)  # the spawned workers import, compile and start their cells (a cell takes minutes)
     assert p.poll() is None
     p.send_signal(sig)
-    t0 = time.perf_counter()
+    # a hang (the exit waiting on a worker that outlived SIGTERM) fails here as TimeoutExpired, not as a timing
     _, err = p.communicate(timeout=120)
     err = first + err
     assert p.returncode == 130 and "Traceback" not in err, err
-    assert "interrupted" in err and time.perf_counter() - t0 < 60
+    assert "interrupted" in err
 
 
 def _free_port():
