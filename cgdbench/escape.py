@@ -12,7 +12,7 @@ import numpy as np
 from . import problems
 from .config import RunConfig
 from .errors import ConfigError, StoreError
-from .plot import LABELS, _compressor_text, band_stats, load_groups
+from .plot import LABELS, band_stats, compressor_text, load_groups
 from .sweep import Cell, Sweep, run_sweep
 
 
@@ -44,10 +44,10 @@ def run_escape(out, problem="mlp-autoencoder", dataset=None, data_dir=None, hidd
     if ns.noise <= 0:
         raise ConfigError(f"--noise {ns.noise}: the experiment compares r = 0 with some r > 0")
     saddles = [n for n in problems.REGISTRY.names(oracle="minibatch") if "saddle" in problems.get(n).x0_choices]
-    if problems.REGISTRY.get(ns.problem).name not in saddles:  # an unknown name: the registry's error
+    problem = problems.canonical(ns.problem)  # an unknown name: the registry's error
+    if problem not in saddles:
         raise ConfigError(f"escape --problem {ns.problem!r}: the experiment starts at a saddle of one of: "
                           f"{', '.join(saddles)}")
-    problem = problems.canonical(ns.problem)
     # the experiment's own default for the MLP: one hidden layer, a strict saddle (the run default 32,8,32 is
     # degenerate); any other problem takes --hidden as `cgdbench run` does
     hidden = "32" if ns.hidden is None and problem == "mlp-autoencoder" else ns.hidden
@@ -123,7 +123,7 @@ def plot_escape(path, out, specs=None, band=(10.0, 90.0), only=None) -> list[dic
                             "escape_iter_median": int(np.median(first)) if min(first) >= 0 else
                             f"not escaped in {sum(f < 0 for f in first)} of {len(first)} runs"})
         lrs = sorted({r["config"]["lr"] for (c, _), runs in by.items() if c == comp for r in runs})
-        axes[0, j].set_title(f"{_compressor_text(comp)}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
+        axes[0, j].set_title(f"{compressor_text(comp)}, η = {', '.join(f'{v:g}' for v in lrs)}", fontsize=10)
         axes[0, j].ticklabel_format(axis="y", useOffset=False)  # a flat loss must look flat, not "1e-7 + ..."
         with warnings.catch_warnings():  # a column whose runs all diverged has nothing to draw on a log axis
             warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)

@@ -45,7 +45,7 @@ def _matches(value, wanted) -> bool:
     return False
 
 
-def _compressor_text(spec) -> str:
+def compressor_text(spec) -> str:
     """A compressor as the legend shows it: a fraction of the coordinates also as a percentage (rand-k:0.001 (0.1%))."""
     name, _, params = str(spec).partition(":")
     entry = compressors.REGISTRY.find(name)
@@ -61,7 +61,7 @@ def _compressor_text(spec) -> str:
 
 def _label(cfg: dict, varying: list[str]) -> str:
     """The method (algorithm | compressor | stepsize), then any other field that differs between lines."""
-    head = f"{cfg['algorithm']} | {_compressor_text(cfg['compressor'])} | {cfg['stepsize']}"
+    head = f"{cfg['algorithm']} | {compressor_text(cfg['compressor'])} | {cfg['stepsize']}"
     unread = set(not_read(cfg["algorithm"], varying)) if algorithms.REGISTRY.find(cfg.get("algorithm")) else set()
     rest = [f"{k}={cfg[k]}" for k in varying if k not in ("algorithm", "compressor", "stepsize")
             and k not in unread and cfg.get(k) is not None]
@@ -253,7 +253,8 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
     labels = [f"{h} ({len(runs)} seed{'s' if len(runs) > 1 else ''})" for h, runs in zip(heads, groups.values())]
     # methods that compute the same iterates (det-CGD1 and det-CGD2 with a diagonal D, GD and det-CGD with S = I)
     # draw one line over the other: the legend says which, or the reader counts lines and finds some missing
-    meds = [[band_stats(runs, y, band, series=_series)[1] for y in ys] for runs in groups.values()]
+    stats = [[band_stats(runs, y, band, series=_series) for y in ys] for runs in groups.values()]  # drawn below
+    meds = [[s[1] for s in per] for per in stats]
     # ... and on the bits axes the same x (32- and 64-bit values give the same loss at other bit counts); wall
     # time always differs, and the label says what is the same
     for m, runs in zip(meds, groups.values()):
@@ -282,7 +283,7 @@ def plot_file(path, out, x="iteration", ys=("loss",), band=(10.0, 90.0), log_y=N
         colour = colours[g % len(colours)]
         dash = LINE_STYLES[(g + g // len(colours)) % len(LINE_STYLES)]
         for i, y in enumerate(ys):
-            _, mean, lo, hi = band_stats(runs, y, band, series=_series)
+            _, mean, lo, hi = stats[g][i]
             for j, xa in enumerate(xs_axes):
                 ax = axes[i, j]
                 # the x of a point: the median over the seeds too (wall time and the bits of a random-size

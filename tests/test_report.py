@@ -101,7 +101,7 @@ def test_several_problems_get_a_figure_each(tmp_path, capsys):
 
 def test_legend_gives_fractions_as_percentages():
     """Figure 1's columns are fractions of the coordinates: the legend says 0.1%, not only rand-k:0.001."""
-    t = plot._compressor_text
+    t = plot.compressor_text
     assert t("rand-k:0.001") == "rand-k:0.001 (0.1%)" and t("rand-k:1.0") == "rand-k:1.0 (100%)"
     assert t("top-k:0.01") == "top-k:0.01 (1%)" and t("bern-q:0.5") == "bern-q:0.5 (50%)"
     for spec in ("rand-k:3", "identity", "qsgd:4", "qsgd:1.0", "bern-q:0.5,0.2", "sketch-top-k:2,5,40"):
